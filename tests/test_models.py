@@ -1,0 +1,55 @@
+import torch
+import pytest
+
+from unclip_diffusers.configs import build_components
+from unclip_diffusers.models import UnCLIPPriorTransformer, UnCLIPTextProjection
+
+
+@pytest.fixture(scope="module")
+def components():
+    torch.manual_seed(0)
+    return build_components("tiny")
+
+
+def test_prior_is_causal_without_a_mask(components):
+    prior: UnCLIPPriorTransformer = components["prior"]
+    torch.manual_seed(0)
+    x, proj, tokens = torch.randn(2, 32), torch.randn(2, 32), torch.randn(2, 77, 32)
+    with_mask = prior(x, 3, proj, encoder_hidden_states=tokens, attention_mask=torch.ones(2, 77, dtype=torch.bool))
+    without = prior(x, 3, proj, encoder_hidden_states=tokens)
+    torch.testing.assert_close(with_mask.predicted_image_embedding, without.predicted_image_embedding)
+
+
+def test_prior_embedding_stats_round_trip(components):
+    prior = components["prior"]
+    mean, std = torch.randn(32), torch.rand(32) + 0.5
+    prior.set_embedding_stats(mean, std)
+    z = torch.randn(4, 32)
+    torch.testing.assert_close(prior.post_process_latents(prior.normalize_embeddings(z)), z)
+    with pytest.raises(ValueError, match="positive"):
+        prior.set_embedding_stats(mean, torch.zeros(32))
+
+
+def test_text_projection_shapes_and_guidance_batch(components):
+    proj: UnCLIPTextProjection = components["text_proj"]
+    z_i = torch.randn(3, 32)
+    tokens, time = proj(
+        image_embeddings=z_i,
+        prompt_embeds=torch.randn(6, 32),
+        text_encoder_hidden_states=torch.randn(6, 77, 32),
+        do_classifier_free_guidance=True,
+    )
+    assert tokens.shape == (6, 4 + 77, proj.config.cross_attention_dim)
+    assert time.shape == (6, proj.config.time_embed_dim)
+    with pytest.raises(ValueError, match="Batch sizes differ"):
+        proj(image_embeddings=z_i, prompt_embeds=torch.randn(3, 32), text_encoder_hidden_states=torch.randn(6, 77, 32))
+
+
+def test_components_save_and_load(tmp_path, components):
+    for name in ["prior", "text_proj", "decoder", "super_res_first"]:
+        model = components[name]
+        model.save_pretrained(tmp_path / name)
+        loaded = type(model).from_pretrained(tmp_path / name)
+        for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+            torch.testing.assert_close(a, b)
+        assert (tmp_path / name / "diffusion_pytorch_model.safetensors").exists()

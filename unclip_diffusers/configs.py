@@ -1,0 +1,266 @@
+"""Model-size presets for every unCLIP component and the factory that builds randomly initialised components.
+
+`tiny` is for tests (seconds on a CPU); `small` is the CPU-trainable release model (base 32 px, one x4 upsampler
+to 128 px). Training configs (steps, learning rates) live in `unclip_diffusers.training.config` and name one of
+these presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UNet2DModel
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPTextConfig,
+    CLIPTextModelWithProjection,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
+
+from .models import UnCLIPPriorTransformer, UnCLIPTextProjection
+from .tokenizer import build_clip_tokenizer, clip_vocab_size
+
+NUM_TRAIN_TIMESTEPS = 1000
+BETA_SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of improved DDPM, as in the paper
+
+
+@dataclass
+class CLIPSize:
+    embed_dim: int = 256  # CLIP projection width == text width (the prior and text_proj read token encodings at this width)
+    num_merges: int = 7678  # BPE merges kept: vocabulary = 512 + merges + 2 = 8,192 ids
+    max_text_length: int = 32  # tokens per caption; emoji captions are short
+    text_layers: int = 4
+    text_heads: int = 4
+    image_size: int = 64  # the CLIP image encoder's input resolution
+    patch_size: int = 8
+    vision_width: int = 256
+    vision_layers: int = 4
+    vision_heads: int = 4
+
+
+@dataclass
+class PriorSize:
+    num_layers: int = 6
+    num_attention_heads: int = 4
+    attention_head_dim: int = 64  # inner width = heads * head_dim
+
+
+@dataclass
+class DecoderSize:
+    sample_size: int = 32  # base image resolution
+    block_out_channels: tuple[int, ...] = (64, 128, 256)
+    layers_per_block: int = 2
+    attention_head_dim: int = 32
+    cross_attention_levels: tuple[bool, ...] = (False, True, True)  # which resolutions get cross-attention
+    learned_variance: bool = False  # epsilon prediction with fixed variance; True doubles out_channels (Karlo-style)
+
+
+@dataclass
+class SuperResSize:
+    sample_size: int = 128  # output resolution; input is sample_size // 4
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 1
+    norm_num_groups: int = 32  # GroupNorm groups; must divide every block width
+
+
+@dataclass
+class UnCLIPModelConfig:
+    """Sizes of every component of one unCLIP model."""
+
+    clip: CLIPSize = field(default_factory=CLIPSize)
+    prior: PriorSize = field(default_factory=PriorSize)
+    decoder: DecoderSize = field(default_factory=DecoderSize)
+    super_res: SuperResSize | None = field(default_factory=SuperResSize)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "UnCLIPModelConfig":
+        def tuples(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+        return cls(
+            clip=CLIPSize(**data["clip"]),
+            prior=PriorSize(**data["prior"]),
+            decoder=DecoderSize(**tuples(data["decoder"])),
+            super_res=SuperResSize(**tuples(data["super_res"])) if data.get("super_res") else None,
+        )
+
+
+MODEL_PRESETS: dict[str, UnCLIPModelConfig] = {
+    "small": UnCLIPModelConfig(),
+    "tiny": UnCLIPModelConfig(
+        clip=CLIPSize(embed_dim=32, num_merges=1000, max_text_length=77, text_layers=2, text_heads=2, image_size=32,
+                      patch_size=8, vision_width=32, vision_layers=2, vision_heads=2),
+        prior=PriorSize(num_layers=2, num_attention_heads=2, attention_head_dim=16),
+        decoder=DecoderSize(sample_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=8,
+                            cross_attention_levels=(False, True)),
+        super_res=SuperResSize(sample_size=64, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8),
+    ),
+}
+
+
+def get_model_config(name_or_config: str | UnCLIPModelConfig) -> UnCLIPModelConfig:
+    """Look up a preset by name (a copy, safe to modify) or pass a config through."""
+    if isinstance(name_or_config, UnCLIPModelConfig):
+        return name_or_config
+    if name_or_config not in MODEL_PRESETS:
+        raise ValueError(f"Unknown model preset {name_or_config!r}; choose one of {sorted(MODEL_PRESETS)}.")
+    return replace(MODEL_PRESETS[name_or_config])
+
+
+def build_tokenizer(size: CLIPSize):
+    return build_clip_tokenizer(size.num_merges, model_max_length=size.max_text_length)
+
+
+def _clip_token_ids(size: CLIPSize) -> dict[str, int]:
+    vocab = clip_vocab_size(size.num_merges)
+    # CLIP pools the text at the end-of-text token; pad with it too, as OpenAI's tokenizer does.
+    return {"vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1, "pad_token_id": vocab - 1}
+
+
+def clip_text_config(size: CLIPSize) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        **_clip_token_ids(size),
+        hidden_size=size.embed_dim,
+        intermediate_size=4 * size.embed_dim,
+        projection_dim=size.embed_dim,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads,
+        max_position_embeddings=size.max_text_length,
+    )
+
+
+def clip_vision_config(size: CLIPSize) -> CLIPVisionConfig:
+    return CLIPVisionConfig(
+        hidden_size=size.vision_width,
+        intermediate_size=4 * size.vision_width,
+        projection_dim=size.embed_dim,
+        num_hidden_layers=size.vision_layers,
+        num_attention_heads=size.vision_heads,
+        image_size=size.image_size,
+        patch_size=size.patch_size,
+    )
+
+
+def build_image_processor(size: CLIPSize) -> CLIPImageProcessorPil:
+    """CLIP's resize-centre-crop-normalise, in the PIL backend (no torchvision needed)."""
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": size.image_size}, crop_size={"height": size.image_size, "width": size.image_size}
+    )
+
+
+def build_prior(config: UnCLIPModelConfig) -> UnCLIPPriorTransformer:
+    return UnCLIPPriorTransformer(
+        num_attention_heads=config.prior.num_attention_heads,
+        attention_head_dim=config.prior.attention_head_dim,
+        num_layers=config.prior.num_layers,
+        embedding_dim=config.clip.embed_dim,
+        num_embeddings=config.clip.max_text_length,
+        additional_embeddings=4,
+    )
+
+
+def _decoder_time_dim(size: DecoderSize) -> int:
+    return size.block_out_channels[0] * 4
+
+
+def build_text_proj(config: UnCLIPModelConfig) -> UnCLIPTextProjection:
+    width = config.decoder.block_out_channels[-1]
+    return UnCLIPTextProjection(
+        clip_extra_context_tokens=4,
+        clip_embeddings_dim=config.clip.embed_dim,
+        time_embed_dim=_decoder_time_dim(config.decoder),
+        cross_attention_dim=width,
+    )
+
+
+def build_decoder(config: UnCLIPModelConfig) -> UNet2DConditionModel:
+    size = config.decoder
+    if len(size.cross_attention_levels) != len(size.block_out_channels):
+        raise ValueError("cross_attention_levels needs one entry per block_out_channels entry.")
+    down = tuple("SimpleCrossAttnDownBlock2D" if a else "ResnetDownsampleBlock2D" for a in size.cross_attention_levels)
+    up = tuple("SimpleCrossAttnUpBlock2D" if a else "ResnetUpsampleBlock2D" for a in reversed(size.cross_attention_levels))
+    return UNet2DConditionModel(
+        sample_size=size.sample_size,
+        in_channels=3,
+        out_channels=6 if size.learned_variance else 3,
+        down_block_types=down,
+        up_block_types=up,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=size.block_out_channels,
+        layers_per_block=size.layers_per_block,
+        attention_head_dim=size.attention_head_dim,
+        cross_attention_dim=size.block_out_channels[-1],
+        class_embed_type="identity",
+        resnet_time_scale_shift="scale_shift",
+    )
+
+
+def build_super_res(config: UnCLIPModelConfig) -> UNet2DModel:
+    """A x4 upsampler without attention: input is the noisy image concatenated with the upsampled low-res image."""
+    size = config.super_res
+    if size is None:
+        raise ValueError("This model config has no super-resolution stage.")
+    n = len(size.block_out_channels)
+    return UNet2DModel(
+        sample_size=size.sample_size,
+        in_channels=6,
+        out_channels=3,
+        down_block_types=("ResnetDownsampleBlock2D",) * n,
+        up_block_types=("ResnetUpsampleBlock2D",) * n,
+        block_out_channels=size.block_out_channels,
+        layers_per_block=size.layers_per_block,
+        norm_num_groups=size.norm_num_groups,
+        resnet_time_scale_shift="scale_shift",
+        add_attention=False,
+    )
+
+
+def build_train_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The forward-process schedule every stage is trained with."""
+    return DDPMScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule=BETA_SCHEDULE,
+        prediction_type=prediction_type,
+        clip_sample=False,
+    )
+
+
+def build_sampling_scheduler(prediction_type: str = "epsilon") -> DPMSolverMultistepScheduler:
+    """A fast multistep solver over the same schedule, the pipeline's default for every stage."""
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule=BETA_SCHEDULE,
+        prediction_type=prediction_type,
+        solver_order=2,
+    )
+
+
+def build_components(config: str | UnCLIPModelConfig = "tiny") -> dict[str, Any]:
+    """Randomly initialised components of a full unCLIP pipeline, named as `UnCLIPPipeline` expects them.
+
+    The prior predicts the clean embedding (`prediction_type="sample"`); decoder and upsampler predict noise.
+    Seed with `torch.manual_seed` first for reproducible weights.
+    """
+    config = get_model_config(config)
+    components: dict[str, Any] = {
+        "tokenizer": build_tokenizer(config.clip),
+        "text_encoder": CLIPTextModelWithProjection(clip_text_config(config.clip)),
+        "image_encoder": CLIPVisionModelWithProjection(clip_vision_config(config.clip)),
+        "feature_extractor": build_image_processor(config.clip),
+        "prior": build_prior(config),
+        "text_proj": build_text_proj(config),
+        "decoder": build_decoder(config),
+        "prior_scheduler": build_sampling_scheduler("sample"),
+        "decoder_scheduler": build_sampling_scheduler("epsilon"),
+        "super_res_first": None,
+        "super_res_scheduler": None,
+    }
+    if config.super_res is not None:
+        components["super_res_first"] = build_super_res(config)
+        components["super_res_scheduler"] = build_sampling_scheduler("epsilon")
+    return components
