@@ -103,6 +103,20 @@ MODEL_PRESETS: dict[str, UnCLIPModelConfig] = {
 }
 
 
+# The independent evaluator CLIP (`unclip_diffusers.evaluation`): wider and deeper than the generation CLIP of the same
+# name, trained separately with another seed, never used for generation. Only the `clip` sizes are used.
+MODEL_PRESETS["evaluator-tiny"] = replace(
+    MODEL_PRESETS["tiny"],
+    clip=replace(MODEL_PRESETS["tiny"].clip, embed_dim=48, text_layers=3, text_heads=3, vision_width=48,
+                 vision_layers=3, vision_heads=3),
+)
+MODEL_PRESETS["evaluator-small"] = replace(
+    MODEL_PRESETS["small"],
+    clip=replace(MODEL_PRESETS["small"].clip, embed_dim=320, text_layers=6, text_heads=5, vision_width=320,
+                 vision_layers=6, vision_heads=5),
+)
+
+
 def get_model_config(name_or_config: str | UnCLIPModelConfig) -> UnCLIPModelConfig:
     """Look up a preset by name (a copy, safe to modify) or pass a config through."""
     if isinstance(name_or_config, UnCLIPModelConfig):

@@ -1,0 +1,217 @@
+"""The independent evaluator CLIP: which model, where it lives, how it is trained, cached, loaded and used.
+
+Scoring generated images with the CLIP that generated them rewards the pipeline for fooling its own encoder. The
+evaluator is a separate `transformers.CLIPModel`, larger than the generation CLIP (model presets `evaluator-tiny` /
+`evaluator-small` in `unclip_diffusers.configs`), trained by the same CLIP training loop on the `train` split with
+another seed, and never used for generation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+from ..configs import (
+    CLIPSize,
+    build_image_processor,
+    build_tokenizer,
+    clip_text_config,
+    clip_vision_config,
+    get_model_config,
+)
+from ._data import load_image_text_dataset
+from .metrics import l2_normalize
+
+logger = logging.getLogger(__name__)
+
+EVALUATOR_SEED = 20220413  # the generation CLIP trains with seed 0 by default; the evaluator never shares it
+EVALUATOR_MODEL_PRESETS = {"tiny": "evaluator-tiny", "small": "evaluator-small"}  # generation preset -> evaluator's
+INFO_FILE = "evaluator.json"  # written last: a folder without it holds no finished evaluator
+
+
+def evaluator_size(preset: str) -> CLIPSize:
+    """The evaluator CLIP's sizes for a generation preset name (`tiny`, `small`) or an evaluator preset name."""
+    name = EVALUATOR_MODEL_PRESETS.get(preset, preset)
+    if name not in EVALUATOR_MODEL_PRESETS.values():
+        raise ValueError(f"Unknown evaluator preset {preset!r}; choose one of {sorted(EVALUATOR_MODEL_PRESETS)}.")
+    return get_model_config(name).clip
+
+
+def default_evaluator_dir(preset: str, root: str | os.PathLike = "runs") -> Path:
+    """Where an evaluator is trained and cached unless told otherwise: `runs/evaluator-clip-<preset>`."""
+    evaluator_size(preset)
+    return Path(root) / f"evaluator-clip-{EVALUATOR_MODEL_PRESETS.get(preset, preset).removeprefix('evaluator-')}"
+
+
+def dataset_fingerprint(data_path: str | os.PathLike, split: str = "train") -> str:
+    """The `datasets` fingerprint of the split the evaluator trains on (changes when the data change)."""
+    return load_image_text_dataset(data_path, split)._fingerprint
+
+
+def clip_model_config(size: CLIPSize) -> CLIPConfig:
+    """A `CLIPConfig` whose text and vision towers match the generation CLIP's builders, at `size`."""
+    text, vision = clip_text_config(size), clip_vision_config(size)
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=size.embed_dim)
+
+
+class EvaluatorCLIP:
+    """A CLIP model with its tokenizer and image processor that maps captions and images to normalised embeddings.
+
+    Args:
+        model (`CLIPModel`): the evaluator weights.
+        tokenizer (`CLIPTokenizer`): the tokenizer it was trained with.
+        image_processor: a CLIP image processor (resize, centre crop, normalise) matching the model's input size.
+        info (`dict`, *optional*): provenance (preset, seed, dataset fingerprint), saved as `evaluator.json`.
+    """
+
+    def __init__(self, model: CLIPModel, tokenizer: CLIPTokenizer, image_processor: Any, info: dict[str, Any] | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.info = dict(info or {})
+
+    @classmethod
+    def from_size(cls, size: CLIPSize, seed: int = EVALUATOR_SEED, info: dict[str, Any] | None = None) -> "EvaluatorCLIP":
+        """A randomly initialised evaluator (seeded; the global RNG state is restored afterwards). For tests."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CLIPModel(clip_model_config(size))
+        return cls(model, build_tokenizer(size), build_image_processor(size), dict(info or {}, seed=seed, trained=False))
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> "EvaluatorCLIP":
+        """Load an evaluator saved by `save_pretrained` or a CLIP training run's `final/` folder (safetensors only)."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{str(path)!r} holds no CLIP model (no config.json).")
+        model = CLIPModel.from_pretrained(path, use_safetensors=True)
+        info = json.loads((path / INFO_FILE).read_text()) if (path / INFO_FILE).is_file() else {}
+        info["path"] = str(path)
+        size = CLIPSize(**info["clip_size"]) if "clip_size" in info else None
+        if (path / "vocab.json").is_file():
+            tokenizer = CLIPTokenizer.from_pretrained(path)
+        elif size is not None:
+            tokenizer = build_tokenizer(size)
+        else:
+            raise ValueError(f"{str(path)!r} has neither tokenizer files nor {INFO_FILE} to rebuild the tokenizer from.")
+        if (path / "preprocessor_config.json").is_file():
+            from transformers import CLIPImageProcessorPil
+
+            processor = CLIPImageProcessorPil.from_pretrained(path)
+        else:
+            image_size = size.image_size if size is not None else model.config.vision_config.image_size
+            processor = build_image_processor(CLIPSize(image_size=image_size))
+        return cls(model, tokenizer, processor, info)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Save weights (safetensors), tokenizer, image processor and `evaluator.json` (written last)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        self.image_processor.save_pretrained(path)
+        (path / INFO_FILE).write_text(json.dumps(self.info, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+        """L2-normalised text embeddings `(N, D)` of `texts`."""
+        if isinstance(texts, str) or not texts:
+            raise ValueError("texts must be a non-empty list of strings.")
+        out = []
+        for start in tqdm(range(0, len(texts), batch_size), desc="evaluator: texts", disable=not progress, leave=False):
+            batch = self.tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                                   return_tensors="pt")
+            pooled = self.model.text_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).pooler_output
+            out.append(self.model.text_projection(pooled))
+        return l2_normalize(torch.cat(out).float())
+
+    @torch.inference_mode()
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 128, progress: bool = False) -> torch.Tensor:
+        """L2-normalised image embeddings `(N, D)` of PIL images (resized and centre-cropped to the model's size)."""
+        if not images:
+            raise ValueError("images must be a non-empty list of PIL images.")
+        bad = [type(im).__name__ for im in images if not isinstance(im, Image.Image)]
+        if bad:
+            raise TypeError(f"images must be PIL images, got {bad[0]}.")
+        out = []
+        for start in tqdm(range(0, len(images), batch_size), desc="evaluator: images", disable=not progress, leave=False):
+            batch = [im.convert("RGB") for im in images[start : start + batch_size]]
+            pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
+            pooled = self.model.vision_model(pixel_values=pixels.to(self.model.dtype)).pooler_output
+            out.append(self.model.visual_projection(pooled))
+        return l2_normalize(torch.cat(out).float())
+
+
+def train_evaluator(
+    data_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    preset: str = "small",
+    seed: int = EVALUATOR_SEED,
+    **overrides: Any,
+) -> EvaluatorCLIP:
+    """Train the evaluator with the project's CLIP training loop on the `train` split and save it in `output_dir`.
+
+    Args:
+        data_path: the dataset folder (see `unclip_diffusers.data.load_image_text_dataset`).
+        output_dir: the run folder; the finished evaluator is saved at its top level with `evaluator.json`.
+        preset (`str`, defaults to `"small"`): the generation preset this evaluator accompanies (`tiny`, `small`);
+            the CLIP training settings of that preset are used with the evaluator's larger model.
+        seed (`int`, defaults to `EVALUATOR_SEED`): must differ from the generation CLIP's seed.
+        overrides: further CLIP training settings (e.g. `max_steps`).
+    """
+    from ..training.clip import train_clip  # the generation CLIP's loop; imported here so evaluation works without it
+
+    size = evaluator_size(preset)
+    model_preset = EVALUATOR_MODEL_PRESETS.get(preset, preset)
+    training_preset = model_preset.removeprefix("evaluator-")
+    output_dir = Path(output_dir)
+    final = train_clip(str(data_path), str(output_dir), training_preset, model_preset=model_preset, seed=seed, **overrides)
+    evaluator = EvaluatorCLIP.from_pretrained(final)
+    evaluator.info = {
+        "preset": model_preset,
+        "seed": seed,
+        "clip_size": size.__dict__,
+        "dataset": str(data_path),
+        "train_fingerprint": dataset_fingerprint(data_path),
+        "trained_on_split": "train",
+        "training_overrides": overrides,
+        "trained": True,
+    }
+    evaluator.save_pretrained(output_dir / "evaluator")
+    return evaluator
+
+
+def load_or_train_evaluator(
+    data_path: str | os.PathLike,
+    evaluator_dir: str | os.PathLike | None = None,
+    preset: str = "small",
+    seed: int = EVALUATOR_SEED,
+    retrain: bool = False,
+    **overrides: Any,
+) -> EvaluatorCLIP:
+    """The cached evaluator for this dataset if `evaluator_dir` holds one trained on the same `train` split, else a
+    freshly trained one (saved there). `evaluator_dir` defaults to `runs/evaluator-clip-<preset>`."""
+    run_dir = Path(evaluator_dir) if evaluator_dir is not None else default_evaluator_dir(preset)
+    cached = run_dir / "evaluator"
+    if not retrain and (cached / INFO_FILE).is_file():
+        evaluator = EvaluatorCLIP.from_pretrained(cached)
+        fingerprint = dataset_fingerprint(data_path)
+        if evaluator.info.get("train_fingerprint") == fingerprint:
+            logger.info("Using the cached evaluator CLIP in %s.", cached)
+            return evaluator
+        logger.warning("The evaluator in %s was trained on other data (fingerprint %s, now %s); retraining.",
+                       cached, evaluator.info.get("train_fingerprint"), fingerprint)
+    return train_evaluator(data_path, run_dir, preset=preset, seed=seed, **overrides)
