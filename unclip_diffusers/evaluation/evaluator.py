@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ class EvaluatorCLIP:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = CLIPModel(clip_model_config(size))
-        return cls(model, build_tokenizer(size), build_image_processor(size), dict(info or {}, seed=seed, trained=False))
+        info = dict(info or {}, seed=seed, clip_size=asdict(size), trained=False)
+        return cls(model, build_tokenizer(size), build_image_processor(size), info)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "EvaluatorCLIP":
@@ -97,7 +99,7 @@ class EvaluatorCLIP:
         info = json.loads((path / INFO_FILE).read_text()) if (path / INFO_FILE).is_file() else {}
         info["path"] = str(path)
         size = CLIPSize(**info["clip_size"]) if "clip_size" in info else None
-        if (path / "vocab.json").is_file():
+        if (path / "tokenizer_config.json").is_file():
             tokenizer = CLIPTokenizer.from_pretrained(path)
         elif size is not None:
             tokenizer = build_tokenizer(size)
@@ -183,7 +185,7 @@ def train_evaluator(
     evaluator.info = {
         "preset": model_preset,
         "seed": seed,
-        "clip_size": size.__dict__,
+        "clip_size": asdict(size),
         "dataset": str(data_path),
         "train_fingerprint": dataset_fingerprint(data_path),
         "trained_on_split": "train",

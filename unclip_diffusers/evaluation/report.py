@@ -50,8 +50,12 @@ def make_grid(
     column_labels: Sequence[str] | None = None,
     cell_size: int = 96,
     label_width: int = 220,
+    title: str | None = None,
 ) -> Image.Image:
-    """Lay images out in a labelled grid (rows may differ in length); every image is resized to `cell_size`."""
+    """Lay images out in a labelled grid (rows may differ in length); every image is resized to `cell_size`.
+
+    `title` (e.g. what the grid shows and which split) is written on a header line above the column labels.
+    """
     if not rows or not any(rows):
         raise ValueError("make_grid needs at least one image.")
     if row_labels is not None and len(row_labels) != len(rows):
@@ -59,11 +63,14 @@ def make_grid(
     columns = max(len(r) for r in rows)
     font = ImageFont.load_default()
     left = label_width if row_labels else 0
-    top = 16 if column_labels else 0
+    header = 18 if title else 0
+    top = header + (16 if column_labels else 0)
     grid = Image.new("RGB", (left + columns * cell_size, top + len(rows) * cell_size), "white")
     draw = ImageDraw.Draw(grid)
+    if title:
+        draw.text((4, 3), title, fill="black", font=font)
     for j, label in enumerate(column_labels or []):
-        draw.text((left + j * cell_size + 2, 2), str(label)[:18], fill="black", font=font)
+        draw.text((left + j * cell_size + 2, header + 2), str(label)[:18], fill="black", font=font)
     for i, row in enumerate(rows):
         y = top + i * cell_size
         if row_labels:
@@ -137,7 +144,7 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
             continue
         prior_rows.append([split, p.get("cos_prior"), p.get("cos_text_embedding"), p.get("cos_concept_mean"),
                            p.get("concept_mean_coverage"), p.get("count")])
-        guidance_rows += [[split, g["guidance_scale"], g["cos_prior"]] for g in p.get("by_guidance_scale", [])]
+        guidance_rows += [[split, str(g["guidance_scale"]), g["cos_prior"]] for g in p.get("by_guidance_scale", [])]
         draw_rows += [[split, d["sample_count"], d["cos_prior"], d.get("cos_with_text")] for d in p.get("by_sample_count", [])]
     if prior_rows:
         out += ["## Prior: cosine between sampled ẑ_i and the true z_i (generation CLIP space)", ""]
@@ -161,7 +168,7 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
                 "smaller: see chance). CLIP-FD / KID compare generated images of one half of the prompts with the "
                 "real images of the other half; the floor compares the real images of the two halves (same sizes). "
                 "`text embedding direct` feeds the decoder the CLIP text embedding instead of the prior's output "
-                "(the paper's ablation).", ""]
+                "(the paper's ablation). Scored images are the pipeline's final output, resized to the evaluator's input.", ""]
         out += _table(["split", "conditioning", "R-precision", "(chance)", "(real images)", "CLIP-FD",
                        "(real-vs-real floor)", "KID", "(floor)", "style acc.", "(chance)", "n"], t2i_rows)
 

@@ -488,12 +488,15 @@ def run_evaluation(
         t0 = time.perf_counter()
         section["variations"], var_grid = variation_section(pipe, data, evaluator, e_real, settings)
         if var_grid:
-            grids[f"variations_{split}"] = make_grid(var_grid, column_labels=["input"] + [
-                f"variation {i + 1}" for i in range(settings.variations_per_input)])
+            grids[f"variations_{split}"] = make_grid(
+                var_grid, column_labels=["input"] + [f"variation {i + 1}" for i in range(settings.variations_per_input)],
+                title=f"Image variations of real {split} images")
         section["interpolation"], strips = interpolation_section(pipe, data, evaluator, e_real, settings)
         if strips:
-            grids[f"interpolation_{split}"] = make_grid(strips, column_labels=["start (real)"] + [
-                f"t={i / (settings.interpolation_steps - 1):.2f}" for i in range(settings.interpolation_steps)] + ["end (real)"])
+            frames = [f"t={i / (settings.interpolation_steps - 1):.2f}" for i in range(settings.interpolation_steps)]
+            grids[f"interpolation_{split}"] = make_grid(
+                strips, column_labels=["start (real)"] + frames + ["end (real)"],
+                title=f"Interpolations between real {split} images")
         timings[f"{split}/variations_interpolation"] = time.perf_counter() - t0
         say(f"[{split}] variations and interpolation done")
 
@@ -546,4 +549,5 @@ def _prompt_seed_grid(pipe: Any, data: SplitData, first_seed: list[Image.Image],
     for seed in range(1, settings.grid_seeds):
         columns.append(generate_images(pipe, captions, settings, seed_offset=1000 * seed)[0])
     rows = [[data.images[data.picked[i]]] + [col[i] for col in columns] for i in range(n)]
-    return make_grid(rows, row_labels=captions, column_labels=["real"] + [f"seed {s}" for s in range(settings.grid_seeds)])
+    return make_grid(rows, row_labels=captions, column_labels=["real"] + [f"seed {s}" for s in range(settings.grid_seeds)],
+                     title=f"Text-to-image on {data.name} prompts (prompt x seed)")

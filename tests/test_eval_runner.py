@@ -1,0 +1,234 @@
+"""The runner on a synthetic held-out set with an oracle pipeline (it returns the real images), where the right
+answers are known: generated-vs-real scores equal the real-vs-real ones, the prior is exact, variations are copies."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import datasets
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from unclip_diffusers.configs import build_components
+from unclip_diffusers.evaluation import get_eval_settings, run_evaluation, write_report
+from unclip_diffusers.evaluation.evaluator import (
+    INFO_FILE,
+    EvaluatorCLIP,
+    dataset_fingerprint,
+    evaluator_size,
+    load_or_train_evaluator,
+)
+
+SHAPES = ["circle", "square", "triangle", "cross", "diamond", "ring"]
+STYLES = {"Red": (220, 40, 40), "Green": (40, 170, 60), "Blue": (40, 70, 220)}
+HELDOUT_PAIRS = {("circle", "Blue"), ("square", "Green"), ("triangle", "Red"), ("cross", "Green")}
+HELDOUT_CONCEPTS = {"diamond", "ring"}
+
+
+def _draw(shape: str, colour: tuple[int, int, int], size: int = 64, inset: int = 12) -> Image.Image:
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    box = (inset, inset, size - inset, size - inset)
+    mid = size // 2
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(mid, inset), (size - inset, size - inset), (inset, size - inset)], fill=colour)
+    elif shape == "cross":
+        draw.rectangle((mid - 6, inset, mid + 6, size - inset), fill=colour)
+        draw.rectangle((inset, mid - 6, size - inset, mid + 6), fill=colour)
+    elif shape == "diamond":
+        draw.polygon([(mid, inset), (size - inset, mid), (mid, size - inset), (inset, mid)], fill=colour)
+    else:
+        draw.ellipse(box, outline=colour, width=6)
+    return image
+
+
+def make_synthetic_dataset(path) -> str:
+    """A tiny DatasetDict with the project's schema: 6 shape concepts x 3 colour styles, two sizes per training pair."""
+    rows = {"train": [], "heldout_pairs": [], "heldout_concepts": []}
+    for shape in SHAPES:
+        for style, colour in STYLES.items():
+            split = ("heldout_concepts" if shape in HELDOUT_CONCEPTS else
+                     "heldout_pairs" if (shape, style) in HELDOUT_PAIRS else "train")
+            caption = f"{shape}, {style} style"
+            for inset in ((12, 20) if split == "train" else (12,)):
+                rows[split].append({
+                    "image": _draw(shape, colour, inset=inset), "image_256": None, "caption": caption,
+                    "captions": [caption, f"a {style.lower()} {shape}"], "concept": shape, "name": shape,
+                    "style": style, "source": "synthetic", "license": "CC0-1.0",
+                })
+    features = datasets.Features({
+        "image": datasets.Image(), "image_256": datasets.Image(), "caption": datasets.Value("string"),
+        "captions": datasets.Sequence(datasets.Value("string")), "concept": datasets.Value("string"),
+        "name": datasets.Value("string"), "style": datasets.Value("string"), "source": datasets.Value("string"),
+        "license": datasets.Value("string"),
+    })
+    dd = datasets.DatasetDict({k: datasets.Dataset.from_list(v, features=features) for k, v in rows.items()})
+    dd.save_to_disk(str(path))
+    return str(path)
+
+
+class OraclePipeline:
+    """Stands in for `UnCLIPPipeline` with a real tiny CLIP, but "generates" the real image of each caption."""
+
+    def __init__(self, lookup: dict[str, Image.Image]):
+        torch.manual_seed(0)
+        c = build_components("tiny")
+        self.tokenizer, self.text_encoder = c["tokenizer"], c["text_encoder"].eval()
+        self.feature_extractor, self.image_encoder = c["feature_extractor"], c["image_encoder"].eval()
+        self.lookup = lookup
+        self.device = torch.device("cpu")
+        self.calls: list[tuple[str, dict]] = []
+
+    def encode_prompt(self, prompt, device, num_images_per_prompt, do_classifier_free_guidance):
+        ids = self.tokenizer(prompt, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+        out = self.text_encoder(input_ids=ids.input_ids, attention_mask=ids.attention_mask)
+        return out.text_embeds, out.last_hidden_state, ids.attention_mask.bool()
+
+    def encode_image(self, images):
+        pixels = self.feature_extractor(images=images, return_tensors="pt")["pixel_values"]
+        return self.image_encoder(pixel_values=pixels).image_embeds
+
+    def _check_generators(self, generator, n):
+        assert isinstance(generator, list) and len(generator) == n  # one per row: batching-independent
+
+    def sample_prior(self, prompt, generator=None, prior_sample_count=1, **kwargs):
+        self.calls.append(("sample_prior", dict(kwargs, prior_sample_count=prior_sample_count)))
+        self._check_generators(generator, len(prompt))
+        return self.encode_image([self.lookup[p] for p in prompt])
+
+    def __call__(self, prompt, generator=None, output_type="pil", **kwargs):
+        self.calls.append(("__call__", kwargs))
+        self._check_generators(generator, len(prompt))
+        images = [self.lookup[p] for p in prompt]
+        return SimpleNamespace(images=images, image_embeds=self.encode_image(images), base_images=images)
+
+    def decode(self, image_embeds, prompt=None, generator=None, output_type="pil", **kwargs):
+        self.calls.append(("decode", kwargs))
+        assert image_embeds.shape[0] == len(prompt)
+        return SimpleNamespace(images=[self.lookup[p] for p in prompt])
+
+    def image_variation(self, image, num_images_per_prompt=1, generator=None, output_type="pil", **kwargs):
+        self._check_generators(generator, num_images_per_prompt)
+        return SimpleNamespace(images=[image.copy() for _ in range(num_images_per_prompt)])
+
+    def interpolate(self, start, end, steps, generator=None, output_type="pil", **kwargs):
+        half = steps // 2
+        return SimpleNamespace(images=[start] * half + [end] * (steps - half))
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "shapes")
+
+
+@pytest.fixture(scope="module")
+def evaluation(dataset_path):
+    lookup = {}
+    for split in ("heldout_pairs", "heldout_concepts", "train"):
+        for row in datasets.load_from_disk(dataset_path)[split]:
+            lookup.setdefault(row["caption"], row["image"].convert("RGB"))
+    pipe = OraclePipeline(lookup)
+    evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
+    settings = get_eval_settings("quick", max_examples=0, prior_guidance_sweep=(1.0, 3.0), kid_subsets=3)
+    results, grids = run_evaluation(pipe, dataset_path, evaluator, settings, progress=lambda line: None)
+    return results, grids, pipe
+
+
+def test_oracle_pipeline_scores_equal_real_reference(evaluation):
+    results, _, _ = evaluation
+    for split in ("heldout_pairs", "heldout_concepts"):
+        s = results["splits"][split]
+        assert s["num_examples"] == (4 if split == "heldout_pairs" else 6)
+        for mode in ("via_prior", "text_embedding_direct"):
+            t = s["text_to_image"][mode]
+            assert t["clip_fd"] == pytest.approx(t["clip_fd_floor"], abs=1e-9)
+            assert t["kid"]["kid"] == pytest.approx(t["kid_floor"]["kid"], abs=1e-9)
+            assert t["r_precision"]["r_precision"] == t["r_precision_real"]
+            assert t["r_precision"]["num_distractors"] == s["num_examples"] - 1  # capped by the split's size
+        # The prior returns the true z_i exactly, at every guidance scale and sample count.
+        p = s["prior"]
+        assert p["cos_prior"] == pytest.approx(1.0, abs=1e-5)
+        assert [g["guidance_scale"] for g in p["by_guidance_scale"]] == [1.0, 3.0]
+        assert all(g["cos_prior"] == pytest.approx(1.0, abs=1e-5) for g in p["by_guidance_scale"])
+        assert [d["sample_count"] for d in p["by_sample_count"]] == [1, 2]
+        v = s["variations"]
+        assert v["cos_input_variation"] == pytest.approx(1.0, abs=1e-5)
+        assert v["embedding_diversity"] == pytest.approx(0.0, abs=1e-5) and v["pixel_diversity"] == 0.0
+        i = s["interpolation"]
+        assert i["endpoint_cos_start"] == pytest.approx(1.0, abs=1e-5)
+        assert i["endpoint_cos_end"] == pytest.approx(1.0, abs=1e-5)
+        assert i["max_over_mean"] == pytest.approx(2.0) and i["straightness"] == pytest.approx(1.0)  # one jump
+
+
+def test_prior_baselines_use_train_concepts_only_where_they_exist(evaluation):
+    results, _, _ = evaluation
+    pairs, concepts = results["splits"]["heldout_pairs"]["prior"], results["splits"]["heldout_concepts"]["prior"]
+    assert pairs["concept_mean_coverage"] == 1.0 and -1.0 <= pairs["cos_concept_mean"] <= 1.0
+    assert concepts["concept_mean_coverage"] == 0.0 and concepts["cos_concept_mean"] is None
+    assert -1.0 <= pairs["cos_text_embedding"] <= 1.0
+
+
+def test_clip_section_and_accuracies_have_their_candidates(evaluation):
+    results, _, _ = evaluation
+    clip = results["splits"]["heldout_pairs"]["clip"]["evaluator_clip"]
+    assert clip["num_captions"] == 4 and set(clip["image_to_text"]) == {"top1", "top5"}
+    assert clip["image_to_text"]["top5"] == 1.0  # only 4 captions
+    # Candidates come from the caption pool of every split: 3 styles per concept, 6 concepts per style.
+    assert clip["style_accuracy"]["chance"] == pytest.approx(1 / 3)
+    assert clip["concept_accuracy"]["chance"] == pytest.approx(1 / 6)
+
+
+def test_settings_reach_the_pipeline(evaluation):
+    _, _, pipe = evaluation
+    prior_calls = [kw for name, kw in pipe.calls if name == "sample_prior"]
+    assert {kw.get("prior_guidance_scale") for kw in prior_calls} >= {1.0, 3.0}
+    assert {kw["prior_sample_count"] for kw in prior_calls} == {1, 2}
+    assert all(kw["prior_num_inference_steps"] == 2 for kw in prior_calls)
+    assert all(kw["decoder_num_inference_steps"] == 2 for name, kw in pipe.calls if name == "decode")
+
+
+def test_runner_output_writes_a_report(evaluation, tmp_path):
+    results, grids, _ = evaluation
+    assert set(grids) == {f"{kind}_{split}" for kind in ("text_to_image", "variations", "interpolation")
+                          for split in ("heldout_pairs", "heldout_concepts")}
+    paths = write_report(results, tmp_path, grids)
+    data = json.loads(paths["metrics"].read_text())
+    assert data["splits"]["heldout_concepts"]["prior"]["cos_concept_mean"] is None
+    assert "not computed" in data["meta"]["inception_fid"]["status"]
+    report = paths["report"].read_text()
+    assert "heldout_pairs" in report and "heldout_concepts" in report and "untrained" in report
+    for name in ("prior_guidance", "clip_fd", "interpolation_steps", "text_to_image_heldout_pairs"):
+        assert paths[name].is_file() and f"({name}.png)" in report
+
+
+def test_only_heldout_splits_are_evaluated():
+    with pytest.raises(ValueError, match="Only held-out splits"):
+        get_eval_settings("quick", splits=("train",))
+    with pytest.raises(ValueError, match="Unknown evaluation setting"):
+        get_eval_settings("quick", guidance=3)
+    with pytest.raises(ValueError, match="variations_per_input"):
+        get_eval_settings("full", variations_per_input=1)
+
+
+def test_cached_evaluator_is_reused_only_for_the_same_training_data(dataset_path, tmp_path, monkeypatch):
+    evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
+    evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True)
+    evaluator.save_pretrained(tmp_path / "evaluator")
+    assert (tmp_path / "evaluator" / INFO_FILE).is_file()
+    loaded = load_or_train_evaluator(dataset_path, tmp_path, preset="tiny")
+    for a, b in zip(evaluator.model.state_dict().values(), loaded.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+    trained = []
+    monkeypatch.setattr("unclip_diffusers.evaluation.evaluator.train_evaluator",
+                        lambda *args, **kwargs: trained.append((args, kwargs)) or "retrained")
+    info = json.loads((tmp_path / "evaluator" / INFO_FILE).read_text())
+    (tmp_path / "evaluator" / INFO_FILE).write_text(json.dumps(dict(info, train_fingerprint="other data")))
+    assert load_or_train_evaluator(dataset_path, tmp_path, preset="tiny") == "retrained"
+    assert trained and trained[0][0][1] == tmp_path
