@@ -85,39 +85,49 @@ class OraclePipeline:
         self.device = torch.device("cpu")
         self.calls: list[tuple[str, dict]] = []
 
-    def encode_prompt(self, prompt, device, num_images_per_prompt, do_classifier_free_guidance):
+    # The signatures below are `UnCLIPPipeline`'s, so a wrong keyword from the runner fails here too.
+    def encode_prompt(self, prompt, device=None, num_images_per_prompt=1, do_classifier_free_guidance=False):
         ids = self.tokenizer(prompt, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         out = self.text_encoder(input_ids=ids.input_ids, attention_mask=ids.attention_mask)
         return out.text_embeds, out.last_hidden_state, ids.attention_mask.bool()
 
-    def encode_image(self, images):
-        pixels = self.feature_extractor(images=images, return_tensors="pt")["pixel_values"]
+    def encode_image(self, image):
+        pixels = self.feature_extractor(images=image, return_tensors="pt")["pixel_values"]
         return self.image_encoder(pixel_values=pixels).image_embeds
 
-    def _check_generators(self, generator, n):
+    def _record(self, name, generator, n, **kwargs):
         assert isinstance(generator, list) and len(generator) == n  # one per row: batching-independent
+        self.calls.append((name, kwargs))
 
-    def sample_prior(self, prompt, generator=None, prior_sample_count=1, **kwargs):
-        self.calls.append(("sample_prior", dict(kwargs, prior_sample_count=prior_sample_count)))
-        self._check_generators(generator, len(prompt))
+    def sample_prior(self, prompt, num_images_per_prompt=1, num_inference_steps=25, guidance_scale=4.0,
+                     sample_count=1, generator=None):
+        self._record("sample_prior", generator, len(prompt), num_inference_steps=num_inference_steps,
+                     guidance_scale=guidance_scale, sample_count=sample_count)
         return self.encode_image([self.lookup[p] for p in prompt])
 
-    def __call__(self, prompt, generator=None, output_type="pil", **kwargs):
-        self.calls.append(("__call__", kwargs))
-        self._check_generators(generator, len(prompt))
+    def __call__(self, prompt, num_images_per_prompt=1, prior_num_inference_steps=25, decoder_num_inference_steps=25,
+                 super_res_num_inference_steps=10, prior_guidance_scale=4.0, decoder_guidance_scale=8.0,
+                 prior_sample_count=1, generator=None, output_type="pil"):
+        self._record("__call__", generator, len(prompt), decoder_num_inference_steps=decoder_num_inference_steps)
         images = [self.lookup[p] for p in prompt]
         return SimpleNamespace(images=images, image_embeds=self.encode_image(images), base_images=images)
 
-    def decode(self, image_embeds, prompt=None, generator=None, output_type="pil", **kwargs):
-        self.calls.append(("decode", kwargs))
+    def decode(self, image_embeds, prompt=None, num_inference_steps=25, guidance_scale=8.0, generator=None,
+               super_res_num_inference_steps=10, upscale=True, output_type="pil"):
+        self._record("decode", generator, len(prompt), num_inference_steps=num_inference_steps)
         assert image_embeds.shape[0] == len(prompt)
-        return SimpleNamespace(images=[self.lookup[p] for p in prompt])
+        return [self.lookup[p] for p in prompt]
 
-    def image_variation(self, image, num_images_per_prompt=1, generator=None, output_type="pil", **kwargs):
-        self._check_generators(generator, num_images_per_prompt)
+    def image_variation(self, image, num_images_per_prompt=1, decoder_num_inference_steps=25,
+                        super_res_num_inference_steps=10, decoder_guidance_scale=8.0, generator=None,
+                        output_type="pil"):
+        self._record("image_variation", generator, num_images_per_prompt)
         return SimpleNamespace(images=[image.copy() for _ in range(num_images_per_prompt)])
 
-    def interpolate(self, start, end, steps, generator=None, output_type="pil", **kwargs):
+    def interpolate(self, start, end, steps=5, prior_num_inference_steps=25, decoder_num_inference_steps=25,
+                    super_res_num_inference_steps=10, prior_guidance_scale=4.0, decoder_guidance_scale=8.0,
+                    generator=None, output_type="pil"):
+        assert isinstance(generator, torch.Generator)
         half = steps // 2
         return SimpleNamespace(images=[start] * half + [end] * (steps - half))
 
@@ -187,10 +197,11 @@ def test_clip_section_and_accuracies_have_their_candidates(evaluation):
 def test_settings_reach_the_pipeline(evaluation):
     _, _, pipe = evaluation
     prior_calls = [kw for name, kw in pipe.calls if name == "sample_prior"]
-    assert {kw.get("prior_guidance_scale") for kw in prior_calls} >= {1.0, 3.0}
-    assert {kw["prior_sample_count"] for kw in prior_calls} == {1, 2}
-    assert all(kw["prior_num_inference_steps"] == 2 for kw in prior_calls)
-    assert all(kw["decoder_num_inference_steps"] == 2 for name, kw in pipe.calls if name == "decode")
+    assert {kw["guidance_scale"] for kw in prior_calls} == {4.0, 1.0, 3.0}  # 4.0: the pipeline default
+    assert {kw["sample_count"] for kw in prior_calls} == {1, 2}
+    assert all(kw["num_inference_steps"] == 2 for kw in prior_calls)
+    assert all(kw["num_inference_steps"] == 2 for name, kw in pipe.calls if name == "decode")
+    assert all(kw["decoder_num_inference_steps"] == 2 for name, kw in pipe.calls if name == "__call__")
 
 
 def test_runner_output_writes_a_report(evaluation, tmp_path):
@@ -216,7 +227,7 @@ def test_only_heldout_splits_are_evaluated():
         get_eval_settings("full", variations_per_input=1)
 
 
-def test_cached_evaluator_is_reused_only_for_the_same_training_data(dataset_path, tmp_path, monkeypatch):
+def test_cached_evaluator_is_reused_only_for_the_same_training_data(dataset_path, tmp_path):
     evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
     evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True)
     evaluator.save_pretrained(tmp_path / "evaluator")
@@ -225,10 +236,7 @@ def test_cached_evaluator_is_reused_only_for_the_same_training_data(dataset_path
     for a, b in zip(evaluator.model.state_dict().values(), loaded.model.state_dict().values()):
         torch.testing.assert_close(a, b)
 
-    trained = []
-    monkeypatch.setattr("unclip_diffusers.evaluation.evaluator.train_evaluator",
-                        lambda *args, **kwargs: trained.append((args, kwargs)) or "retrained")
     info = json.loads((tmp_path / "evaluator" / INFO_FILE).read_text())
     (tmp_path / "evaluator" / INFO_FILE).write_text(json.dumps(dict(info, train_fingerprint="other data")))
-    assert load_or_train_evaluator(dataset_path, tmp_path, preset="tiny") == "retrained"
-    assert trained and trained[0][0][1] == tmp_path
+    with pytest.raises(ValueError, match="trained on other data"):
+        load_or_train_evaluator(dataset_path, tmp_path, preset="tiny")

@@ -91,7 +91,7 @@ class EvaluatorCLIP:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "EvaluatorCLIP":
-        """Load an evaluator saved by `save_pretrained` or a CLIP training run's `final/` folder (safetensors only)."""
+        """Load an evaluator saved by `save_pretrained` (safetensors only)."""
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ValueError(f"{str(path)!r} holds no CLIP model (no config.json).")
@@ -113,6 +113,19 @@ class EvaluatorCLIP:
             image_size = size.image_size if size is not None else model.config.vision_config.image_size
             processor = build_image_processor(CLIPSize(image_size=image_size))
         return cls(model, tokenizer, processor, info)
+
+    @classmethod
+    def from_training_run(cls, final_dir: str | os.PathLike) -> "EvaluatorCLIP":
+        """Load the `final/` folder of a CLIP training run (`clip/`, `tokenizer/`, `feature_extractor/`)."""
+        from transformers import CLIPImageProcessorPil
+
+        final_dir = Path(final_dir)
+        if not (final_dir / "clip" / "config.json").is_file():
+            raise ValueError(f"{str(final_dir)!r} is not the final/ folder of a CLIP training run (no clip/config.json).")
+        model = CLIPModel.from_pretrained(final_dir / "clip", use_safetensors=True)
+        tokenizer = CLIPTokenizer.from_pretrained(final_dir / "tokenizer")
+        processor = CLIPImageProcessorPil.from_pretrained(final_dir / "feature_extractor")
+        return cls(model, tokenizer, processor, {"path": str(final_dir)})
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Save weights (safetensors), tokenizer, image processor and `evaluator.json` (written last)."""
@@ -164,24 +177,35 @@ def train_evaluator(
     seed: int = EVALUATOR_SEED,
     **overrides: Any,
 ) -> EvaluatorCLIP:
-    """Train the evaluator with the project's CLIP training loop on the `train` split and save it in `output_dir`.
+    """Train the evaluator with the project's CLIP training loop on the `train` split; save it in `output_dir/evaluator`.
+
+    The run folder `output_dir` is an ordinary CLIP training run (config.json, checkpoints, metrics.jsonl, final/); an
+    interrupted run is resumed from its last checkpoint.
 
     Args:
         data_path: the dataset folder (see `unclip_diffusers.data.load_image_text_dataset`).
-        output_dir: the run folder; the finished evaluator is saved at its top level with `evaluator.json`.
+        output_dir: the training run folder.
         preset (`str`, defaults to `"small"`): the generation preset this evaluator accompanies (`tiny`, `small`);
             the CLIP training settings of that preset are used with the evaluator's larger model.
         seed (`int`, defaults to `EVALUATOR_SEED`): must differ from the generation CLIP's seed.
-        overrides: further CLIP training settings (e.g. `max_steps`).
+        overrides: further CLIP training settings (e.g. `max_steps`, `mixed_precision`).
     """
-    from ..training.clip import train_clip  # the generation CLIP's loop; imported here so evaluation works without it
+    from ..training.checkpointing import list_checkpoints  # the generation CLIP's loop, imported when needed
+    from ..training.clip import train_clip
+    from ..training.config import get_training_config
 
     size = evaluator_size(preset)
     model_preset = EVALUATOR_MODEL_PRESETS.get(preset, preset)
-    training_preset = model_preset.removeprefix("evaluator-")
     output_dir = Path(output_dir)
-    final = train_clip(str(data_path), str(output_dir), training_preset, model_preset=model_preset, seed=seed, **overrides)
-    evaluator = EvaluatorCLIP.from_pretrained(final)
+    config = get_training_config("clip", model_preset.removeprefix("evaluator-"), model_preset=model_preset,
+                                 seed=seed, data_path=str(data_path), output_dir=str(output_dir), **overrides)
+    final = output_dir / "final"
+    if not (final / "clip" / "config.json").is_file():
+        resume = bool(list_checkpoints(output_dir))
+        logger.info("Training the evaluator CLIP (%s, seed %d) in %s%s.", model_preset, seed, output_dir,
+                    ", resuming" if resume else "")
+        final = Path(train_clip(config, resume=resume)) / "final"
+    evaluator = EvaluatorCLIP.from_training_run(final)
     evaluator.info = {
         "preset": model_preset,
         "seed": seed,
@@ -189,10 +213,11 @@ def train_evaluator(
         "dataset": str(data_path),
         "train_fingerprint": dataset_fingerprint(data_path),
         "trained_on_split": "train",
-        "training_overrides": overrides,
+        "training_steps": config.max_steps,
         "trained": True,
     }
     evaluator.save_pretrained(output_dir / "evaluator")
+    evaluator.info["path"] = str(output_dir / "evaluator")
     return evaluator
 
 
@@ -201,19 +226,20 @@ def load_or_train_evaluator(
     evaluator_dir: str | os.PathLike | None = None,
     preset: str = "small",
     seed: int = EVALUATOR_SEED,
-    retrain: bool = False,
     **overrides: Any,
 ) -> EvaluatorCLIP:
-    """The cached evaluator for this dataset if `evaluator_dir` holds one trained on the same `train` split, else a
-    freshly trained one (saved there). `evaluator_dir` defaults to `runs/evaluator-clip-<preset>`."""
+    """The evaluator cached in `evaluator_dir` (default `runs/evaluator-clip-<preset>`), trained there first if it
+    holds none; a cached evaluator trained on a different `train` split is refused with a `ValueError`."""
     run_dir = Path(evaluator_dir) if evaluator_dir is not None else default_evaluator_dir(preset)
     cached = run_dir / "evaluator"
-    if not retrain and (cached / INFO_FILE).is_file():
+    if (cached / INFO_FILE).is_file():
         evaluator = EvaluatorCLIP.from_pretrained(cached)
         fingerprint = dataset_fingerprint(data_path)
         if evaluator.info.get("train_fingerprint") == fingerprint:
             logger.info("Using the cached evaluator CLIP in %s.", cached)
             return evaluator
-        logger.warning("The evaluator in %s was trained on other data (fingerprint %s, now %s); retraining.",
-                       cached, evaluator.info.get("train_fingerprint"), fingerprint)
+        raise ValueError(
+            f"The evaluator in {str(cached)!r} was trained on other data (fingerprint "
+            f"{evaluator.info.get('train_fingerprint')}, now {fingerprint}); pass another evaluator folder or retrain."
+        )
     return train_evaluator(data_path, run_dir, preset=preset, seed=seed, **overrides)

@@ -112,13 +112,27 @@ def _generators(seed: int, offsets: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed * 1_000_003 + int(o)) for o in offsets]
 
 
-def _stage_kwargs(settings: EvalSettings, prior: bool = True, decoder: bool = True) -> dict[str, Any]:
-    names = []
+def _call_kwargs(settings: EvalSettings, prior: bool = True) -> dict[str, Any]:
+    """Step counts and guidance scales under the names of `__call__`, `image_variation` and `interpolate`
+    (settings left at None keep the pipeline's defaults)."""
+    names = ["decoder_num_inference_steps", "super_res_num_inference_steps", "decoder_guidance_scale"]
     if prior:
         names += ["prior_num_inference_steps", "prior_guidance_scale"]
-    if decoder:
-        names += ["decoder_num_inference_steps", "super_res_num_inference_steps", "decoder_guidance_scale"]
     return {n: getattr(settings, n) for n in names if getattr(settings, n) is not None}
+
+
+def _prior_kwargs(settings: EvalSettings) -> dict[str, Any]:
+    """The same settings under `sample_prior`'s names."""
+    values = {"num_inference_steps": settings.prior_num_inference_steps, "guidance_scale": settings.prior_guidance_scale}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _decode_kwargs(settings: EvalSettings) -> dict[str, Any]:
+    """The same settings under `decode`'s names."""
+    values = {"num_inference_steps": settings.decoder_num_inference_steps,
+              "guidance_scale": settings.decoder_guidance_scale,
+              "super_res_num_inference_steps": settings.super_res_num_inference_steps}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @torch.inference_mode()
@@ -149,14 +163,14 @@ def sample_prior_embeddings(
     sample_count: int = 1, seed_offset: int = 0,
 ) -> torch.Tensor:
     """ẑ_i from the prior for each caption `(N, D)`, normalised."""
-    kwargs = _stage_kwargs(settings, decoder=False)
+    kwargs = _prior_kwargs(settings)
     if guidance_scale is not None:
-        kwargs["prior_guidance_scale"] = guidance_scale
+        kwargs["guidance_scale"] = guidance_scale
     out = []
     for s in _batched(len(captions), settings.batch_size, "prior"):
         batch = list(captions[s : s + settings.batch_size])
         generator = _generators(settings.seed + seed_offset, range(s, s + len(batch)))
-        out.append(pipe.sample_prior(batch, generator=generator, prior_sample_count=sample_count, **kwargs).float())
+        out.append(pipe.sample_prior(batch, generator=generator, sample_count=sample_count, **kwargs).float())
     return metrics.l2_normalize(torch.cat(out))
 
 
@@ -169,7 +183,7 @@ def generate_images(
     for s in _batched(len(captions), settings.batch_size, "text-to-image"):
         batch = list(captions[s : s + settings.batch_size])
         out = pipe(batch, generator=_generators(settings.seed + seed_offset, range(s, s + len(batch))),
-                   output_type="pil", **_stage_kwargs(settings))
+                   output_type="pil", **_call_kwargs(settings))
         images += list(out.images)
         embeds.append(out.image_embeds.float())
     return images, torch.cat(embeds)
@@ -185,8 +199,8 @@ def decode_embeddings(
         batch = list(captions[s : s + settings.batch_size])
         out = pipe.decode(embeds[s : s + len(batch)], prompt=batch, output_type="pil",
                           generator=_generators(settings.seed + seed_offset, range(s, s + len(batch))),
-                          **_stage_kwargs(settings, prior=False))
-        images += list(out.images if hasattr(out, "images") else out)
+                          **_decode_kwargs(settings))
+        images += list(out)
     return images
 
 
@@ -363,7 +377,7 @@ def variation_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, real
     for j, row in enumerate(tqdm(rows, desc="variations", leave=False)):
         out = pipe.image_variation(data.images[row], num_images_per_prompt=k, output_type="pil",
                                    generator=_generators(settings.seed + 300, range(j * k, (j + 1) * k)),
-                                   **_stage_kwargs(settings, prior=False))
+                                   **_call_kwargs(settings, prior=False))
         variations = list(out.images)
         embeds = evaluator.embed_images(variations)
         cos_var.append((embeds @ real_embeds[row]).mean().item())
@@ -395,7 +409,7 @@ def interpolation_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, 
     for j, (a, b) in enumerate(tqdm(pairs, desc="interpolation", leave=False)):
         out = pipe.interpolate(data.images[a], data.images[b], settings.interpolation_steps, output_type="pil",
                                generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + 400 + j),
-                               **_stage_kwargs(settings, prior=False))
+                               **_call_kwargs(settings))
         frames = list(out.images)
         embeds = evaluator.embed_images(frames)
         smooth.append(metrics.path_smoothness(embeds))
