@@ -147,8 +147,8 @@ class EvaluatorCLIP:
             raise ValueError("texts must be a non-empty list of strings.")
         out = []
         for start in tqdm(range(0, len(texts), batch_size), desc="evaluator: texts", disable=not progress, leave=False):
-            batch = self.tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                                   return_tensors="pt")
+            batch = self.tokenizer(list(texts[start : start + batch_size]), padding="max_length", truncation=True,
+                                   max_length=self.tokenizer.model_max_length, return_tensors="pt")
             pooled = self.model.text_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).pooler_output
             out.append(self.model.text_projection(pooled))
         return l2_normalize(torch.cat(out).float())
