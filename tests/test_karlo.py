@@ -41,7 +41,8 @@ def test_folder_has_karlo_layout_and_stock_class_names(karlo_folder):
     assert index == KARLO_MODEL_INDEX and is_karlo_layout(index)
     assert json.load(open(f"{karlo_folder}/prior/config.json"))["_class_name"] == "PriorTransformer"
     assert json.load(open(f"{karlo_folder}/text_proj/config.json"))["_class_name"] == "UnCLIPTextProjModel"
-    assert json.load(open(f"{karlo_folder}/decoder_scheduler/scheduler_config.json"))["variance_type"] == "learned_range"
+    decoder_scheduler = json.load(open(f"{karlo_folder}/decoder_scheduler/scheduler_config.json"))
+    assert decoder_scheduler["variance_type"] == "learned_range"
     assert not is_karlo_layout({"prior": ["unclip_diffusers", "UnCLIPPriorTransformer"]})
 
 
@@ -54,7 +55,7 @@ def test_loads_into_our_classes_with_every_weight(pipe, karlo_folder):
     from safetensors.torch import load_file
 
     stock_prior = PriorTransformer.from_pretrained(f"{karlo_folder}/prior")
-    for (name, a), (_, b) in zip(pipe.prior.state_dict().items(), stock_prior.state_dict().items()):
+    for (name, a), (_, b) in zip(pipe.prior.state_dict().items(), stock_prior.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
     assert float(pipe.prior.clip_std.min()) >= 0.5  # the stored statistics, not the fresh-model default
     stored = load_file(f"{karlo_folder}/text_proj/diffusion_pytorch_model.safetensors")

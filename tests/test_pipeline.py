@@ -310,7 +310,7 @@ def _documented_arguments(docstring: str) -> dict[str, str]:
     entries: dict[str, str] = {}
     current = None
     for line in lines:
-        match = re.match(r"^ {%d}(\w+) \(" % indent, line)
+        match = re.match(rf"^ {{{indent}}}(\w+) \(", line)
         if match:
             current = match.group(1)
             entries[current] = line.strip()
@@ -334,4 +334,4 @@ def test_docstring_defaults_match_the_signature(method):
         assert match, f"{method}: {name} has a default but the docstring does not state it"
         text = match.group(1).strip("`")
         documented = None if text == "None" else eval(text)  # literal defaults: numbers, strings, tuples, booleans
-        assert documented == parameter.default, f"{method}: {name} documented as {text}, signature {parameter.default!r}"
+        assert documented == parameter.default, f"{method}: {name}: docstring {text}, signature {parameter.default!r}"

@@ -128,7 +128,7 @@ def test_text_diff_rotates_the_embedding_toward_the_caption_change(pipe):
     texts = pipe.encode_prompt(["a cat", "a dog"]).text_embeds
     z_d = F.normalize(texts[1] - texts[0], dim=-1)
     total = _angle(z_i, z_d)
-    for amount, embedding in zip(amounts, out.image_embeds):
+    for amount, embedding in zip(amounts, out.image_embeds, strict=True):
         assert _angle(z_i, embedding) == pytest.approx(amount * total, abs=1e-3)
         assert _angle(embedding, z_d) == pytest.approx((1 - amount) * total, abs=1e-3)
     single = pipe.text_diff("a cat", "a cat", "a dog", 0.3, generator=_generator(), output_type="pil", **STEPS, **PRIOR)

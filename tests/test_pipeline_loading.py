@@ -143,3 +143,19 @@ def test_constructor_rejects_inconsistent_components():
         UnCLIPPipeline(**{**components, "feature_extractor": None})
     with pytest.raises(ValueError, match="super_res_scheduler"):
         UnCLIPPipeline(**{**components, "super_res_scheduler": None})
+
+
+def test_default_hub_id_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(defaults, "repo_root", lambda: tmp_path)
+    monkeypatch.delenv(defaults.ENV_VAR, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="unclip-diffusers/unclip-emoji.*the default"):
+        UnCLIPPipeline.from_pretrained(local_files_only=True, cache_dir=str(tmp_path / "hub-cache"))
+
+
+def test_encodings_can_feed_training_code(pipe):
+    """encode_prompt/encode_image run under no_grad, not inference_mode, so their tensors work in autograd."""
+    encodings = pipe.encode_prompt("a cat")
+    layer = torch.nn.Linear(32, 1)
+    layer(encodings.text_embeds).sum().backward()
+    assert layer.weight.grad is not None

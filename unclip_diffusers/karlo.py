@@ -63,7 +63,9 @@ def load_karlo_pipeline(folder: str | os.PathLike, torch_dtype: torch.dtype | No
     """Build an `UnCLIPPipeline` from a local folder with Karlo's layout (safetensors weights only)."""
     index = read_model_index(folder)
     if not is_karlo_layout(index):
-        raise ValueError(f"{folder!s} does not look like a Karlo folder (no stock PriorTransformer/UnCLIPTextProjModel).")
+        raise ValueError(
+            f"{folder!s} does not look like a Karlo folder (no stock PriorTransformer/UnCLIPTextProjModel)."
+        )
     components: dict[str, Any] = {"image_encoder": None, "feature_extractor": None, "super_res_first": None,
                                   "super_res_scheduler": None, "super_res_last": None}
     for name, entry in index.items():

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import inspect
 import secrets
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import PIL.Image
 import torch
@@ -16,6 +17,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from ..utils.images import to_tensor_images, validate_pil_images
 from ..utils.slerp import slerp
 from .pipeline_output import UnCLIPPipelineOutput
+from .validation import check_guidance, check_output_type, check_positive_int, check_prompt
 
 if TYPE_CHECKING:
     from .pipeline_unclip import UnCLIPPipeline
@@ -28,7 +30,7 @@ class UnCLIPEditingMixin:
 
     @torch.inference_mode()
     def image_variation(
-        self: "UnCLIPPipeline",
+        self: UnCLIPPipeline,
         image: PIL.Image.Image | list[PIL.Image.Image],
         num_images_per_prompt: int = 1,
         decoder_num_inference_steps: int = 25,
@@ -62,11 +64,9 @@ class UnCLIPEditingMixin:
             [`UnCLIPPipelineOutput`] (or a tuple): `len(image) * num_images_per_prompt` images, their `z_i` and the base
             images.
         """
-        from .pipeline_unclip import _check_output_type, _check_positive_int
-
         images = validate_pil_images(image)
-        _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
-        _check_output_type(output_type)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        check_output_type(output_type)
         image_embeds = self.encode_image(images).repeat_interleave(num_images_per_prompt, dim=0)
         base = self._decode(image_embeds, None, decoder_num_inference_steps, decoder_guidance_scale, generator,
                             decoder_latents, None, None, ())
@@ -75,7 +75,7 @@ class UnCLIPEditingMixin:
 
     @torch.inference_mode()
     def interpolate(
-        self: "UnCLIPPipeline",
+        self: UnCLIPPipeline,
         start: Endpoint,
         end: Endpoint,
         steps: int = 5,
@@ -115,12 +115,10 @@ class UnCLIPEditingMixin:
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): `steps` frames, their `z_i` and base images.
         """
-        from .pipeline_unclip import _check_output_type, _check_positive_int
-
-        _check_positive_int(steps, "steps")
+        check_positive_int(steps, "steps")
         if steps < 2:
             raise ValueError(f"steps must be at least 2 (the two endpoints), got {steps}.")
-        _check_output_type(output_type)
+        check_output_type(output_type)
         generator = _single_generator(generator)
         prior_args = (prior_num_inference_steps, prior_guidance_scale, generator)
         z_start = self._endpoint_embedding(start, "start", *prior_args)  # (1, D)
@@ -134,7 +132,7 @@ class UnCLIPEditingMixin:
 
     @torch.inference_mode()
     def text_diff(
-        self: "UnCLIPPipeline",
+        self: UnCLIPPipeline,
         image_or_prompt: Endpoint,
         base_prompt: str,
         target_prompt: str,
@@ -176,8 +174,6 @@ class UnCLIPEditingMixin:
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): one frame per amount, their `z_i` and base images.
         """
-        from .pipeline_unclip import _check_output_type, _check_prompt
-
         amounts = [amount] if isinstance(amount, (int, float)) else list(amount)
         if not amounts:
             raise ValueError("amount is an empty sequence; pass at least one weight in [0, 1].")
@@ -187,11 +183,11 @@ class UnCLIPEditingMixin:
         for name, value in (("base_prompt", base_prompt), ("target_prompt", target_prompt)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {type(value).__name__}.")
-        _check_output_type(output_type)
+        check_output_type(output_type)
         generator = _single_generator(generator)
         z_i = self._endpoint_embedding(image_or_prompt, "image_or_prompt", prior_num_inference_steps,
                                        prior_guidance_scale, generator)  # (1, D)
-        texts = self._encode_text(_check_prompt([base_prompt, target_prompt]), z_i.device).text_embeds
+        texts = self._encode_text(check_prompt([base_prompt, target_prompt]), z_i.device).text_embeds
         difference = (texts[1] - texts[0]).float()
         if difference.norm() < 1e-6:
             raise ValueError(f"base_prompt {base_prompt!r} and target_prompt {target_prompt!r} have the same CLIP "
@@ -206,7 +202,7 @@ class UnCLIPEditingMixin:
 
     @torch.inference_mode()
     def ddim_invert(
-        self: "UnCLIPPipeline",
+        self: UnCLIPPipeline,
         image: PIL.Image.Image | list[PIL.Image.Image],
         image_embeds: torch.Tensor | None = None,
         num_inference_steps: int = 25,
@@ -226,11 +222,9 @@ class UnCLIPEditingMixin:
         Returns:
             `torch.Tensor` of shape `(N, 3, h, w)`: the inverted decoder latents.
         """
-        from .pipeline_unclip import _check_guidance, _check_positive_int
-
         images = validate_pil_images(image)
-        _check_positive_int(num_inference_steps, "num_inference_steps")
-        _check_guidance(guidance_scale, "guidance_scale")
+        check_positive_int(num_inference_steps, "num_inference_steps")
+        check_guidance(guidance_scale, "guidance_scale")
         device = self._execution_device
         if image_embeds is None:
             image_embeds = self.encode_image(images)
@@ -249,7 +243,7 @@ class UnCLIPEditingMixin:
     # ------------------------------------------------------------------------------------------------ helpers
 
     def _endpoint_embedding(
-        self: "UnCLIPPipeline",
+        self: UnCLIPPipeline,
         value: Any,
         name: str,
         prior_num_inference_steps: int,
@@ -264,7 +258,7 @@ class UnCLIPEditingMixin:
         raise TypeError(f"{name} must be a caption (str) or a PIL.Image.Image, got {type(value).__name__}.")
 
     def _render_path(
-        self: "UnCLIPPipeline",
+        self: UnCLIPPipeline,
         image_embeds: torch.Tensor,
         endpoints: list[tuple[Any, torch.Tensor | None]],
         weights: torch.Tensor,
@@ -315,7 +309,9 @@ def _single_generator(generator: Any) -> torch.Generator | None:
     """Interpolations and text diffs draw one shared noise, so they take one generator (or a list of one)."""
     if isinstance(generator, (list, tuple)):
         if len(generator) != 1:
-            raise ValueError(f"This method takes one generator (the noise is shared by all frames), got {len(generator)}.")
+            raise ValueError(
+                f"This method takes one generator (the noise is shared by all frames), got {len(generator)}."
+            )
         generator = generator[0]
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}.")

@@ -36,13 +36,13 @@ class PromptEncodings(NamedTuple):
     token_encodings: torch.Tensor  # (B, T, D): the text encoder's last_hidden_state, as it is
     attention_mask: torch.Tensor  # (B, T) bool: True for real tokens (start, words, end), False for padding
 
-    def repeat_interleave(self, repeats: int) -> "PromptEncodings":
+    def repeat_interleave(self, repeats: int) -> PromptEncodings:
         """Repeat every caption `repeats` times along the batch, keeping captions grouped."""
         return PromptEncodings(*(t.repeat_interleave(repeats, dim=0) for t in self))
 
-    def concat(self, other: "PromptEncodings") -> "PromptEncodings":
+    def concat(self, other: PromptEncodings) -> PromptEncodings:
         """Stack two batches of encodings (e.g. unconditional before conditional for classifier-free guidance)."""
-        return PromptEncodings(*(torch.cat([a, b], dim=0) for a, b in zip(self, other)))
+        return PromptEncodings(*(torch.cat([a, b], dim=0) for a, b in zip(self, other, strict=True)))
 
     @property
     def batch_size(self) -> int:

@@ -8,9 +8,8 @@ interpolations and text diffs live in `editing.py`.
 from __future__ import annotations
 
 import inspect
-import math
-import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -28,9 +27,14 @@ from transformers import (
 )
 
 from ..models import UnCLIPPriorTransformer, UnCLIPTextProjection
-from ..utils.images import OUTPUT_TYPES, postprocess_images, to_tensor_images, upsample_for_super_res, validate_pil_images
+from ..utils.images import (
+    postprocess_images,
+    to_tensor_images,
+    upsample_for_super_res,
+    validate_pil_images,
+)
 from .editing import UnCLIPEditingMixin
-from .loading import PIPELINE_MODULE, download_folder, read_model_index, rewrite_model_index
+from .loading import UnCLIPLoadingMixin
 from .pipeline_output import PromptEncodings, UnCLIPPipelineOutput
 from .sampling import (
     check_generator,
@@ -40,6 +44,7 @@ from .sampling import (
     scheduler_step,
     working_copy,
 )
+from .validation import check_guidance, check_output_type, check_positive_int, check_prompt, pair, repeat_to
 
 logger = logging.get_logger(__name__)
 
@@ -48,7 +53,7 @@ Generator = torch.Generator | list[torch.Generator] | None
 ImageOutput = list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
+class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
     r"""
     DALL·E 2 (unCLIP, Ramesh et al. 2022): a diffusion prior turns a caption's CLIP text encoding into a CLIP image
     embedding `z_i`; a diffusion decoder turns `z_i` (and the caption) into a base image; diffusion upsamplers raise
@@ -144,14 +149,16 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
     @property
     def base_size(self) -> tuple[int, int]:
         """(H, W) of the decoder's output."""
-        return _pair(self.decoder.config.sample_size)
+        return pair(self.decoder.config.sample_size)
 
     @property
     def output_size(self) -> tuple[int, int]:
         """(H, W) of the pipeline's final images (the upsampler's output, or the base size without one)."""
-        return _pair(self.super_res_first.config.sample_size) if self.super_res_first is not None else self.base_size
+        return pair(self.super_res_first.config.sample_size) if self.super_res_first is not None else self.base_size
 
-    def make_schedulers(self, scheduler_class: type[SchedulerMixin], **config_overrides: Any) -> dict[str, SchedulerMixin]:
+    def make_schedulers(
+        self, scheduler_class: type[SchedulerMixin], **config_overrides: Any
+    ) -> dict[str, SchedulerMixin]:
         """Build `scheduler_class` for every stage from the current schedulers' configs (`from_config`).
 
         The prior samples standardised embeddings, not images, so x0 clipping to [-1, 1] (DDPM/DDIM's default) is
@@ -197,7 +204,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         """Encodings of the empty caption: the unconditional branch of guidance and the decoder's "no caption"."""
         return self._encode_text([""], device).repeat_interleave(batch_size)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: cached encodings may later feed modules that train
     def encode_prompt(
         self,
         prompt: str | list[str],
@@ -225,15 +232,15 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
             `B = len(prompt) * num_images_per_prompt`, doubled with guidance (unconditional first). `text_embeds` are
             L2-normalised when `normalize_embeddings` is set; token encodings are the raw `last_hidden_state`.
         """
-        prompts = _check_prompt(prompt)
-        _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        prompts = check_prompt(prompt)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
         device = device or self._execution_device
         cond = self._encode_text(prompts, device).repeat_interleave(num_images_per_prompt)
         if do_classifier_free_guidance:
             return self._empty_prompt(cond.batch_size, device).concat(cond)
         return cond
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode_image(self, image: PIL.Image.Image | list[PIL.Image.Image]) -> torch.Tensor:
         r"""
         CLIP image embeddings `z_i` of PIL images, shape `(B, D)`.
@@ -303,11 +310,13 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         """
         device = self._execution_device
         cond = self._as_encodings(prompt, device)
-        _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
-        _check_positive_int(num_inference_steps, "num_inference_steps")
-        _check_positive_int(sample_count, "sample_count")
-        _check_guidance(guidance_scale, "guidance_scale")
-        callback_on_step_end_tensor_inputs = self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        check_positive_int(num_inference_steps, "num_inference_steps")
+        check_positive_int(sample_count, "sample_count")
+        check_guidance(guidance_scale, "guidance_scale")
+        callback_on_step_end_tensor_inputs = self._check_callback(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         num_images = cond.batch_size * num_images_per_prompt
         check_generator(generator, num_images)
         dim = self.embedding_dim
@@ -401,7 +410,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         Returns:
             The images in `output_type` (base resolution without `upscale` or without an upsampler).
         """
-        _check_output_type(output_type)
+        check_output_type(output_type)
         base = self._decode(image_embeds, prompt, num_inference_steps, guidance_scale, generator, latents, scheduler,
                             callback_on_step_end, callback_on_step_end_tensor_inputs)
         if upscale and self.super_res_first is not None:
@@ -425,10 +434,12 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         device = self._execution_device
         image_embeds = self._check_image_embeds(image_embeds).to(device)
         num_images = image_embeds.shape[0]
-        _check_positive_int(num_inference_steps, "decoder_num_inference_steps")
-        _check_guidance(guidance_scale, "decoder_guidance_scale")
+        check_positive_int(num_inference_steps, "decoder_num_inference_steps")
+        check_guidance(guidance_scale, "decoder_guidance_scale")
         check_generator(generator, num_images)
-        callback_on_step_end_tensor_inputs = self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        callback_on_step_end_tensor_inputs = self._check_callback(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         channels = self.decoder.config.in_channels
         shape = (num_images, channels, *self.base_size)
         check_latents(latents, shape, "decoder_latents")
@@ -456,7 +467,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         if prompt is None:
             cond = self._empty_prompt(num_images, device)
         else:
-            cond = _repeat_to(self._as_encodings(prompt, device), num_images)
+            cond = repeat_to(self._as_encodings(prompt, device), num_images)
         do_guidance = guidance_scale != 1.0
         text = self._empty_prompt(num_images, device).concat(cond) if do_guidance else cond
         proj_dtype = self.text_proj.dtype
@@ -524,7 +535,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         """
         if self.super_res_first is None:
             raise ValueError("This pipeline has no upsampler (super_res_first is None); its base images are final.")
-        _check_output_type(output_type)
+        check_output_type(output_type)
         low_res = to_tensor_images(images).to(self._execution_device)
         upsampled = self._super_resolve(low_res, num_inference_steps, generator, latents, scheduler,
                                         callback_on_step_end, callback_on_step_end_tensor_inputs)
@@ -543,9 +554,11 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         """The upsampler loop on images in [-1, 1]; returns `(N, 3, H, W)` in [-1, 1]."""
         device = self._execution_device
         num_images = low_res.shape[0]
-        _check_positive_int(num_inference_steps, "super_res_num_inference_steps")
+        check_positive_int(num_inference_steps, "super_res_num_inference_steps")
         check_generator(generator, num_images)
-        callback_on_step_end_tensor_inputs = self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        callback_on_step_end_tensor_inputs = self._check_callback(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         channels = self.super_res_first.config.in_channels // 2
         shape = (num_images, channels, *self.output_size)
         check_latents(latents, shape, "super_res_latents")
@@ -618,24 +631,25 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str],
     ) -> None:
         """Validate every argument of `__call__` before any work, with a `ValueError`/`TypeError` naming the culprit."""
-        prompts = _check_prompt(prompt)
-        _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
-        _check_positive_int(prior_num_inference_steps, "prior_num_inference_steps")
-        _check_positive_int(decoder_num_inference_steps, "decoder_num_inference_steps")
-        _check_positive_int(super_res_num_inference_steps, "super_res_num_inference_steps")
-        _check_guidance(prior_guidance_scale, "prior_guidance_scale")
-        _check_guidance(decoder_guidance_scale, "decoder_guidance_scale")
-        _check_positive_int(prior_sample_count, "prior_sample_count")
+        prompts = check_prompt(prompt)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        check_positive_int(prior_num_inference_steps, "prior_num_inference_steps")
+        check_positive_int(decoder_num_inference_steps, "decoder_num_inference_steps")
+        check_positive_int(super_res_num_inference_steps, "super_res_num_inference_steps")
+        check_guidance(prior_guidance_scale, "prior_guidance_scale")
+        check_guidance(decoder_guidance_scale, "decoder_guidance_scale")
+        check_positive_int(prior_sample_count, "prior_sample_count")
         num_images = len(prompts) * num_images_per_prompt
         check_generator(generator, num_images)
         check_latents(prior_latents, (num_images * prior_sample_count, self.embedding_dim), "prior_latents")
-        check_latents(decoder_latents, (num_images, self.decoder.config.in_channels, *self.base_size), "decoder_latents")
+        decoder_shape = (num_images, self.decoder.config.in_channels, *self.base_size)
+        check_latents(decoder_latents, decoder_shape, "decoder_latents")
         if super_res_latents is not None and self.super_res_first is None:
             raise ValueError("super_res_latents were given, but this pipeline has no upsampler.")
         if self.super_res_first is not None:
             shape = (num_images, self.super_res_first.config.in_channels // 2, *self.output_size)
             check_latents(super_res_latents, shape, "super_res_latents")
-        _check_output_type(output_type)
+        check_output_type(output_type)
         self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
     @torch.inference_mode()
@@ -700,7 +714,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
                           prior_sample_count, generator, prior_latents, decoder_latents, super_res_latents,
                           output_type, callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = self._execution_device
-        cond = self._encode_text(_check_prompt(prompt), device)
+        cond = self._encode_text(check_prompt(prompt), device)
         image_embeds = self.sample_prior(cond, num_images_per_prompt, prior_num_inference_steps, prior_guidance_scale,
                                          prior_sample_count, generator, prior_latents, None, callback_on_step_end,
                                          callback_on_step_end_tensor_inputs)
@@ -736,13 +750,15 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
     def _as_encodings(self, prompt: str | list[str] | PromptEncodings, device: torch.device) -> PromptEncodings:
         if isinstance(prompt, PromptEncodings):
             return PromptEncodings(*(t.to(device) for t in prompt))
-        return self._encode_text(_check_prompt(prompt), device)
+        return self._encode_text(check_prompt(prompt), device)
 
     def _check_image_embeds(self, image_embeds: Any) -> torch.Tensor:
         if not isinstance(image_embeds, torch.Tensor):
             raise TypeError(f"image_embeds must be a torch.Tensor, got {type(image_embeds).__name__}.")
         if image_embeds.ndim != 2 or image_embeds.shape[1] != self.embedding_dim or image_embeds.shape[0] == 0:
-            raise ValueError(f"image_embeds must have shape (N, {self.embedding_dim}), got {tuple(image_embeds.shape)}.")
+            raise ValueError(
+                f"image_embeds must have shape (N, {self.embedding_dim}), got {tuple(image_embeds.shape)}."
+            )
         if not torch.all(torch.isfinite(image_embeds)):
             raise ValueError("image_embeds contain NaN or infinite values.")
         return image_embeds
@@ -754,102 +770,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, DiffusionPipeline):
             raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}.")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not among {self._callback_tensor_inputs}.")
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs {unknown} are not among {self._callback_tensor_inputs}."
+            )
         return tensor_inputs
-
-    # ------------------------------------------------------------------------------------------------ save / load
-
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any) -> None:
-        """Save every component (safetensors only) and a `model_index.json` that names this package's classes.
-
-        The folder loads with `UnCLIPPipeline.from_pretrained(folder)` and with
-        `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` (see `pipelines/loading.py`).
-        """
-        if not safe_serialization:
-            raise ValueError("unclip-diffusers saves weights as safetensors only; safe_serialization must be True.")
-        if kwargs.get("push_to_hub"):
-            raise ValueError("Save to a folder first, then upload it with `unclip-push` (unclip_diffusers.hub).")
-        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        rewrite_model_index(save_directory, type(self).__name__)
-
-    @classmethod
-    def load_config(cls, *args: Any, **kwargs: Any) -> Any:
-        """Read `model_index.json`; a folder naming this class through its code file loads without running the file."""
-        loaded = super().load_config(*args, **kwargs)
-        config = loaded[0] if isinstance(loaded, tuple) else loaded
-        name = config.get("_class_name")
-        if isinstance(name, (list, tuple)) and len(name) == 2 and name[0] == PIPELINE_MODULE and name[1] == cls.__name__:
-            config["_class_name"] = cls.__name__
-        return loaded
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs: Any):
-        r"""
-        Load a saved pipeline folder or Hub repository; safetensors weights only.
-
-        With no path, loads `unclip_diffusers.defaults.default_pretrained_path()` (the release checkpoint). A folder
-        laid out like `kakaobrain/karlo-v1-alpha` is recognised and loaded with `unclip_diffusers.karlo`.
-        """
-        from ..defaults import default_pretrained_path
-        from ..karlo import is_karlo_layout, load_karlo_pipeline
-
-        if kwargs.get("use_safetensors") is False:
-            raise ValueError("unclip-diffusers loads safetensors weights only; use_safetensors must be True.")
-        kwargs["use_safetensors"] = True
-        path = str(pretrained_model_name_or_path or default_pretrained_path())
-        if not os.path.isdir(path):
-            if os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1:
-                raise ValueError(f"{path!r} is neither a pipeline folder nor a Hub repository id (owner/name).")
-            path = download_folder(path, **kwargs)
-        if is_karlo_layout(read_model_index(path)):
-            return load_karlo_pipeline(path, torch_dtype=kwargs.get("torch_dtype"))
-        return super().from_pretrained(path, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------- validation
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
-def _check_prompt(prompt: Any) -> list[str]:
-    """Return the captions as a list; reject anything that is not a string or a non-empty list of strings."""
-    if isinstance(prompt, str):
-        return [prompt]
-    if not isinstance(prompt, (list, tuple)):
-        raise TypeError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}.")
-    if len(prompt) == 0:
-        raise ValueError("prompt is an empty list; pass at least one caption (use \"\" for an unconditional sample).")
-    for i, item in enumerate(prompt):
-        if not isinstance(item, str):
-            raise TypeError(f"prompt[{i}] must be a string, got {type(item).__name__}.")
-    return list(prompt)
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def _check_guidance(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (1 disables guidance), got {value!r}.")
-
-
-def _check_output_type(output_type: Any) -> None:
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-
-
-def _repeat_to(encodings: PromptEncodings, num_images: int) -> PromptEncodings:
-    """Repeat caption encodings so there is one row per image (captions grouped, like `num_images_per_prompt`)."""
-    count = encodings.batch_size
-    if count == num_images:
-        return encodings
-    if count == 0 or num_images % count:
-        raise ValueError(f"Got {count} captions for {num_images} image embeddings; pass one caption per embedding, "
-                         "or a number of captions that divides the number of embeddings.")
-    return encodings.repeat_interleave(num_images // count)
