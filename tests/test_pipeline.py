@@ -335,3 +335,12 @@ def test_docstring_defaults_match_the_signature(method):
         text = match.group(1).strip("`")
         documented = None if text == "None" else eval(text)  # literal defaults: numbers, strings, tuples, booleans
         assert documented == parameter.default, f"{method}: {name}: docstring {text}, signature {parameter.default!r}"
+
+
+def test_half_precision_pipeline_runs():
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny")).to(torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("a cat", generator=_generator(), output_type="pt", **FAST)
+    assert out.images.shape == (1, 3, 64, 64) and out.images.dtype == torch.float32  # outputs are always float32
+    assert torch.isfinite(out.images).all() and out.image_embeds.dtype == torch.bfloat16

@@ -115,4 +115,6 @@ def upsample_for_super_res(images: torch.Tensor, size: tuple[int, int]) -> torch
     This is the conditioning the upsampler receives next to its noisy input; training must build it the same way
     (after its blur augmentation), so the one definition lives here.
     """
-    return F.interpolate(images, size=tuple(size), mode="bicubic", align_corners=False, antialias=True)
+    # Computed in float32: the antialiased kernel has no half-precision CPU implementation.
+    upsampled = F.interpolate(images.float(), size=tuple(size), mode="bicubic", align_corners=False, antialias=True)
+    return upsampled.to(images.dtype)
