@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untrained-evaluator", action="store_true",
                    help="plumbing checks only: score with a randomly initialised evaluator (flagged in the report)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="torch intra-op threads (0 keeps torch's default; 1 is much faster on a busy shared CPU)")
     return p
 
 
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (Path(args.pipeline) / "model_index.json").is_file():
         raise SystemExit(f"unclip-eval: {args.pipeline!r} is not a pipeline folder (no model_index.json).")
 
+    if args.num_threads < 0:
+        raise SystemExit(f"unclip-eval: --num-threads must be >= 0, got {args.num_threads}.")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     started = time.perf_counter()
     if args.untrained_evaluator:
         from .evaluator import evaluator_size
