@@ -35,7 +35,7 @@ class EvalSettings:
     """What to measure and how much of it; `EVAL_PRESETS` holds `quick` (CI, seconds) and `full` (the report)."""
 
     splits: tuple[str, ...] = HELDOUT_SPLITS  # held-out splits to score; "train" is refused
-    max_examples: int = 500  # held-out examples per split used for the generation metrics (0 = all); seeded pick
+    max_examples: int = 200  # held-out examples per split used for the generation metrics (0 = all); seeded pick
     prior_num_inference_steps: int | None = None  # None = the pipeline's default
     decoder_num_inference_steps: int | None = None
     super_res_num_inference_steps: int | None = None
@@ -47,10 +47,10 @@ class EvalSettings:
     kid_subsets: int = 100
     kid_subset_size: int = 1000  # capped at the half-split size
     text_embedding_ablation: bool = True  # also decode from the CLIP text embedding directly (the paper's ablation)
-    num_variation_inputs: int = 16
+    num_variation_inputs: int = 8
     variations_per_input: int = 4
-    num_interpolation_pairs: int = 8
-    interpolation_steps: int = 9  # frames per interpolation, endpoints included
+    num_interpolation_pairs: int = 6
+    interpolation_steps: int = 7  # frames per interpolation, endpoints included
     grid_prompts: int = 8
     grid_seeds: int = 4
     batch_size: int = 16  # prompts per pipeline call
