@@ -388,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         found, missing = find_sources(search)
         for source in found:
             print(f"found    {source.spec.id:15} {source.spec.package} {source.version}: {len(source.artwork)} images")
+        covered = {f.spec.style for f in found}
         for spec in missing:
-            print(f"missing  {spec.id:15} {spec.package}")
+            note = f"  (optional: {spec.style} already comes from another source)" if spec.style in covered else ""
+            print(f"missing  {spec.id:15} {spec.package}{note}")
         if missing:
             print("install the missing ones with:\n  " + "\n  ".join(install_command(missing)))
         return 0
