@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from unclip_diffusers.data import load_image_text_dataset
-from unclip_diffusers.data.build import BuildOptions, build_dataset, main
-from unclip_diffusers.data.images import RenderJob, render_job, to_square_on_white
+from unclip_diffusers.data.build import BuildOptions, build_dataset, main, select_concepts
+from unclip_diffusers.data.images import RenderJob, SkipArtwork, is_blank, render_job, render_noto, to_square_on_white
 from unclip_diffusers.data.sources import SOURCE_BY_ID, SearchPaths, find_sources, install_command
 
 ENGLAND = "1f3f4-e0067-e0062-e0065-e006e-e0067-e007f"
@@ -121,6 +121,23 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
         again = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False)
     assert again["signature"] == summary["signature"] and "already holds this build" in caplog.text
 
+    # a forced rebuild reuses the rendered images instead of drawing them again
+    cached = sorted((tmp_path / "emoji.cache").rglob("*.png"))
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    rebuilt = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False, force=True)
+    assert rebuilt["split_sizes"] == summary["split_sizes"]
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "emoji.cache").rglob("*.png"))] == stamps
+
+
+def test_select_concepts_filters():
+    available = {"1f44d", "1f44d-1f3fb", "1f9d1-1f3fb-200d-1f91d-200d-1f9d1-1f3ff", "1f63e", "1f680"}
+    assert set(select_concepts(available, BuildOptions(skin_tones="none"))) == {"1f44d", "1f63e", "1f680"}
+    assert "1f44d-1f3fb" in select_concepts(available, BuildOptions(skin_tones="single"))
+    assert len(select_concepts(available, BuildOptions(skin_tones="single"))) == 4
+    subset = select_concepts(available, BuildOptions(max_concepts=2, seed=1))
+    assert len(subset) == 2 and subset == select_concepts(available, BuildOptions(max_concepts=2, seed=1))
+    assert select_concepts(available, BuildOptions(concepts=["1f63e", "1f600"])) == ["1f63e"]
+
 
 def test_build_without_sources_names_the_install_commands(tmp_path):
     with pytest.raises(ValueError, match="apt-get install -y fonts-noto-color-emoji"):
@@ -141,7 +158,7 @@ def test_cli_check_and_build(npm_prefix, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "found    fluent-flat" in out and "npm install --prefix" in out
     code = main(["build", "--npm-prefix", str(npm_prefix), "--output", str(tmp_path / "cli"), "--styles", "OpenMoji",
-                 "--concepts", "1f63e", "1f680", "1f600", "--workers", "1", "--no-progress"])  # fmt: skip
+                 "--concepts", "1f63e", "1f680", "1f600", "--workers", "2", "--no-progress"])  # fmt: skip
     assert code == 0
     info = json.loads((tmp_path / "cli" / "build_info.json").read_text())
     assert info["images_per_style"] == {"OpenMoji": 3}
@@ -168,6 +185,20 @@ def test_render_job_and_square_padding(tmp_path):
     assert (tmp_path / "b.skip").is_file() and not (tmp_path / "b.png").exists()
     with pytest.raises(ValueError, match="unknown RenderJob kind"):
         render_job(RenderJob("gif", str(blank), str(tmp_path / "c"), high_res=False))
+
+
+NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+
+
+@pytest.mark.skipif(not NOTO_FONT.is_file(), reason="needs Debian's fonts-noto-color-emoji")
+def test_noto_font_rejects_multi_glyph_and_missing_emoji():
+    glyph = render_noto("\U0001f63e", NOTO_FONT)
+    assert glyph.size == (136, 128) and not is_blank(glyph)
+    # a sequence this font version cannot ligate falls apart into several glyphs; an unknown code point is blank
+    with pytest.raises(SkipArtwork, match="glyphs"):
+        render_noto("\U0001f9d1\U0001f3fb\u200d\U0001f430\u200d\U0001f9d1\U0001f3ff", NOTO_FONT)
+    with pytest.raises(SkipArtwork, match="no glyph"):
+        render_noto("\U0001fae9", NOTO_FONT)
 
 
 def test_every_source_has_a_known_license():
