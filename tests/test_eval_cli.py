@@ -1,12 +1,12 @@
-"""`unclip-eval --quick` end to end: a tiny random pipeline on a tiny held-out set, in seconds."""
+"""`unclip-eval --quick` end to end: a tiny random pipeline on the committed tiny emoji fixture, in seconds."""
 
 import json
 
 import pytest
 import torch
 
+from unclip_diffusers.data import FIXTURE_PATH
 from unclip_diffusers.evaluation.cli import main
-from test_eval_runner import make_synthetic_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -33,8 +33,8 @@ def pipeline_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "shapes")
+def data_dir():
+    return str(FIXTURE_PATH)  # the committed tiny emoji set: 4 held-out pairs, 4 held-out-concept images
 
 
 def test_quick_end_to_end_with_a_trained_evaluator(pipeline_dir, data_dir, tmp_path):

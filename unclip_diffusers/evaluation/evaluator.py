@@ -29,7 +29,7 @@ from ..configs import (
     clip_vision_config,
     get_model_config,
 )
-from ._data import load_image_text_dataset
+from ..data import load_image_text_dataset
 from .metrics import l2_normalize
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import metrics
-from ._data import load_image_text_dataset
+from ..data import load_image_text_dataset
 from .evaluator import EvaluatorCLIP
 from .inception import inception_fid
 from .report import make_grid
