@@ -207,10 +207,11 @@ def write_markdown(results: dict[str, Any], path: str | os.PathLike, figures: Se
               + ", ".join(f"`{s}` ({_get(results, 'splits', s, 'num_examples')} examples)" for s in results.get("splits", {}))]
     evaluator = meta.get("evaluator") or {}
     if evaluator:
+        steps = f" for {evaluator['training_steps']} steps" if evaluator.get("training_steps") else ""
         lines.append(f"- evaluator CLIP: `{evaluator.get('path')}` (preset {evaluator.get('preset')}, seed "
                      f"{evaluator.get('seed')}, {evaluator.get('num_parameters')} parameters, trained on "
-                     f"`{evaluator.get('trained_on_split')}`; generation CLIP: {meta.get('generation_clip_parameters')} "
-                     "parameters)")
+                     f"`{evaluator.get('trained_on_split')}`{steps}; generation CLIP: "
+                     f"{meta.get('generation_clip_parameters')} parameters)")
         if not evaluator.get("trained", False):
             lines.append("- **warning: the evaluator CLIP is untrained (random weights); its figures are not "
                          "meaningful.**")
