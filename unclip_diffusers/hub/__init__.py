@@ -2,6 +2,6 @@
 upload ships so that diffusers loads it without this package (`remote_code`)."""
 
 from .cards import CardInputs, render_card, validate_card
-from .push import UploadOptions, build_upload, push
+from .push import UploadOptions, build_upload, push_folder
 
-__all__ = ["CardInputs", "UploadOptions", "build_upload", "push", "render_card", "validate_card"]
+__all__ = ["CardInputs", "UploadOptions", "build_upload", "push_folder", "render_card", "validate_card"]

@@ -70,7 +70,7 @@ METRICS: tuple[MetricSpec, ...] = (
                "real-vs-real floor", False, ("pipeline", "decoder"), True),
     MetricSpec("fid", "Inception FID", ("inception_fid", "value"), None, "", False, ("pipeline",), False),
     MetricSpec("prior_cosine", "cos(prior sample, true CLIP image embedding)", ("prior", "cos_prior"),
-               ("prior", "cos_text_embedding"), "baseline: the caption's text embedding", True, ("pipeline", "prior"),
+               ("prior", "cos_text_embedding"), "text-embedding baseline", True, ("pipeline", "prior"),
                False),
     MetricSpec("variation_cosine", "cos(input, variation), evaluator CLIP", ("variations", "cos_input_variation"),
                ("variations", "cos_input_random"), "a random image", True, ("pipeline", "decoder"), True),
@@ -196,12 +196,20 @@ def read_training_data(data_dir: str | os.PathLike | None) -> TrainingData:
         return TrainingData(recorded=True, origin=f"the dataset build `{folder.name}` (build_info.json)",
                             sources=sources, licenses_file=licenses if licenses.is_file() else None,
                             concepts=info.get("concepts"), split_sizes=dict(info.get("split_sizes") or {}))
+    sources = data_code_sources()
+    if sources is None:
+        return TrainingData(recorded=False, origin="not recorded")
+    return TrainingData(recorded=False, origin="the sources unclip-data can build from (the build used was not given)",
+                        sources=sources)
+
+
+def data_code_sources() -> list[DataSource] | None:
+    """Every source the data code (`unclip_diffusers.data.sources.SOURCES`) knows, or None without that code."""
     try:
         specs = importlib.import_module("unclip_diffusers.data.sources").SOURCES
     except (ImportError, AttributeError):
-        return TrainingData(recorded=False, origin="not recorded")
-    return TrainingData(recorded=False, origin="the sources unclip-data can build from (the build used was not given)",
-                        sources=[DataSource(style=s.style, package=s.package, license=s.license) for s in specs])
+        return None
+    return [DataSource(style=s.style, package=s.package, license=s.license) for s in specs]
 
 
 def training_data_path(training_config: dict[str, Any] | None) -> str | None:

@@ -104,7 +104,7 @@ def eval_results(inputs: CardInputs) -> list[EvalResult]:
             results.append(EvalResult(task_type=row.spec.task, dataset_type=dataset,
                                       dataset_name=f"emoji captions ({split})", dataset_split=split,
                                       metric_type=row.spec.key, metric_name=row.spec.label,
-                                      metric_value=value, source_name="unclip-eval"))
+                                      metric_value=value))
     return results
 
 

@@ -130,7 +130,7 @@ def build_upload(folder: str | os.PathLike, repo_id: str, staging: str | os.Path
             grid.image.save(staging / SAMPLE_GRID)
             inputs.sample_grid = (SAMPLE_GRID, grid.caption)
         inputs.eval_grids = [_copy_image(p, staging, f"images/eval/{p.name}") for p in metrics.grids]
-    else:
+    elif source.kind in ("decoder", "upsampler"):  # the stages whose validation draws images
         samples = latest_training_samples(source.run_dir, source.kind)
         if samples is not None:
             inputs.training_samples = _copy_image(samples, staging, TRAINING_SAMPLES)
@@ -168,7 +168,7 @@ def upload_to_hub(upload: Upload, repo_id: str, private: bool = False, revision:
     return f"{commit.commit_url} (pin it with revision={commit.oid!r})"
 
 
-def push(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
          dry_run: bool = False, local_hub: str | os.PathLike | None = None,
          options: UploadOptions | None = None) -> Upload | Path | str:
     """Push `folder` to `repo_id`: the assembled upload for `dry_run`, the mirror folder for `local_hub`, else the
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = UploadOptions(metrics=args.metrics, data=args.data, dataset_id=args.dataset_id, license=args.license,
                             card=args.card, grid=not args.no_grid, grid_steps=args.grid_steps)
     try:
-        result = push(args.folder, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
+        result = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
                       local_hub=args.local_hub, options=options)
     except ValueError as error:
         print(f"unclip-push: {error}", file=sys.stderr)
