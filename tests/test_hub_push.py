@@ -205,6 +205,14 @@ def test_with_the_package_no_code_from_the_folder_runs(pipe, pushed):
         DiffusionPipeline.from_pretrained(pushed)
 
 
+def test_a_downloaded_upload_can_be_pushed_again_unchanged(pushed, inputs, tmp_path):
+    assert main([str(pushed), REPO, "--local-hub", str(tmp_path)] + _card_args(inputs)) == 0
+    again = tmp_path / REPO
+    assert _files(again) == _files(pushed)
+    for name in _files(pushed):
+        assert (again / name).read_bytes() == (pushed / name).read_bytes(), name
+
+
 def test_dry_run_lists_exactly_what_the_local_hub_holds(saved, inputs, pushed, capsys):
     assert main([str(saved), REPO, "--dry-run"] + _card_args(inputs)) == 0
     listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()[:-1]]
@@ -277,6 +285,8 @@ def test_bad_input_gets_a_clear_error(saved, pushed, tmp_path, capsys):
     bad_card.write_text("---\nlicense: mit\n---\n# A model\n")
     assert main([str(saved), REPO, "--dry-run", "--no-grid", "--card", str(bad_card)]) == 2
     assert "model card for someone/unclip-tiny is incomplete" in capsys.readouterr().err
+    assert main([str(saved), REPO, "--dry-run", "--card", str(tmp_path / "nope.md")]) == 2
+    assert "is not a file" in capsys.readouterr().err
     assert main([str(saved), REPO, "--dry-run", "--no-grid", "--license", "wtfpl"]) == 2
     assert "not one of the Hub license ids" in capsys.readouterr().err
     assert main([str(saved), REPO, "--dry-run", "--grid-steps", "0"]) == 2

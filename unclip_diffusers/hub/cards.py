@@ -23,7 +23,7 @@ TEMPLATE_PACKAGE = "unclip_diffusers.hub.model_cards"
 CARD_KINDS = ("pipeline", "karlo", "clip", "prior", "decoder", "upsampler")
 TEMPLATE_OF_KIND = {"karlo": "pipeline"}
 REQUIRED_TAGS = ("unclip", "dalle-2")
-# License ids the Hub accepts in card metadata that this project may use (https://huggingface.co/docs/hub/repositories-licenses).
+# Hub license ids this project may use (https://huggingface.co/docs/hub/repositories-licenses).
 HUB_LICENSES = ("apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "openrail", "creativeml-openrail-m", "ofl-1.1",
                 "other")
 LIBRARY_OF_KIND = {"clip": "transformers"}  # everything else: diffusers

@@ -95,7 +95,7 @@ def _add_code(source: SourceFolder, folder: Path) -> list[str]:
     return written
 
 
-def _copy_image(path: Path, folder: Path, name: str) -> str:
+def _copy_file(path: Path, folder: Path, name: str) -> str:
     (folder / name).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(path, folder / name)
     return name
@@ -117,24 +117,26 @@ def build_upload(folder: str | os.PathLike, repo_id: str, staging: str | os.Path
                         code_files=code_digest(staging), training=source.training_config,
                         validation=last_validation(source.run_dir))
     if data.licenses_file is not None:
-        inputs.licenses_file = _copy_image(data.licenses_file, staging, LICENSES_FILE)
+        inputs.licenses_file = _copy_file(data.licenses_file, staging, LICENSES_FILE)
     if source.kind in ("pipeline", "karlo"):
         inputs.resolutions = resolutions(staging)
         inputs.preset = model_preset(staging)
         inputs.components = {k: v[1] for k, v in sorted((source.model_index or {}).items())
                              if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None}
-        if options.grid:
+        if options.grid and options.card is None:  # a hand-written card could not show it
             # generated from the upload folder itself, loaded with the installed package
             grid = sample_grid(staging, options.grid_prompts, options.grid_seeds, steps=options.grid_steps)
             (staging / SAMPLE_GRID).parent.mkdir(exist_ok=True)
             grid.image.save(staging / SAMPLE_GRID)
             inputs.sample_grid = (SAMPLE_GRID, grid.caption)
-        inputs.eval_grids = [_copy_image(p, staging, f"images/eval/{p.name}") for p in metrics.grids]
+        inputs.eval_grids = [_copy_file(p, staging, f"images/eval/{p.name}") for p in metrics.grids]
     elif source.kind in ("decoder", "upsampler"):  # the stages whose validation draws images
         samples = latest_training_samples(source.run_dir, source.kind)
         if samples is not None:
-            inputs.training_samples = _copy_image(samples, staging, TRAINING_SAMPLES)
+            inputs.training_samples = _copy_file(samples, staging, TRAINING_SAMPLES)
     if options.card is not None:
+        if not Path(options.card).is_file():
+            raise ValueError(f"The card {options.card!r} is not a file.")
         card = ModelCard(Path(options.card).read_text(encoding="utf-8"))
     else:
         card = render_card(inputs)
@@ -227,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = UploadOptions(metrics=args.metrics, data=args.data, dataset_id=args.dataset_id, license=args.license,
                             card=args.card, grid=not args.no_grid, grid_steps=args.grid_steps)
     try:
-        result = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
-                      local_hub=args.local_hub, options=options)
+        result = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                             dry_run=args.dry_run, local_hub=args.local_hub, options=options)
     except ValueError as error:
         print(f"unclip-push: {error}", file=sys.stderr)
         return 2

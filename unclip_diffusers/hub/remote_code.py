@@ -10,7 +10,7 @@ What diffusers 0.42 runs with `trust_remote_code=True` (`diffusers/utils/dynamic
 So the package is shipped as flat files: every module the pipeline needs at import time becomes
 `unclip_<subpackage>_<module>.py` with its imports rewritten (relative imports of shipped modules point at the flat
 files; imports inside functions of modules that are not shipped become imports of the installed package, needed only
-by `from_pretrained`/`save_pretrained` of the remote class). `pipeline_unclip.py` imports every flat file directly, so
+by the remote class's own `from_pretrained`, for Karlo folders and the default checkpoint). `pipeline_unclip.py` imports every flat file directly, so
 diffusers copies them all. A custom component's folder holds the flat file of its class (self-contained: a component's
 code may import only torch, diffusers and transformers) under the same name as the root copy, so the pipeline and the
 component loader share one module; the generated file keeps the class of its first execution, so re-executing it does
@@ -224,7 +224,7 @@ def component_module_code(cls: type) -> tuple[str, str]:
 
 
 def pipeline_code_files(pipeline_class: type, entry_name: str) -> dict[str, str]:
-    """File name → source of the root code of a pipeline repository: the entry `<entry_name>.py` and the flat files."""
+    """File name → source of a pipeline repository's root code: the entry `<entry_name>.py` and the flat files."""
     modules = shipped_modules(pipeline_class.__module__)
     shipped = set(modules)
     files: dict[str, str] = {}
@@ -263,7 +263,7 @@ def write_pipeline_code(folder: str | os.PathLike, entry_name: str) -> list[str]
     """Add the remote code to a saved pipeline folder and point `model_index.json` at it; returns the files written.
 
     The folder's `model_index.json` must name `[entry_name, class]` and its own components as
-    `["unclip_diffusers", class]` (what `UnCLIPPipeline.save_pretrained` writes).
+    `["unclip_diffusers", class]` (what `UnCLIPPipeline.save_pretrained` writes) or as an earlier upload names them.
     """
     folder = Path(folder)
     index_path = folder / "model_index.json"
@@ -277,7 +277,9 @@ def write_pipeline_code(folder: str | os.PathLike, entry_name: str) -> list[str]
         (folder / name).write_text(source, encoding="utf-8")
         written.append(name)
     for component, entry in sorted(index.items()):
-        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == PACKAGE):
+        ours = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and (
+            entry[0] == PACKAGE or entry[0].startswith(FLAT_PREFIX))  # saved here, or an earlier upload re-pushed
+        if not ours:
             continue
         stem, source = component_module_code(package_class(entry[1]))
         (folder / component / f"{stem}.py").write_text(source, encoding="utf-8")
