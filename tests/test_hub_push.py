@@ -248,6 +248,16 @@ def test_each_stage_is_pushed_with_its_own_card(pipe, stage_repos):
     assert ModelCard.load(stage_repos["clip"] / "README.md").data.library_name == "transformers"
     prior = UnCLIPPriorTransformer.from_pretrained(stage_repos["prior"], subfolder="prior")
     torch.testing.assert_close(prior.clip_std, pipe.prior.clip_std)
+    # the cards' usage snippets: stock classes for the CLIP, the decoder UNet and the upsampler
+    from diffusers import UNet2DConditionModel, UNet2DModel
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    text_encoder = CLIPTextModelWithProjection.from_pretrained(stage_repos["clip"], subfolder="text_encoder")
+    torch.testing.assert_close(text_encoder.text_projection.weight, pipe.text_encoder.text_projection.weight)
+    assert CLIPTokenizer.from_pretrained(stage_repos["clip"], subfolder="tokenizer")("a cat").input_ids == \
+        pipe.tokenizer("a cat").input_ids
+    assert UNet2DConditionModel.from_pretrained(stage_repos["decoder"], subfolder="decoder").config.sample_size == 16
+    assert UNet2DModel.from_pretrained(stage_repos["upsampler"], subfolder="super_res_first").config.in_channels == 6
 
 
 def test_karlo_layout_folder_round_trips_through_the_local_hub(tmp_path):
@@ -305,7 +315,8 @@ def test_a_hand_written_card_is_validated_and_used_as_is(saved, pushed, tmp_path
 def test_online_push_creates_the_repo_and_uploads_the_same_files(saved, inputs, pushed, monkeypatch, capsys):
     from huggingface_hub import constants
 
-    assert main([str(saved), REPO] + _card_args(inputs)) == 2  # HF_HUB_OFFLINE=1 in the tests
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 in the test command sets it
+    assert main([str(saved), REPO] + _card_args(inputs)) == 2
     assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
     calls = {}
 
