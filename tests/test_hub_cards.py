@@ -178,6 +178,10 @@ def test_every_kind_of_card_renders_and_validates(kind, tmp_path):
     assert card.data.library_name == ("transformers" if kind == "clip" else "diffusers")
     if kind in ("prior", "decoder", "clip", "upsampler"):
         assert "| `max_steps` | 20 |" in card.text and "heldout_loss" in card.text and "0.25" in card.text
+    if kind in ("decoder", "upsampler"):  # pipeline-level numbers stay out of a stage's metadata
+        assert card.data.eval_results is None
+    if kind in ("prior", "clip"):
+        assert card.data.eval_results and "running the pipeline this" in card.text
     if kind == "upsampler":
         assert "does not score this stage on its own" in card.text
     if kind == "karlo":

@@ -19,7 +19,8 @@ Nothing here invents a number: a value that a file does not hold is `None` and t
 
 `METRICS` lists every value read (its path under a split, the reference printed next to it, which cards show it).
 Missing keys and `null` mean "not measured". Values scored by the evaluator CLIP are left out of the card's
-metadata when `meta.evaluator.trained` is false (the report then says they are not meaningful).
+metadata when `meta.evaluator.trained` is false (the report then says they are not meaningful), and a stage's card
+keeps in its metadata only the values that measure that stage alone (`MetricSpec.stage_alone`).
 
 ## Training data
 
@@ -58,6 +59,7 @@ class MetricSpec:
     cards: tuple[str, ...]  # the kinds of card that show it
     evaluator: bool  # scored by the independent evaluator CLIP
     task: str = "text-to-image"
+    stage_alone: bool = False  # measures its stage alone (else the whole pipeline: stage cards omit it from metadata)
 
 
 _T2I = ("text_to_image", "via_prior")
@@ -71,13 +73,15 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("fid", "Inception FID", ("inception_fid", "value"), None, "", False, ("pipeline",), False),
     MetricSpec("prior_cosine", "cos(prior sample, true CLIP image embedding)", ("prior", "cos_prior"),
                ("prior", "cos_text_embedding"), "text-embedding baseline", True, ("pipeline", "prior"),
-               False),
+               False, stage_alone=True),
     MetricSpec("variation_cosine", "cos(input, variation), evaluator CLIP", ("variations", "cos_input_variation"),
                ("variations", "cos_input_random"), "a random image", True, ("pipeline", "decoder"), True),
     MetricSpec("image_to_text_top1", "CLIP retrieval image→caption, top-1", ("clip", "generation_clip",
-               "image_to_text", "top1"), None, "", True, ("pipeline", "clip"), False, "zero-shot-image-classification"),
+               "image_to_text", "top1"), None, "", True, ("pipeline", "clip"), False, "zero-shot-image-classification",
+               stage_alone=True),
     MetricSpec("text_to_image_top1", "CLIP retrieval caption→image, top-1", ("clip", "generation_clip",
-               "text_to_image", "top1"), None, "", True, ("pipeline", "clip"), False, "zero-shot-image-classification"),
+               "text_to_image", "top1"), None, "", True, ("pipeline", "clip"), False, "zero-shot-image-classification",
+               stage_alone=True),
 )
 
 

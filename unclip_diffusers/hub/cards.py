@@ -91,11 +91,16 @@ def _metric_context(inputs: CardInputs) -> dict[str, Any]:
 
 
 def eval_results(inputs: CardInputs) -> list[EvalResult]:
-    """The measured, meaningful metrics of a card as `model-index` results (one per metric and split)."""
+    """The measured, meaningful metrics of a card as `model-index` results (one per metric and split).
+
+    A stage's card lists only what measures the stage alone (CLIP retrieval, prior cosine); pipeline-level numbers
+    stay in its text, marked as such.
+    """
     results = []
     dataset = inputs.dataset_id or "unclip-emoji"
-    for row in inputs.metrics.for_card("pipeline" if inputs.kind == "karlo" else inputs.kind):
-        if not row.meaningful:
+    pipeline = inputs.kind in ("pipeline", "karlo")
+    for row in inputs.metrics.for_card("pipeline" if pipeline else inputs.kind):
+        if not row.meaningful or not (pipeline or row.spec.stage_alone):
             continue
         for split in inputs.metrics.splits:
             value = row.values[split]
