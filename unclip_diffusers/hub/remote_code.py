@@ -11,10 +11,10 @@ So the package is shipped as flat files: every module the pipeline needs at impo
 `unclip_<subpackage>_<module>.py` with its imports rewritten (relative imports of shipped modules point at the flat
 files; imports inside functions of modules that are not shipped become imports of the installed package, needed only
 by the remote class's own `from_pretrained`, for Karlo folders and the default checkpoint). `pipeline_unclip.py`
-imports every flat file directly, so diffusers copies them all. A custom component's folder holds the flat file of its class (self-contained: a component's
-code may import only torch, diffusers and transformers) under the same name as the root copy, so the pipeline and the
-component loader share one module; the generated file keeps the class of its first execution, so re-executing it does
-not create a second class that the pipeline's type check would reject.
+imports every flat file directly, so diffusers copies them all. A custom component's folder holds the flat file of
+its class (self-contained: a component's code may import only torch, diffusers and transformers) under the same name
+as the root copy, so the pipeline and the component loader share one module; the generated file keeps the class of its
+first execution, so re-executing it does not create a second class that the pipeline's type check would reject.
 
 With the package installed nothing here runs: `UnCLIPPipeline.from_pretrained` reads the same `model_index.json`
 entries as this package's classes (`pipelines/loading.py`).
