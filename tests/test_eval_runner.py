@@ -227,6 +227,17 @@ def test_runner_output_writes_a_report(evaluation, tmp_path):
         assert paths[name].is_file() and f"({name}.png)" in report
 
 
+def test_metrics_json_meets_the_model_card_schema(evaluation, tmp_path):
+    card_inputs = pytest.importorskip("unclip_diffusers.hub.card_inputs")
+    results, grids, _ = evaluation
+    write_report(results, tmp_path, grids)
+    metrics = card_inputs.read_metrics(tmp_path)
+    assert metrics.splits == ["heldout_concepts", "heldout_pairs"] and metrics.evaluator_trained is False
+    for row in metrics.rows:  # every number a card shows is there, except Inception FID (not available offline)
+        for split, value in row.values.items():
+            assert (value is None) == (row.spec.key == "fid"), (row.spec.key, split)
+
+
 def test_only_heldout_splits_are_evaluated():
     with pytest.raises(ValueError, match="Only held-out splits"):
         get_eval_settings("quick", splits=("train",))
