@@ -66,7 +66,8 @@ def test_r_precision_is_seeded_and_respects_exclusions():
     # Two identical captions never serve as each other's distractor, so duplicated text does not cost a hit.
     text = torch.eye(4)[[0, 0, 1, 2]]
     same = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
-    assert metrics.r_precision(text, text, num_distractors=2, same_caption=same, generator=_gen(0))["r_precision"] == 1.0
+    result = metrics.r_precision(text, text, num_distractors=2, same_caption=same, generator=_gen(0))
+    assert result["r_precision"] == 1.0
     with pytest.raises(ValueError, match="num_distractors must be between 1 and 2"):
         metrics.r_precision(text, text, num_distractors=3, same_caption=same)
 

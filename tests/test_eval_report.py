@@ -27,7 +27,8 @@ def _results():
 
 
 def test_to_jsonable_turns_nan_into_null():
-    assert to_jsonable({"a": float("nan"), "b": [math.inf, 1.5], 3: (1, 2)}) == {"a": None, "b": [None, 1.5], "3": [1, 2]}
+    expected = {"a": None, "b": [None, 1.5], "3": [1, 2]}
+    assert to_jsonable({"a": float("nan"), "b": [math.inf, 1.5], 3: (1, 2)}) == expected
 
 
 def test_make_grid_layout():
@@ -35,7 +36,8 @@ def test_make_grid_layout():
     grid = make_grid(rows, row_labels=["a long caption " * 4, "b"], column_labels=["x", "y", "z"], cell_size=40,
                      label_width=100)
     assert grid.size == (100 + 3 * 40, 16 + 2 * 40)
-    assert grid.getpixel((100 + 5, 16 + 5)) == (255, 0, 0) and grid.getpixel((100 + 2 * 40 + 5, 16 + 45)) == (255, 255, 255)
+    assert grid.getpixel((100 + 5, 16 + 5)) == (255, 0, 0)
+    assert grid.getpixel((100 + 2 * 40 + 5, 16 + 45)) == (255, 255, 255)  # the short second row
     titled = make_grid(rows, column_labels=["x", "y", "z"], cell_size=40, title="t2i on heldout_pairs")
     assert titled.size == (3 * 40, 18 + 16 + 2 * 40) and titled.getpixel((5, 18 + 16 + 5)) == (255, 0, 0)
     with pytest.raises(ValueError, match="row labels"):

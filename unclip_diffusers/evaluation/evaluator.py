@@ -74,14 +74,18 @@ class EvaluatorCLIP:
         info (`dict`, *optional*): provenance (preset, seed, dataset fingerprint), saved as `evaluator.json`.
     """
 
-    def __init__(self, model: CLIPModel, tokenizer: CLIPTokenizer, image_processor: Any, info: dict[str, Any] | None = None):
+    def __init__(
+        self, model: CLIPModel, tokenizer: CLIPTokenizer, image_processor: Any, info: dict[str, Any] | None = None
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.info = dict(info or {})
 
     @classmethod
-    def from_size(cls, size: CLIPSize, seed: int = EVALUATOR_SEED, info: dict[str, Any] | None = None) -> "EvaluatorCLIP":
+    def from_size(
+        cls, size: CLIPSize, seed: int = EVALUATOR_SEED, info: dict[str, Any] | None = None
+    ) -> "EvaluatorCLIP":
         """A randomly initialised evaluator (seeded; the global RNG state is restored afterwards). For tests."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -104,7 +108,7 @@ class EvaluatorCLIP:
         elif size is not None:
             tokenizer = build_tokenizer(size)
         else:
-            raise ValueError(f"{str(path)!r} has neither tokenizer files nor {INFO_FILE} to rebuild the tokenizer from.")
+            raise ValueError(f"{str(path)!r} has neither tokenizer files nor {INFO_FILE} to rebuild them from.")
         if (path / "preprocessor_config.json").is_file():
             from transformers import CLIPImageProcessorPil
 
@@ -121,7 +125,7 @@ class EvaluatorCLIP:
 
         final_dir = Path(final_dir)
         if not (final_dir / "clip" / "config.json").is_file():
-            raise ValueError(f"{str(final_dir)!r} is not the final/ folder of a CLIP training run (no clip/config.json).")
+            raise ValueError(f"{str(final_dir)!r} is not a CLIP training run's final/ folder (no clip/config.json).")
         model = CLIPModel.from_pretrained(final_dir / "clip", use_safetensors=True)
         tokenizer = CLIPTokenizer.from_pretrained(final_dir / "tokenizer")
         processor = CLIPImageProcessorPil.from_pretrained(final_dir / "feature_extractor")
@@ -154,7 +158,9 @@ class EvaluatorCLIP:
         return l2_normalize(torch.cat(out).float())
 
     @torch.inference_mode()
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 128, progress: bool = False) -> torch.Tensor:
+    def embed_images(
+        self, images: Sequence[Image.Image], batch_size: int = 128, progress: bool = False
+    ) -> torch.Tensor:
         """L2-normalised image embeddings `(N, D)` of PIL images (resized and centre-cropped to the model's size)."""
         if not images:
             raise ValueError("images must be a non-empty list of PIL images.")
@@ -162,7 +168,8 @@ class EvaluatorCLIP:
         if bad:
             raise TypeError(f"images must be PIL images, got {bad[0]}.")
         out = []
-        for start in tqdm(range(0, len(images), batch_size), desc="evaluator: images", disable=not progress, leave=False):
+        batches = range(0, len(images), batch_size)
+        for start in tqdm(batches, desc="evaluator: images", disable=not progress, leave=False):
             batch = [im.convert("RGB") for im in images[start : start + batch_size]]
             pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
             pooled = self.model.vision_model(pixel_values=pixels.to(self.model.dtype)).pooler_output
@@ -177,7 +184,8 @@ def train_evaluator(
     seed: int = EVALUATOR_SEED,
     **overrides: Any,
 ) -> EvaluatorCLIP:
-    """Train the evaluator with the project's CLIP training loop on the `train` split; save it in `output_dir/evaluator`.
+    """Train the evaluator with the project's CLIP training loop on the `train` split; save it in
+    `output_dir/evaluator`.
 
     The run folder `output_dir` is an ordinary CLIP training run (config.json, checkpoints, metrics.jsonl, final/); an
     interrupted run is resumed from its last checkpoint.

@@ -42,7 +42,9 @@ def _check_2d(name: str, x: torch.Tensor) -> torch.Tensor:
     return x.float()
 
 
-def _check_pair(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor, same_n: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_pair(
+    a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor, same_n: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = _check_2d(a_name, a), _check_2d(b_name, b)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"{a_name} has width {a.shape[1]} but {b_name} has width {b.shape[1]}.")
@@ -98,7 +100,7 @@ def retrieval_at_k(similarity: torch.Tensor, positives: torch.Tensor, ks: Sequen
         if positives.shape[0] != n:
             raise ValueError(f"positives has {positives.shape[0]} indices for {n} queries.")
         if positives.min() < 0 or positives.max() >= m:
-            raise ValueError(f"positive indices must lie in [0, {m}), got range [{positives.min()}, {positives.max()}].")
+            raise ValueError(f"positive indices must lie in [0, {m}), got [{positives.min()}, {positives.max()}].")
         positives = torch.nn.functional.one_hot(positives.long(), m).bool()
     if positives.shape != (n, m):
         raise ValueError(f"positives must have shape {(n, m)} or {(n,)}, got {tuple(positives.shape)}.")
@@ -151,7 +153,8 @@ def r_precision(
         distractors = keys.topk(num_distractors, dim=1).indices  # (rows, K)
         true_score = similarity[rows].diagonal(offset=start).unsqueeze(1)  # (rows, 1)
         hits += (similarity[rows].gather(1, distractors) < true_score).all(dim=1).sum().item()
-    return {"r_precision": hits / n, "chance": 1.0 / (num_distractors + 1), "num_distractors": num_distractors, "count": n}
+    chance = 1.0 / (num_distractors + 1)
+    return {"r_precision": hits / n, "chance": chance, "num_distractors": num_distractors, "count": n}
 
 
 def group_accuracy(
@@ -175,13 +178,14 @@ def group_accuracy(
     Returns:
         `{"accuracy", "chance", "count"}`; chance is the mean of `1 / group size` over the counted queries.
     """
-    query_embeds, candidate_embeds = _check_pair("query_embeds", query_embeds, "candidate_embeds", candidate_embeds, False)
+    query_embeds, candidate_embeds = _check_pair("query_embeds", query_embeds, "candidate_embeds", candidate_embeds,
+                                                 same_n=False)
     n, m = query_embeds.shape[0], candidate_embeds.shape[0]
     labels = list(candidate_groups) + list(query_groups)
     ids = _group_ids("groups", labels, len(labels))
     cand_ids, query_ids = ids[:m], ids[m:]
     if len(cand_ids) != m or len(query_ids) != n:
-        raise ValueError(f"Expected {m} candidate groups and {n} query groups, got {len(cand_ids)} and {len(query_ids)}.")
+        raise ValueError(f"Expected {m} candidate and {n} query groups, got {len(cand_ids)} and {len(query_ids)}.")
     true_index = torch.as_tensor(true_index, dtype=torch.long)
     if true_index.shape != (n,) or true_index.min() < 0 or true_index.max() >= m:
         raise ValueError(f"true_index must be {n} indices in [0, {m}).")
@@ -226,8 +230,10 @@ def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
-def gaussian_frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor, cov_b: torch.Tensor) -> float:
-    """Fréchet (2-Wasserstein²) distance between two Gaussians: |μa−μb|² + Tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½)."""
+def gaussian_frechet_distance(
+    mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor, cov_b: torch.Tensor
+) -> float:
+    """Fréchet (2-Wasserstein²) distance of two Gaussians: |μa−μb|² + Tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½)."""
     mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
     root_a = _sqrtm_psd(cov_a)
     cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()

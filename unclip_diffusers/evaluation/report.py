@@ -145,13 +145,15 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
         prior_rows.append([split, p.get("cos_prior"), p.get("cos_text_embedding"), p.get("cos_concept_mean"),
                            p.get("concept_mean_coverage"), p.get("count")])
         guidance_rows += [[split, str(g["guidance_scale"]), g["cos_prior"]] for g in p.get("by_guidance_scale", [])]
-        draw_rows += [[split, d["sample_count"], d["cos_prior"], d.get("cos_with_text")] for d in p.get("by_sample_count", [])]
+        draw_rows += [[split, d["sample_count"], d["cos_prior"], d.get("cos_with_text")]
+                      for d in p.get("by_sample_count", [])]
     if prior_rows:
         out += ["## Prior: cosine between sampled ẑ_i and the true z_i (generation CLIP space)", ""]
         out += _table(["split", "prior ẑ_i", "baseline z_t", "baseline: mean train z_i of the concept",
                        "(share with a train mean)", "n"], prior_rows)
         out += _table(["split", "prior guidance scale", "cos(ẑ_i, z_i)"], guidance_rows) if guidance_rows else []
-        out += _table(["split", "prior samples drawn (best kept)", "cos(ẑ_i, z_i)", "cos(ẑ_i, z_t)"], draw_rows) if draw_rows else []
+        if draw_rows:
+            out += _table(["split", "prior samples drawn (best kept)", "cos(ẑ_i, z_i)", "cos(ẑ_i, z_t)"], draw_rows)
 
     t2i_rows = []
     for split, s in splits.items():
@@ -161,14 +163,16 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
             t2i_rows.append([split, mode.replace("_", " "), _get(t, "r_precision", "r_precision"),
                              _get(t, "r_precision", "chance"), _get(t, "r_precision_real"), t.get("clip_fd"),
                              t.get("clip_fd_floor"), _get(t, "kid", "kid"), _get(t, "kid_floor", "kid"),
-                             _get(t, "style_accuracy", "accuracy"), _get(t, "style_accuracy", "chance"), t.get("count")])
+                             _get(t, "style_accuracy", "accuracy"), _get(t, "style_accuracy", "chance"),
+                             t.get("count")])
     if t2i_rows:
         out += ["## Text-to-image (scored by the independent evaluator CLIP)", "",
                 "R-precision: the prompt beats 99 random other captions of the split (fewer if the split is "
                 "smaller: see chance). CLIP-FD / KID compare generated images of one half of the prompts with the "
                 "real images of the other half; the floor compares the real images of the two halves (same sizes). "
                 "`text embedding direct` feeds the decoder the CLIP text embedding instead of the prior's output "
-                "(the paper's ablation). Scored images are the pipeline's final output, resized to the evaluator's input.", ""]
+                "(the paper's ablation). Scored images are the pipeline's final output, resized to the evaluator's "
+                "input.", ""]
         out += _table(["split", "conditioning", "R-precision", "(chance)", "(real images)", "CLIP-FD",
                        "(real-vs-real floor)", "KID", "(floor)", "style acc.", "(chance)", "n"], t2i_rows)
 
@@ -203,8 +207,9 @@ def write_markdown(results: dict[str, Any], path: str | os.PathLike, figures: Se
     """Write the human-readable report: setup, one table per stage (a row per held-out split), the figures."""
     meta = results.get("meta", {})
     lines = ["# unCLIP evaluation report", ""]
-    lines += [f"- pipeline: `{meta.get('pipeline')}`", f"- data: `{meta.get('data')}`, held-out splits: "
-              + ", ".join(f"`{s}` ({_get(results, 'splits', s, 'num_examples')} examples)" for s in results.get("splits", {}))]
+    splits = ", ".join(f"`{s}` ({_get(results, 'splits', s, 'num_examples')} examples)"
+                       for s in results.get("splits", {}))
+    lines += [f"- pipeline: `{meta.get('pipeline')}`", f"- data: `{meta.get('data')}`, held-out splits: {splits}"]
     evaluator = meta.get("evaluator") or {}
     if evaluator:
         steps = f" for {evaluator['training_steps']} steps" if evaluator.get("training_steps") else ""

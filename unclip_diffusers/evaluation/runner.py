@@ -71,7 +71,8 @@ class EvalSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.variations_per_input < 2:
-            raise ValueError(f"variations_per_input must be >= 2 (diversity needs pairs), got {self.variations_per_input}.")
+            raise ValueError(f"variations_per_input must be >= 2 (diversity needs pairs), got "
+                             f"{self.variations_per_input}.")
         if self.interpolation_steps < 3:
             raise ValueError(f"interpolation_steps must be >= 3, got {self.interpolation_steps}.")
         if any(not g >= 0 for g in self.prior_guidance_sweep):
@@ -107,9 +108,14 @@ def get_eval_settings(preset: str = "full", **overrides: Any) -> EvalSettings:
 # The pipeline calls, in one place.
 
 
+def _seeded(seed: int) -> torch.Generator:
+    """A fresh CPU generator (evaluation draws never touch the global RNG)."""
+    return torch.Generator().manual_seed(seed)
+
+
 def _generators(seed: int, offsets: Sequence[int]) -> list[torch.Generator]:
     """One generator per output row, seeded by (seed, row), so results do not depend on batching."""
-    return [torch.Generator().manual_seed(seed * 1_000_003 + int(o)) for o in offsets]
+    return [_seeded(seed * 1_000_003 + int(o)) for o in offsets]
 
 
 def _call_kwargs(settings: EvalSettings, prior: bool = True) -> dict[str, Any]:
@@ -123,7 +129,8 @@ def _call_kwargs(settings: EvalSettings, prior: bool = True) -> dict[str, Any]:
 
 def _prior_kwargs(settings: EvalSettings) -> dict[str, Any]:
     """The same settings under `sample_prior`'s names."""
-    values = {"num_inference_steps": settings.prior_num_inference_steps, "guidance_scale": settings.prior_guidance_scale}
+    values = {"num_inference_steps": settings.prior_num_inference_steps,
+              "guidance_scale": settings.prior_guidance_scale}
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -238,7 +245,7 @@ def load_split(data_path: str, split: str, settings: EvalSettings) -> SplitData:
     images = [im.convert("RGB") for im in data["image"]]
     n = len(captions)
     k = n if settings.max_examples == 0 else min(n, settings.max_examples)
-    picked = sorted(torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed))[:k].tolist())
+    picked = sorted(torch.randperm(n, generator=_seeded(settings.seed))[:k].tolist())
     return SplitData(split, captions, concepts, styles, images, picked)
 
 
@@ -327,12 +334,13 @@ def prior_section(pipe: Any, data: SplitData, z_t: torch.Tensor, z_i: torch.Tens
 
 
 def _half_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
+    order = torch.randperm(n, generator=_seeded(seed + 7))
     return order[: n // 2], order[n // 2 : 2 * (n // 2)]
 
 
 def image_set_section(gen: torch.Tensor, real: torch.Tensor, text: torch.Tensor, captions: Sequence[str],
-                      concepts: Sequence[str], settings: EvalSettings, pool: Any, pool_embeds: torch.Tensor) -> dict[str, Any]:
+                      concepts: Sequence[str], settings: EvalSettings, pool: Any,
+                      pool_embeds: torch.Tensor) -> dict[str, Any]:
     """Evaluator-space scores of generated images `gen` made from `captions`, against the real images `real`."""
     n = gen.shape[0]
     same = _same_caption_mask(captions)
@@ -340,16 +348,18 @@ def image_set_section(gen: torch.Tensor, real: torch.Tensor, text: torch.Tensor,
     result: dict[str, Any] = {"count": n}
     if distinct_others >= 1:
         d = min(settings.num_distractors, distinct_others)
-        result["r_precision"] = metrics.r_precision(gen, text, d, same, torch.Generator().manual_seed(settings.seed))
-        result["r_precision_real"] = metrics.r_precision(real, text, d, same,
-                                                         torch.Generator().manual_seed(settings.seed))["r_precision"]
+        # The same distractors for generated and real images: a paired comparison.
+        result["r_precision"] = metrics.r_precision(gen, text, d, same, _seeded(settings.seed))
+        result["r_precision_real"] = metrics.r_precision(real, text, d, same, _seeded(settings.seed))["r_precision"]
     a, b = _half_split(n, settings.seed)
     if len(a) >= 2:
         result["clip_fd"] = metrics.frechet_distance(gen[a], real[b])
         result["clip_fd_floor"] = metrics.frechet_distance(real[a], real[b])
         kid = dict(num_subsets=settings.kid_subsets, subset_size=settings.kid_subset_size)
-        result["kid"] = metrics.kernel_inception_distance(gen[a], real[b], generator=torch.Generator().manual_seed(1), **kid)
-        result["kid_floor"] = metrics.kernel_inception_distance(real[a], real[b], generator=torch.Generator().manual_seed(1), **kid)
+        # The same subsets for both, so the comparison with the floor is paired.
+        kid_of = metrics.kernel_inception_distance
+        result["kid"] = kid_of(gen[a], real[b], generator=_seeded(settings.seed), **kid)
+        result["kid_floor"] = kid_of(real[a], real[b], generator=_seeded(settings.seed), **kid)
         result["fd_half_size"] = len(a)
     pool_captions, pool_concepts, _ = pool
     index = {c: i for i, c in enumerate(pool_captions)}
@@ -408,7 +418,7 @@ def interpolation_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, 
     smooth, steps, cos_start, cos_end, strips = [], [], [], [], []
     for j, (a, b) in enumerate(tqdm(pairs, desc="interpolation", leave=False)):
         out = pipe.interpolate(data.images[a], data.images[b], settings.interpolation_steps, output_type="pil",
-                               generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + 400 + j),
+                               generator=_seeded(settings.seed * 1_000_003 + 400 + j),
                                **_call_kwargs(settings))
         frames = list(out.images)
         embeds = evaluator.embed_images(frames)
@@ -503,7 +513,7 @@ def run_evaluation(
         section["variations"], var_grid = variation_section(pipe, data, evaluator, e_real, settings)
         if var_grid:
             grids[f"variations_{split}"] = make_grid(
-                var_grid, column_labels=["input"] + [f"variation {i + 1}" for i in range(settings.variations_per_input)],
+                var_grid, column_labels=["input"] + [f"variation {i + 1}" for i in range(len(var_grid[0]) - 1)],
                 title=f"Image variations of real {split} images")
         section["interpolation"], strips = interpolation_section(pipe, data, evaluator, e_real, settings)
         if strips:
@@ -563,5 +573,6 @@ def _prompt_seed_grid(pipe: Any, data: SplitData, first_seed: list[Image.Image],
     for seed in range(1, settings.grid_seeds):
         columns.append(generate_images(pipe, captions, settings, seed_offset=1000 * seed)[0])
     rows = [[data.images[data.picked[i]]] + [col[i] for col in columns] for i in range(n)]
-    return make_grid(rows, row_labels=captions, column_labels=["real"] + [f"seed {s}" for s in range(settings.grid_seeds)],
+    seeds = [f"seed {s}" for s in range(settings.grid_seeds)]
+    return make_grid(rows, row_labels=captions, column_labels=["real"] + seeds,
                      title=f"Text-to-image on {data.name} prompts (prompt x seed)")
