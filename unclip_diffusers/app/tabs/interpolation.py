@@ -53,7 +53,7 @@ def build(service: UnCLIPService, options: EventOptions) -> InterpolationTab:
     with gr.Row():
         animation = gr.Image(label="Animation", type="filepath", interactive=False, height=192, elem_id="interp-gif")
         gif_file = gr.File(label="Download the GIF", interactive=False, elem_id="interp-gif-file")
-        notes = gr.Markdown(elem_id="interp-notes")
+        notes = gr.Markdown(label="Notes", elem_id="interp-notes")
     send = send_buttons("interp", gallery)
     inputs = [start.kind, start.prompt, start.image, end.kind, end.prompt, end.image, num_frames, seed, randomize,
               *advanced]

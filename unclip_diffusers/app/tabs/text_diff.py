@@ -39,7 +39,7 @@ def build(service: UnCLIPService, options: EventOptions) -> TextDiffTab:
             generate = gr.Button("Apply text diff", variant="primary", elem_id="diff-generate")
         with gr.Column(scale=3):
             gallery = result_gallery("diff")
-            notes = gr.Markdown(elem_id="diff-notes")
+            notes = gr.Markdown(label="Notes", elem_id="diff-notes")
             send = send_buttons("diff", gallery)
     inputs = [kind, prompt, image, base, target, amount, seed, randomize, num_images, *advanced]
     generate.click(

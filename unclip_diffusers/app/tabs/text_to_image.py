@@ -34,7 +34,7 @@ def build(service: UnCLIPService, options: EventOptions) -> TextToImageTab:
             generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
         with gr.Column(scale=3):
             gallery = result_gallery("t2i")
-            notes = gr.Markdown(elem_id="t2i-notes")
+            notes = gr.Markdown(label="Notes", elem_id="t2i-notes")
             send = send_buttons("t2i", gallery)
     inputs = [prompt, seed, randomize, num_images, *advanced]
     outputs = [gallery, seed, notes]

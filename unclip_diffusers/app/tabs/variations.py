@@ -33,7 +33,7 @@ def build(service: UnCLIPService, options: EventOptions) -> VariationsTab:
             generate = gr.Button("Make variations", variant="primary", elem_id="var-generate")
         with gr.Column(scale=3):
             gallery = result_gallery("var", "Variations")
-            notes = gr.Markdown(elem_id="var-notes")
+            notes = gr.Markdown(label="Notes", elem_id="var-notes")
             send = send_buttons("var", gallery)
     inputs = [image, seed, randomize, num_images, *advanced]
     outputs = [gallery, seed, notes]
