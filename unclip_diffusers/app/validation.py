@@ -33,7 +33,7 @@ LIMITS: dict[str, Limit] = {
     "super_res_steps": Limit("Upsampler steps", 1, 50, 7),
     "prior_guidance": Limit("Prior guidance scale", 1.0, 20.0, 4.0, step=0.5, integer=False),
     "decoder_guidance": Limit("Decoder guidance scale", 1.0, 20.0, 8.0, step=0.5, integer=False),
-    "amount": Limit("Amount", -1.0, 1.0, 0.5, step=0.05, integer=False),
+    "amount": Limit("Amount", 0.0, 1.0, 0.5, step=0.05, integer=False),
     "seed": Limit("Seed", 0, MAX_SEED, 0),
 }
 

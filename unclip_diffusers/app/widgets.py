@@ -17,12 +17,12 @@ ALL_STAGES = ("prior_steps", "decoder_steps", "super_res_steps", "prior_guidance
 IMAGE_STAGES = ("decoder_steps", "super_res_steps", "decoder_guidance")  # variations skip the prior
 
 
-def slider(name: str, elem_id: str | None = None, **kwargs: Any) -> CheckedSlider:
-    """A slider whose range, default and step come from `validation.LIMITS[name]`."""
+def slider(name: str, elem_id: str | None = None, value: float | None = None, **kwargs: Any) -> CheckedSlider:
+    """A slider whose range, step and (unless `value` is given) default come from `validation.LIMITS[name]`."""
     limit = LIMITS[name]
     return CheckedSlider(
-        minimum=limit.minimum, maximum=limit.maximum, value=limit.default, step=limit.step, label=limit.label,
-        precision=0 if limit.integer else None, elem_id=elem_id, **kwargs,
+        minimum=limit.minimum, maximum=limit.maximum, value=limit.default if value is None else value,
+        step=limit.step, label=limit.label, precision=0 if limit.integer else None, elem_id=elem_id, **kwargs,
     )
 
 
@@ -33,18 +33,25 @@ def seed_controls(prefix: str) -> tuple[CheckedNumber, gr.Checkbox]:
     return seed, randomize
 
 
-def advanced_settings(prefix: str, stages: tuple[str, ...] = ALL_STAGES, has_super_res: bool = True) -> list[Any]:
-    """The "Advanced" accordion: steps and guidance per stage, then the scheduler. Returns them in that order."""
+def advanced_settings(prefix: str, defaults: dict[str, float], stages: tuple[str, ...] = ALL_STAGES,
+                      has_super_res: bool = True, invert: bool = False) -> list[Any]:
+    """The "Advanced" accordion: steps and guidance per stage (defaults: the pipeline's), the scheduler and, with
+    `invert`, a DDIM-inversion box. Returns them in that order, the order the tab functions take them."""
     with gr.Accordion("Advanced", open=False, elem_id=f"{prefix}-advanced"):
         controls: list[Any] = []
         with gr.Row():
             for name in stages:
                 visible = has_super_res or name != "super_res_steps"
-                controls.append(slider(name, elem_id=f"{prefix}-{name}", visible=visible))
+                controls.append(slider(name, elem_id=f"{prefix}-{name}", value=defaults.get(name), visible=visible))
         controls.append(gr.Dropdown(
             choices=list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler", elem_id=f"{prefix}-scheduler",
-            info="The sampler used by every stage; DPM-Solver++ and UniPC need the fewest steps.",
+            info="The sampler of every stage; DPM-Solver++ and UniPC need the fewest steps.",
         ))
+        if invert:
+            controls.append(gr.Checkbox(
+                label="Reconstruct image inputs (DDIM inversion)", value=False, elem_id=f"{prefix}-invert",
+                info="Inverts uploaded images so amount 0 / the path's ends reproduce them; samples with DDIM.",
+            ))
     return controls
 
 

@@ -47,7 +47,7 @@ def build(service: UnCLIPService, options: EventOptions) -> InterpolationTab:
     with gr.Row():
         num_frames = slider("num_frames", elem_id="interp-num-frames")
         seed, randomize = seed_controls("interp")
-    advanced = advanced_settings("interp", has_super_res=service.has_super_res)
+    advanced = advanced_settings("interp", service.defaults, has_super_res=service.has_super_res, invert=True)
     generate = gr.Button("Interpolate", variant="primary", elem_id="interp-generate")
     gallery = result_gallery("interp", "Frames (caption: position along the path)")
     with gr.Row():

@@ -31,17 +31,18 @@ def build(service: UnCLIPService, options: EventOptions) -> TextDiffTab:
                               info="What the source shows now; empty = the source prompt.")
             target = gr.Textbox(label="Target description", elem_id="diff-target", value=TEXT_DIFFS[0][2])
             amount = slider("amount", elem_id="diff-amount",
-                            info="How far to move along target − source (negative moves away from the target).")
+                            info="How far to move toward the target: 0 = the source, 1 = all the way.")
             with gr.Row():
-                num_images = slider("num_images", elem_id="diff-num-images")
+                num_images = slider("num_images", elem_id="diff-num-images",
+                                    info="Images evenly spaced from the source up to the amount.")
                 seed, randomize = seed_controls("diff")
-            advanced = advanced_settings("diff", has_super_res=service.has_super_res)
+            advanced = advanced_settings("diff", service.defaults, has_super_res=service.has_super_res, invert=True)
             generate = gr.Button("Apply text diff", variant="primary", elem_id="diff-generate")
         with gr.Column(scale=3):
-            gallery = result_gallery("diff")
+            gallery = result_gallery("diff", "Results (caption: amount)")
             notes = gr.Markdown(label="Notes", elem_id="diff-notes")
             send = send_buttons("diff", gallery)
-    inputs = [kind, prompt, image, base, target, amount, seed, randomize, num_images, *advanced]
+    inputs = [kind, prompt, image, base, target, amount, num_images, seed, randomize, *advanced]
     generate.click(
         service.text_diff, inputs, [gallery, seed, notes], api_name="text_diff",
         api_description="Move an image or a prompt's image toward a target description; returns images, seed, notes.",

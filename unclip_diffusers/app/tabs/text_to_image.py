@@ -30,7 +30,7 @@ def build(service: UnCLIPService, options: EventOptions) -> TextToImageTab:
             with gr.Row():
                 num_images = slider("num_images", elem_id="t2i-num-images")
                 seed, randomize = seed_controls("t2i")
-            advanced = advanced_settings("t2i", has_super_res=service.has_super_res)
+            advanced = advanced_settings("t2i", service.defaults, has_super_res=service.has_super_res)
             generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
         with gr.Column(scale=3):
             gallery = result_gallery("t2i")

@@ -29,7 +29,7 @@ def build(service: UnCLIPService, options: EventOptions) -> VariationsTab:
             with gr.Row():
                 num_images = slider("num_images", elem_id="var-num-images")
                 seed, randomize = seed_controls("var")
-            advanced = advanced_settings("var", IMAGE_STAGES, has_super_res=service.has_super_res)
+            advanced = advanced_settings("var", service.defaults, IMAGE_STAGES, has_super_res=service.has_super_res)
             generate = gr.Button("Make variations", variant="primary", elem_id="var-generate")
         with gr.Column(scale=3):
             gallery = result_gallery("var", "Variations")
