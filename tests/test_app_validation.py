@@ -32,7 +32,7 @@ def test_numbers_are_range_checked_with_the_setting_name():
         check_number("decoder_guidance", "lots")
     with pytest.raises(InputError, match="must be a number"):
         check_number("decoder_guidance", float("nan"))
-    assert check_number("amount", -1) == -1.0
+    assert check_number("amount", 1) == 1.0 and isinstance(check_number("amount", 1), float)
 
 
 def test_defaults_lie_inside_their_limits():

@@ -9,6 +9,8 @@ from typing import Any
 
 import gradio as gr
 
+from .validation import format_number
+
 
 class UploadImage(gr.Image):
     """An image input that hands the raw upload (a file path or bytes) to the app's own sanitiser.
@@ -37,9 +39,10 @@ class UploadImage(gr.Image):
 def _checked_number(component: gr.components.Component, payload: Any, minimum: float | None, maximum: float | None):
     """Reject a non-numeric or out-of-range API value with a message that names the component."""
     if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
-        raise gr.Error(f"{component.label} must be a number, got {payload!r}.")
+        raise gr.Error(f"{component.label} must be a number, got {payload!r}.", print_exception=False)
     if (minimum is not None and payload < minimum) or (maximum is not None and payload > maximum):
-        raise gr.Error(f"{component.label} must be between {minimum:g} and {maximum:g}, got {payload:g}.")
+        raise gr.Error(f"{component.label} must be between {format_number(minimum)} and {format_number(maximum)}, "
+                       f"got {format_number(payload)}.", print_exception=False)
 
 
 class CheckedSlider(gr.Slider):

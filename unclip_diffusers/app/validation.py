@@ -38,6 +38,11 @@ LIMITS: dict[str, Limit] = {
 }
 
 
+def format_number(value: float) -> str:
+    """A number as a person would write it: `4294967295`, `0.5`, `8` (no exponent, no trailing `.0`)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
 class InputError(ValueError):
     """A user-facing problem with an input; the message is shown to the user as-is."""
 
@@ -48,10 +53,11 @@ def check_number(name: str, value: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{limit.label} must be a number, got {value!r}.")
     if not limit.minimum <= value <= limit.maximum:
-        raise InputError(f"{limit.label} must be between {limit.minimum:g} and {limit.maximum:g}, got {value:g}.")
+        raise InputError(f"{limit.label} must be between {format_number(limit.minimum)} and "
+                         f"{format_number(limit.maximum)}, got {format_number(value)}.")
     if limit.integer:
         if value != int(value):
-            raise InputError(f"{limit.label} must be a whole number, got {value:g}.")
+            raise InputError(f"{limit.label} must be a whole number, got {format_number(value)}.")
         return int(value)
     return float(value)
 
