@@ -45,25 +45,29 @@ def _is_pipeline_folder(path: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(path, "model_index.json"))
 
 
-def default_model_path() -> str | None:
-    """The bundled release weights' folder, or `None` if this install does not have them yet."""
-    try:
-        from unclip_diffusers.defaults import default_pretrained_path
-    except ImportError:
-        return None
-    try:
-        path = default_pretrained_path()
-    except (FileNotFoundError, OSError):
-        return None
-    return str(path) if path is not None and _is_pipeline_folder(path) else None
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_model_source() -> str | None:
+    """Where the release weights come from: the bundled folder (or `UNCLIP_PRETRAINED`) if it is a local pipeline
+    folder, else the Hub id (only when the Hub may be used), else `None`."""
+    from unclip_diffusers.defaults import default_pretrained_path
+
+    source = default_pretrained_path()
+    if _is_pipeline_folder(source):
+        return source
+    if os.path.isabs(source) or os.path.exists(source) or _hub_offline():
+        return None  # a local path that is not a pipeline, or no network allowed
+    return source
 
 
 def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None) -> LoadedPipeline:
     """Load the pipeline to serve.
 
     Args:
-        model (`str`, *optional*): a saved pipeline folder. If `None`, the bundled release weights are used, or a
-            random tiny model with `placeholder=True` when they are not installed.
+        model (`str`, *optional*): a saved pipeline folder. If `None`, the release weights (bundled folder, or the
+            Hub when it is reachable); when they cannot be had, a random tiny model with `placeholder=True`.
         device (`str` or `torch.device`, *optional*): where to run; defaults to `default_device()`.
 
     Raises:
@@ -72,15 +76,22 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     from unclip_diffusers import UnCLIPPipeline
 
     device = torch.device(device) if device is not None else default_device()
+    pipe = None
     if model is not None:
         if not _is_pipeline_folder(model):
             raise ValueError(f"--model {os.fspath(model)!r} is not a saved pipeline folder (no model_index.json in it).")
-        pipe, source, placeholder = UnCLIPPipeline.from_pretrained(model), os.fspath(model), False
-    elif (path := default_model_path()) is not None:
-        pipe, source, placeholder = UnCLIPPipeline.from_pretrained(path), path, False
-    else:
+        pipe, source = UnCLIPPipeline.from_pretrained(model), os.fspath(model)
+    elif (source := default_model_source()) is not None:
+        try:
+            pipe = UnCLIPPipeline.from_pretrained(source)
+        except Exception as error:  # noqa: BLE001 - the Hub may be unreachable; the app must still start
+            if _is_pipeline_folder(source):
+                raise  # a broken local checkpoint is a real error, not a reason to serve noise
+            logger.warning("Could not load %s (%s: %s).", source, type(error).__name__, error)
+    placeholder = pipe is None
+    if placeholder:
         logger.warning("No trained weights found; serving a randomly initialised tiny model.")
-        pipe, source, placeholder = build_placeholder_pipeline(), "random tiny model", True
+        pipe, source = build_placeholder_pipeline(), "random tiny model"
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # the app reports progress through gr.Progress instead
     return LoadedPipeline(pipe=pipe, source=source, placeholder=placeholder)
