@@ -117,13 +117,16 @@ def test_browser_renders_offline_generates_and_sends_to_variations(server, tmp_p
             page.wait_for_selector("#placeholder-banner", timeout=60_000)
             page.fill("#t2i-prompt textarea", "grinning face, Noto style")
             page.click("#t2i-generate")
-            page.wait_for_function(  # the final (upsampled) image: notes no longer say "upsampling"
-                """() => document.querySelector('#t2i-gallery img')
-                         && document.querySelector('#t2i-notes').innerText.includes('randomly initialised')
-                         && !document.querySelector('#t2i-notes').innerText.includes('upsampling')""",
+            page.wait_for_function(  # the final (upsampled) image, loaded: notes no longer say "upsampling"
+                """() => {
+                    const img = document.querySelector('#t2i-gallery img');
+                    const notes = document.querySelector('#t2i-notes').innerText;
+                    return img && img.complete && img.naturalWidth > 0
+                        && notes.includes('randomly initialised') && !notes.includes('upsampling');
+                }""",
                 timeout=90_000,
             )
-            width = page.eval_on_selector("#t2i-gallery img", "img => img.naturalWidth")
+            widths = page.eval_on_selector_all("#t2i-gallery img", "imgs => imgs.map(img => img.naturalWidth)")
             screenshot = tmp_path / "app.png"
             page.screenshot(path=str(screenshot), full_page=True)
             if os.environ.get("APP_SCREENSHOT_DIR"):  # keep a copy to look at
@@ -135,7 +138,7 @@ def test_browser_renders_offline_generates_and_sends_to_variations(server, tmp_p
             variations_visible = page.is_visible("#var-generate")
         finally:
             browser.close()
-    assert width == 64
+    assert widths and set(widths) == {64}  # the upsampled images, not the 16 px base ones
     assert variations_visible
     assert external == []
     with Image.open(screenshot) as shot:
