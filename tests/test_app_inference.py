@@ -173,3 +173,34 @@ def test_defaults_follow_the_pipeline_signature(service):
     parameters = inspect.signature(type(service.pipe).__call__).parameters
     assert defaults["decoder_steps"] == parameters["decoder_num_inference_steps"].default
     assert defaults["prior_guidance"] == parameters["prior_guidance_scale"].default
+
+
+class RecordingProgress:
+    """Stands in for `gr.Progress` and records what the request reported."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, progress, desc=None, total=None, unit="steps"):
+        self.calls.append((progress, desc))
+
+
+def test_each_stage_reports_its_own_progress(service):
+    progress = RecordingProgress()
+    last(service.text_to_image("cat", 0, False, 1, prior_steps=3, decoder_steps=2, super_res_steps=2,
+                               progress=progress))
+    finished = {desc: value for value, desc in progress.calls if isinstance(value, tuple)}
+    assert finished == {"Prior: text → CLIP image embedding": (3, 3), "Decoder: embedding → base image": (2, 2),
+                        "Upsampler: base → full resolution": (2, 2)}
+    order = [desc for _, desc in progress.calls]
+    assert order.index("Decoder: embedding → base image") < order.index("Upsampler: base → full resolution")
+
+
+def test_pipeline_refusals_reach_the_user_as_their_own_sentence(service, monkeypatch):
+    def no_encoder(image):
+        raise ValueError("This pipeline has no image_encoder/feature_extractor.")
+
+    monkeypatch.setattr(service.pipe, "encode_image", no_encoder)
+    with pytest.raises(gr.Error) as refused:
+        last(service.variations(Image.new("RGB", (8, 8)), 0, False, 1))
+    assert refused.value.message == "This pipeline has no image_encoder/feature_extractor."

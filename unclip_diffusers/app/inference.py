@@ -46,8 +46,8 @@ Captioned = list[tuple[Image.Image, str]]
 
 
 def user_errors(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    """Turn `InputError`s into `gr.Error`s with the same message, and unexpected failures into a short `gr.Error`
-    (the traceback goes to the server log, not to the user)."""
+    """Turn `InputError`s and the pipeline's `ValueError`s (written to be read by users) into `gr.Error`s with the same
+    message, and unexpected failures into a short `gr.Error` (the traceback goes to the server log, not the user)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -56,6 +56,9 @@ def user_errors(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]
         except gr.Error:
             raise
         except InputError as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        except ValueError as error:  # the pipeline's own checks (e.g. a checkpoint without an image encoder)
+            logger.warning("Request refused by the pipeline: %s", error)
             raise gr.Error(str(error), print_exception=False) from error
         except Exception as error:  # noqa: BLE001 - anything else is a bug: log it, tell the user briefly
             logger.exception("Generation failed")
