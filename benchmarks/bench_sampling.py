@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference-steps", type=int, default=100, help="steps per stage of the quality reference")
     parser.add_argument("--eval-data", default=None, help="dataset folder for unclip-eval --quick")
     parser.add_argument("--evaluator", default=None, help="evaluator CLIP folder for unclip-eval --quick")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, batch 1, 2-step reference, no RSS")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, no warm-up, batch 1, 4-step "
+                        "reference, no RSS")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-row subprocesses that measure peak RSS")
     parser.add_argument("--output", default="benchmarks/results/sampling.json")
     parser.add_argument("--rss-row", default=None, help=argparse.SUPPRESS)  # internal: measure one row's peak RSS
@@ -186,7 +187,6 @@ def rss_child(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    _common.ensure_malloc_env()
     _common.setup_torch(args.threads)
     import warnings
 
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     if args.quick:
         args.repeats, args.batch_sizes, args.reference_steps, args.no_rss = 1, [1], 4, True
+    warmup = 0 if args.quick else 1
     import torch
 
     results: dict[str, Any] = {"machine": _common.machine_info(args.threads)}
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         timings: dict[str, Any] = {}
         for batch in args.batch_sizes:
             variants = {name: (lambda p=p, s=s: run_row(p, s, batch)) for name, (p, s) in rows.items()}
-            times = _common.interleaved(variants, args.repeats, warmup=1)
+            times = _common.interleaved(variants, args.repeats, warmup=warmup)
             per_image = {name: [t / batch for t in ts] for name, ts in times.items()}
             entry: dict[str, Any] = {name: _common.summarize(ts) for name, ts in per_image.items()}
             if "stock-25/25/7" in per_image:
@@ -260,4 +261,5 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    _common.ensure_malloc_env()
     main()
