@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from unclip_diffusers.configs import build_components
 
+    machine = _common.machine_info(args.threads)  # load average before the timed work
+
     torch.manual_seed(0)
     components = build_components(args.preset)
     decoder, text_proj = components["decoder"].eval(), components["text_proj"]
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with torch.inference_mode():
         flops = {"decoder": count_flops(variants["decoder fp32"]), "matmul": 2 * n**3}
         times = _common.interleaved(variants, args.repeats, warmup=1)
-    results: dict[str, Any] = {"machine": _common.machine_info(args.threads), "preset": args.preset,
+    results: dict[str, Any] = {"machine": machine, "preset": args.preset,
                                "decoder_batch": args.batch, "matmul_size": n, "flops": flops,
                                "decoder_parameters": sum(p.numel() for p in decoder.parameters()), "rows": {}}
     table = []

@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from unclip_diffusers.configs import build_components
 
+    machine = _common.machine_info(args.threads)  # load average before the timed work
+
     torch.manual_seed(0)
     components = build_components(args.preset)
     decoder, text_proj = components["decoder"].train(), components["text_proj"].train()
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     times = _common.interleaved(variants, args.repeats, warmup=1)
     results: dict[str, Any] = {
-        "machine": _common.machine_info(args.threads), "preset": args.preset, "batch": args.batch,
+        "machine": machine, "preset": args.preset, "batch": args.batch,
         "decoder_parameters": sum(p.numel() for p in decoder.parameters()),
         "text_proj_parameters": sum(p.numel() for p in text_proj.parameters()),
         "rows": {}, "dalle2_pytorch": DALLE2_STATUS,
