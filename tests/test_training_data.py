@@ -6,8 +6,10 @@ styles; 256-px art only for the "flat" style) so the training tests do not depen
 
 from __future__ import annotations
 
+import atexit
 import functools
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -89,7 +91,9 @@ def synthetic_dataset_path() -> str:
     data = datasets.DatasetDict({
         name: datasets.Dataset.from_list(rows, features=features) for name, rows in splits.items()
     })
-    path = Path(tempfile.mkdtemp(prefix="unclip-synthetic-")) / "shapes"
+    root = tempfile.mkdtemp(prefix="unclip-synthetic-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    path = Path(root) / "shapes"
     data.save_to_disk(str(path))
     return str(path)
 

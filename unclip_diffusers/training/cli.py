@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("unclip_diffusers").setLevel(logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    print(run(args))
+    result = run(args)
+    if os.environ.get("RANK", "0") == "0":
+        print(result)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch import nn
@@ -45,6 +46,7 @@ class Stage(ABC):
         config.validate()
         self.config = config
         self.model_config = config.model_config
+        self.module: nn.Module | None = None  # the trained module (unwrapped), set by `run_training`
 
     @abstractmethod
     def setup(self, accelerator: Accelerator) -> nn.Module:
@@ -135,11 +137,25 @@ def run_training(stage: Stage, resume: bool = False) -> Path:
 
     Returns the run folder.
     """
+    try:
+        return _run_training(stage, resume)
+    finally:
+        # accelerate keeps the mixed-precision setting in a process-wide singleton; reset it so the next run in this
+        # process (another stage, another precision) can choose its own. The distributed state is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+
+
+def _run_training(stage: Stage, resume: bool) -> Path:
     config = stage.config
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # Without a GPU, say so: then `accelerate launch --multi_gpu --num_processes N` (torchrun) trains N CPU
+        # processes over gloo instead of N unconnected copies.
+        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
     )
     output_dir = config.resolved_output_dir()
     if accelerator.is_main_process:
@@ -149,6 +165,7 @@ def run_training(stage: Stage, resume: bool = False) -> Path:
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
         torch.manual_seed(config.seed)
         model = stage.setup(accelerator)
+    stage.module = model
     if stage.num_train_examples < config.batch_size:
         logger.warning("Only %d training examples for batch size %d.", stage.num_train_examples, config.batch_size)
     optimizer = torch.optim.AdamW(
@@ -220,6 +237,7 @@ def run_training(stage: Stage, resume: bool = False) -> Path:
             metrics.write({
                 "step": state.step, "loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0],
                 "images_per_s": images_per_s, "epoch": state.step * samples_per_step / stage.num_train_examples,
+                "processes": accelerator.num_processes,
             })
             window_loss, window_steps, window_time = 0.0, 0, 0.0
 
