@@ -159,22 +159,22 @@ _TINY = dict(model_preset="tiny", max_steps=20, batch_size=8, lr_warmup_steps=2,
 _PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     "clip": {
         "tiny": dict(_TINY, learning_rate=1e-3),
-        "small": dict(model_preset="small", max_steps=6000, batch_size=128, lr_warmup_steps=300, checkpoint_every=250,
+        "small": dict(model_preset="small", max_steps=3000, batch_size=128, lr_warmup_steps=200, checkpoint_every=250,
                       validate_every=500, num_validation_examples=512, mixed_precision="bf16"),
     },
     "prior": {
         "tiny": dict(_TINY, learning_rate=1e-3),
-        "small": dict(model_preset="small", max_steps=20000, batch_size=128, learning_rate=3e-4, lr_warmup_steps=500,
-                      checkpoint_every=1000, validate_every=2000, num_validation_examples=512, mixed_precision="bf16"),
+        "small": dict(model_preset="small", max_steps=6000, batch_size=128, learning_rate=3e-4, lr_warmup_steps=300,
+                      checkpoint_every=500, validate_every=1000, num_validation_examples=512, mixed_precision="bf16"),
     },
     "decoder": {
         "tiny": dict(_TINY, learning_rate=1e-3, num_validation_images=4, validation_inference_steps=2),
-        "small": dict(model_preset="small", max_steps=50000, batch_size=32, lr_warmup_steps=500, checkpoint_every=250,
+        "small": dict(model_preset="small", max_steps=40000, batch_size=32, lr_warmup_steps=500, checkpoint_every=250,
                       validate_every=2500, mixed_precision="bf16"),
     },
     "upsampler": {
         "tiny": dict(_TINY, learning_rate=1e-3, crop_size=32, num_validation_images=2, validation_inference_steps=2),
-        "small": dict(model_preset="small", max_steps=50000, batch_size=32, crop_size=64, lr_warmup_steps=500,
+        "small": dict(model_preset="small", max_steps=32000, batch_size=32, crop_size=64, lr_warmup_steps=500,
                       checkpoint_every=250, validate_every=2500, mixed_precision="bf16"),
     },
 }

@@ -82,6 +82,71 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def optimizer_step(
+    stage: Stage, accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, step: int
+) -> float:
+    """One optimizer step of `stage` (its gradient-accumulation micro-steps); returns the mean loss."""
+    config = stage.config
+    total = 0.0
+    for micro in range(config.gradient_accumulation_steps):
+        micro_step = step * config.gradient_accumulation_steps + micro
+        indices = batch_indices(
+            stage.num_train_examples, config.batch_size, micro_step, accelerator.process_index,
+            accelerator.num_processes, config.seed,
+        )
+        generator, rng = step_generators(config.seed, micro_step, accelerator.process_index)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                loss = stage.loss(model, indices, generator, rng)
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"The {config.stage} loss is {loss.item()} at step {step}; lower the learning rate or train "
+                    "with mixed_precision='no'."
+                )
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach().float().item() / config.gradient_accumulation_steps
+    return total
+
+
+def make_accelerator(config: TrainingConfig) -> Accelerator:
+    """The run's `Accelerator` (mixed precision, accumulation; CPU processes over gloo when there is no GPU)."""
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # Without a GPU, say so: then `accelerate launch --multi_gpu --num_processes N` (torchrun) trains N CPU
+        # processes over gloo instead of N unconnected copies.
+        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+    )
+
+
+def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, with weight decay on matrices only."""
+    return torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_epsilon,
+    )
+
+
+def make_ema(model: nn.Module, config: TrainingConfig) -> EMAModel:
+    """EMA of every parameter, with warm-up (decay = 1 - (1 + step) ** -ema_power, capped at ema_decay)."""
+    return EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power)
+
+
+def reset_accelerate_state() -> None:
+    """Forget the process-wide mixed-precision setting so the next `Accelerator` here may choose another one.
+
+    accelerate keeps it in a singleton; the distributed state is kept.
+    """
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
 def _prepare_output_dir(config: TrainingConfig, output_dir: Path, resume: bool) -> None:
     """Refuse to overwrite a run unless resuming; refuse to resume with a different model; write config.json."""
     config_file = output_dir / "config.json"
@@ -140,23 +205,14 @@ def run_training(stage: Stage, resume: bool = False) -> Path:
     try:
         return _run_training(stage, resume)
     finally:
-        # accelerate keeps the mixed-precision setting in a process-wide singleton; reset it so the next run in this
-        # process (another stage, another precision) can choose its own. The distributed state is kept.
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
+        reset_accelerate_state()
 
 
 def _run_training(stage: Stage, resume: bool) -> Path:
     config = stage.config
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        # Without a GPU, say so: then `accelerate launch --multi_gpu --num_processes N` (torchrun) trains N CPU
-        # processes over gloo instead of N unconnected copies.
-        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
-    )
+    accelerator = make_accelerator(config)
     output_dir = config.resolved_output_dir()
     if accelerator.is_main_process:
         _prepare_output_dir(config, output_dir, resume)
@@ -168,16 +224,11 @@ def _run_training(stage: Stage, resume: bool) -> Path:
     stage.module = model
     if stage.num_train_examples < config.batch_size:
         logger.warning("Only %d training examples for batch size %d.", stage.num_train_examples, config.batch_size)
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay),
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-        eps=config.adam_epsilon,
-    )
+    optimizer = make_optimizer(model, config)
     lr_scheduler = get_scheduler(
         config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
     )
-    ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power)
+    ema = make_ema(model, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
     accelerator.register_for_checkpointing(lr_scheduler, ema, state)
@@ -199,28 +250,7 @@ def _run_training(stage: Stage, resume: bool) -> Path:
     model.train()
     while state.step < config.max_steps:
         start = time.perf_counter()
-        step_loss = 0.0
-        for micro in range(config.gradient_accumulation_steps):
-            micro_step = state.step * config.gradient_accumulation_steps + micro
-            indices = batch_indices(
-                stage.num_train_examples, config.batch_size, micro_step, accelerator.process_index,
-                accelerator.num_processes, config.seed,
-            )
-            generator, rng = step_generators(config.seed, micro_step, accelerator.process_index)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    loss = stage.loss(model, indices, generator, rng)
-                if not torch.isfinite(loss):
-                    raise RuntimeError(
-                        f"The {config.stage} loss is {loss.item()} at step {state.step}; lower the learning rate or "
-                        "train with mixed_precision='no'."
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.detach().float().item() / config.gradient_accumulation_steps
+        step_loss = optimizer_step(stage, accelerator, model, optimizer, state.step)
         lr_scheduler.step()
         ema.step(unwrapped.parameters())
         stage.after_optimizer_step(unwrapped)
