@@ -42,8 +42,12 @@ def _config(stage: str, root: Path, **overrides):
     values = dict(OVERFIT, data_path=synthetic_dataset_path(), output_dir=str(root / stage))
     if stage in ("prior", "decoder"):
         values["clip_dir"] = str(root / "clip")
+    if stage == "prior":  # exercise gradient accumulation: 2 micro-batches of 4 per step
+        values.update(batch_size=4, gradient_accumulation_steps=2)
     if stage == "decoder":
         values["batch_size"] = 4
+    if stage == "upsampler":  # exercise bf16 autocast (and the accelerate state reset between runs)
+        values["mixed_precision"] = "bf16"
     return get_training_config(stage, "tiny", **(values | overrides))
 
 
@@ -170,6 +174,16 @@ def test_embedding_cache_is_normalised_reused_and_invalidated(tmp_path):
     recomputed = load_or_compute_embeddings(clip_run, data, "heldout_pairs")
     assert files[0].stat().st_mtime_ns != stamp and not torch.allclose(recomputed.image_embeds, cache.image_embeds)
     assert fingerprint_files(clip_run / "final") == old
+
+
+def test_embed_command_caches_every_split(tmp_path):
+    from unclip_diffusers.training.cli import main
+
+    shutil.copytree(tiny_runs()["clip"][0] / "final", tmp_path / "clip" / "final")
+    main(["embed", "--clip_dir", str(tmp_path / "clip"), "--data_path", synthetic_dataset_path(),
+          "--splits", "train", "heldout_concepts"])
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "clip" / "embeddings").glob("*.safetensors"))
+    assert names == ["heldout_concepts", "train"]
 
 
 def test_retrieval_accuracy():
