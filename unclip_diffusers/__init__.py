@@ -2,6 +2,18 @@
 
 __version__ = "0.1.0"
 
-from .models import UnCLIPPriorTransformer, UnCLIPTextProjection
+# diffusers loads a component declared as ["unclip_diffusers", "UnCLIPPriorTransformer"] in model_index.json by
+# looking up, in this module, the diffusers base class that provides `from_pretrained`; so it must be visible here.
+from diffusers import ModelMixin  # noqa: F401
 
-__all__ = ["UnCLIPPriorTransformer", "UnCLIPTextProjection", "__version__"]
+from .models import UnCLIPPriorTransformer, UnCLIPTextProjection
+from .pipelines import PromptEncodings, UnCLIPPipeline, UnCLIPPipelineOutput
+
+__all__ = [
+    "PromptEncodings",
+    "UnCLIPPipeline",
+    "UnCLIPPipelineOutput",
+    "UnCLIPPriorTransformer",
+    "UnCLIPTextProjection",
+    "__version__",
+]

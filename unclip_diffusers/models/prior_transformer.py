@@ -3,6 +3,8 @@ image-embedding normalisation statistics kept with the weights."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from diffusers.models.transformers.prior_transformer import PriorTransformer, PriorTransformerOutput
 
@@ -16,8 +18,16 @@ class UnCLIPPriorTransformer(PriorTransformer):
     It keeps `PriorTransformer`'s parameters and config (so Karlo-layout checkpoints load unchanged) and adds:
     - the causal mask even when no text mask is given (the stock model skips it then);
     - `normalize_embeddings` / `post_process_latents` with `clip_mean` / `clip_std`, which training sets once from
-      the data with `set_embedding_stats`.
+      the data with `set_embedding_stats`;
+    - `clip_std` initialised to ones rather than the stock zeros, so an untrained or freshly built prior maps its
+      samples through the identity instead of collapsing every output to `clip_mean`.
     """
+
+    @functools.wraps(PriorTransformer.__init__)  # keeps the config signature diffusers reads with `inspect`
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with torch.no_grad():
+            self.clip_std.fill_(1.0)
 
     def forward(
         self,

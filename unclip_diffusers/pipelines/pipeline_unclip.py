@@ -1,0 +1,776 @@
+"""`UnCLIPPipeline`: text → CLIP image embedding (prior) → base image (decoder) → upsampled image (super-resolution).
+
+Every stage is a public method (`encode_prompt`, `encode_image`, `sample_prior`, `decode`, `super_resolve`) so apps,
+evaluators and benchmarks can run, time or cache stages separately; `__call__` chains them. Image variations,
+interpolations and text diffs live in `editing.py`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline, UNet2DConditionModel, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import logging
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionModelWithProjection,
+)
+
+from ..models import UnCLIPPriorTransformer, UnCLIPTextProjection
+from ..utils.images import (
+    postprocess_images,
+    to_tensor_images,
+    upsample_for_super_res,
+    validate_pil_images,
+)
+from .editing import UnCLIPEditingMixin
+from .loading import UnCLIPLoadingMixin
+from .pipeline_output import PromptEncodings, UnCLIPPipelineOutput
+from .sampling import (
+    check_generator,
+    check_latents,
+    classifier_free_guidance,
+    draw_noise,
+    scheduler_step,
+    working_copy,
+)
+from .validation import check_guidance, check_output_type, check_positive_int, check_prompt, pair, repeat_to
+
+logger = logging.get_logger(__name__)
+
+Callback = Callable[..., dict[str, Any]]
+Generator = torch.Generator | list[torch.Generator] | None
+ImageOutput = list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
+    r"""
+    DALL·E 2 (unCLIP, Ramesh et al. 2022): a diffusion prior turns a caption's CLIP text encoding into a CLIP image
+    embedding `z_i`; a diffusion decoder turns `z_i` (and the caption) into a base image; diffusion upsamplers raise
+    its resolution. Resolutions are read from the components' configs.
+
+    All CLIP embeddings passed between stages are L2-normalised when `normalize_embeddings` is set (this project's
+    models); Karlo checkpoints use raw embeddings (`normalize_embeddings=False`, set by `unclip_diffusers.karlo`).
+    The pipeline never mutates its schedulers (each call samples with a private copy), so one instance can serve
+    concurrent requests.
+
+    Args:
+        tokenizer ([`~transformers.CLIPTokenizer`]): CLIP's BPE tokenizer.
+        text_encoder ([`~transformers.CLIPTextModelWithProjection`]): frozen CLIP text encoder.
+        image_encoder ([`~transformers.CLIPVisionModelWithProjection`] or `None`): frozen CLIP image encoder, needed
+            for image variations and image endpoints (Karlo ships without one).
+        feature_extractor ([`~transformers.CLIPImageProcessorPil`] or `None`): CLIP's image preprocessing.
+        prior ([`UnCLIPPriorTransformer`]): predicts the clean CLIP image embedding from the caption.
+        text_proj ([`UnCLIPTextProjection`]): turns `z_i` and the caption into the decoder's conditioning.
+        decoder ([`~diffusers.UNet2DConditionModel`]): the base-resolution image diffusion model.
+        prior_scheduler, decoder_scheduler ([`~diffusers.SchedulerMixin`]): samplers of the prior and the decoder.
+        super_res_first ([`~diffusers.UNet2DModel`] or `None`): the upsampler (noisy image ⊕ upsampled low-res
+            input); `None` means the base image is the output.
+        super_res_scheduler ([`~diffusers.SchedulerMixin`] or `None`): the upsampler's sampler.
+        super_res_last ([`~diffusers.UNet2DModel`], *optional*): a separate upsampler for the last step only (Karlo);
+            `None` means `super_res_first` does every step.
+        normalize_embeddings (`bool`, defaults to `True`): L2-normalise CLIP embeddings between stages.
+    """
+
+    model_cpu_offload_seq = "text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
+    _optional_components = ["image_encoder", "feature_extractor", "super_res_first", "super_res_last",
+                            "super_res_scheduler"]
+    _callback_tensor_inputs = ["latents"]
+
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModelWithProjection
+    image_encoder: CLIPVisionModelWithProjection | None
+    feature_extractor: CLIPImageProcessorPil | None
+    prior: UnCLIPPriorTransformer
+    text_proj: UnCLIPTextProjection
+    decoder: UNet2DConditionModel
+    prior_scheduler: SchedulerMixin
+    decoder_scheduler: SchedulerMixin
+    super_res_first: UNet2DModel | None
+    super_res_scheduler: SchedulerMixin | None
+    super_res_last: UNet2DModel | None
+
+    def __init__(
+        self,
+        tokenizer: CLIPTokenizer,
+        text_encoder: CLIPTextModelWithProjection,
+        image_encoder: CLIPVisionModelWithProjection | None,
+        feature_extractor: CLIPImageProcessorPil | None,
+        prior: UnCLIPPriorTransformer,
+        text_proj: UnCLIPTextProjection,
+        decoder: UNet2DConditionModel,
+        prior_scheduler: SchedulerMixin,
+        decoder_scheduler: SchedulerMixin,
+        super_res_first: UNet2DModel | None,
+        super_res_scheduler: SchedulerMixin | None,
+        super_res_last: UNet2DModel | None = None,
+        normalize_embeddings: bool = True,
+    ):
+        super().__init__()
+        if (image_encoder is None) != (feature_extractor is None):
+            raise ValueError("Pass both image_encoder and feature_extractor, or neither.")
+        if super_res_first is not None and super_res_scheduler is None:
+            raise ValueError("super_res_first needs a super_res_scheduler.")
+        if super_res_last is not None and super_res_first is None:
+            raise ValueError("super_res_last is only used together with super_res_first.")
+        self.register_modules(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
+            prior=prior,
+            text_proj=text_proj,
+            decoder=decoder,
+            prior_scheduler=prior_scheduler,
+            decoder_scheduler=decoder_scheduler,
+            super_res_first=super_res_first,
+            super_res_scheduler=super_res_scheduler,
+            super_res_last=super_res_last,
+        )
+        self.register_to_config(normalize_embeddings=bool(normalize_embeddings))
+
+    # ------------------------------------------------------------------------------------------------ sizes
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the CLIP embeddings the prior produces and the decoder consumes."""
+        return self.prior.config.embedding_dim
+
+    @property
+    def base_size(self) -> tuple[int, int]:
+        """(H, W) of the decoder's output."""
+        return pair(self.decoder.config.sample_size)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(H, W) of the pipeline's final images (the upsampler's output, or the base size without one)."""
+        return pair(self.super_res_first.config.sample_size) if self.super_res_first is not None else self.base_size
+
+    def make_schedulers(
+        self, scheduler_class: type[SchedulerMixin], **config_overrides: Any
+    ) -> dict[str, SchedulerMixin]:
+        """Build `scheduler_class` for every stage from the current schedulers' configs (`from_config`).
+
+        The prior samples standardised embeddings, not images, so x0 clipping to [-1, 1] (DDPM/DDIM's default) is
+        turned off for it. Assign the result with `pipe.register_modules(**schedulers)` or pass one as the
+        `scheduler` of a stage method (thread-safe: the pipeline is not modified).
+        """
+        schedulers: dict[str, SchedulerMixin] = {}
+        accepts_clip = "clip_sample" in inspect.signature(scheduler_class.__init__).parameters
+        for name in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler"):
+            current = getattr(self, name)
+            if current is None:
+                continue
+            overrides = dict(config_overrides)
+            if name == "prior_scheduler" and accepts_clip:
+                overrides.setdefault("clip_sample", False)
+            schedulers[name] = scheduler_class.from_config(current.config, **overrides)
+        return schedulers
+
+    # ------------------------------------------------------------------------------------------------ encoders
+
+    def _text_length(self) -> int:
+        return min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+
+    def _encode_text(self, prompts: list[str], device: torch.device) -> PromptEncodings:
+        length = self._text_length()
+        self._warn_truncation(prompts, length)
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        # CLIP's text transformer is causal and pools at the end token, so padding after it changes nothing before it.
+        output = self.text_encoder(tokens.input_ids.to(device))
+        text_embeds = output.text_embeds
+        if self.config.normalize_embeddings:
+            text_embeds = F.normalize(text_embeds, dim=-1)
+        return PromptEncodings(text_embeds, output.last_hidden_state, tokens.attention_mask.to(device).bool())
+
+    def _warn_truncation(self, prompts: list[str], length: int) -> None:
+        for prompt in prompts:
+            ids = self.tokenizer(prompt, truncation=False, verbose=False).input_ids
+            if len(ids) > length:
+                dropped = self.tokenizer.decode(ids[length - 1 : -1])
+                logger.warning(f"A prompt is longer than {length} tokens and was truncated; dropped: {dropped!r}")
+
+    def _empty_prompt(self, batch_size: int, device: torch.device) -> PromptEncodings:
+        """Encodings of the empty caption: the unconditional branch of guidance and the decoder's "no caption"."""
+        return self._encode_text([""], device).repeat_interleave(batch_size)
+
+    @torch.no_grad()  # not inference_mode: cached encodings may later feed modules that train
+    def encode_prompt(
+        self,
+        prompt: str | list[str],
+        device: torch.device | None = None,
+        num_images_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = False,
+    ) -> PromptEncodings:
+        r"""
+        Encode captions with the CLIP text encoder.
+
+        The result depends only on the captions and the text encoder, so callers may cache it and pass it back as the
+        `prompt` of `sample_prior` or `decode` (those take conditional encodings, one row per caption or per image).
+
+        Args:
+            prompt (`str` or `list[str]`): the caption(s); longer than the tokenizer's length they are truncated with
+                a warning.
+            device (`torch.device`, *optional*, defaults to `None`): where to put the encodings (the pipeline's
+                execution device when `None`).
+            num_images_per_prompt (`int`, *optional*, defaults to 1): rows per caption (consecutive).
+            do_classifier_free_guidance (`bool`, *optional*, defaults to `False`): prepend the empty caption's
+                encodings (the unconditional half), as diffusers pipelines do.
+
+        Returns:
+            [`PromptEncodings`]: `(text_embeds (B, D), token_encodings (B, T, D), attention_mask (B, T))`, with
+            `B = len(prompt) * num_images_per_prompt`, doubled with guidance (unconditional first). `text_embeds` are
+            L2-normalised when `normalize_embeddings` is set; token encodings are the raw `last_hidden_state`.
+        """
+        prompts = check_prompt(prompt)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        device = device or self._execution_device
+        cond = self._encode_text(prompts, device).repeat_interleave(num_images_per_prompt)
+        if do_classifier_free_guidance:
+            return self._empty_prompt(cond.batch_size, device).concat(cond)
+        return cond
+
+    @torch.no_grad()
+    def encode_image(self, image: PIL.Image.Image | list[PIL.Image.Image]) -> torch.Tensor:
+        r"""
+        CLIP image embeddings `z_i` of PIL images, shape `(B, D)`.
+
+        They are the `image_embeds` of `CLIPVisionModelWithProjection` (the prior's training target), L2-normalised
+        when the pipeline's `normalize_embeddings` is set (raw otherwise, as Karlo expects). Transparent images are
+        composited over white; modes other than RGB/RGBA/L/LA/P/PA/CMYK/YCbCr raise a `ValueError`.
+        """
+        if self.image_encoder is None or self.feature_extractor is None:
+            raise ValueError(
+                "This pipeline has no image_encoder/feature_extractor (Karlo checkpoints ship without one), so it "
+                "cannot embed images. Pass a CLIPVisionModelWithProjection and its image processor to the pipeline, "
+                "or use prompts instead of images."
+            )
+        images = validate_pil_images(image)
+        device = self._execution_device
+        pixels = self.feature_extractor(images=images, return_tensors="pt").pixel_values
+        pixels = pixels.to(device=device, dtype=self.image_encoder.dtype)
+        image_embeds = self.image_encoder(pixels).image_embeds
+        if self.config.normalize_embeddings:
+            image_embeds = F.normalize(image_embeds, dim=-1)
+        return image_embeds
+
+    # ------------------------------------------------------------------------------------------------ prior
+
+    @torch.inference_mode()
+    def sample_prior(
+        self,
+        prompt: str | list[str] | PromptEncodings,
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 4.0,
+        sample_count: int = 1,
+        generator: Generator = None,
+        latents: torch.Tensor | None = None,
+        scheduler: SchedulerMixin | None = None,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> torch.Tensor:
+        r"""
+        Sample CLIP image embeddings for captions with the diffusion prior.
+
+        Args:
+            prompt (`str`, `list[str]` or [`PromptEncodings`]): captions, or their conditional encodings from
+                `encode_prompt(..., do_classifier_free_guidance=False)` (one row per caption).
+            num_images_per_prompt (`int`, *optional*, defaults to 1): embeddings per caption.
+            num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
+            guidance_scale (`float`, *optional*, defaults to 4.0): classifier-free guidance scale (1 disables it;
+                the unconditional branch sees the empty caption).
+            sample_count (`int`, *optional*, defaults to 1): candidates per embedding; with 2 or more the one with
+                the highest dot product with the caption's text embedding is kept (the paper's draw-2-keep-best).
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
+                or one per output embedding.
+            latents (`torch.Tensor` of shape `(N * sample_count, D)`, *optional*, defaults to `None`): starting noise
+                in the prior's standardised space (`N` = captions x `num_images_per_prompt`), candidates of an
+                embedding consecutive.
+            scheduler (`SchedulerMixin`, *optional*, defaults to `None`): a sampler to use instead of
+                `prior_scheduler` for this call.
+            callback_on_step_end (`Callable`, *optional*, defaults to `None`): called as
+                `callback(pipe, step, timestep, callback_kwargs)` after every step; `callback_kwargs` holds `"stage"`
+                (`"prior"`) and the requested tensors; a returned `"latents"` replaces the current latents.
+            callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
+                pass to the callback.
+
+        Returns:
+            `torch.Tensor` of shape `(N, D)`: CLIP image embeddings (L2-normalised if `normalize_embeddings`).
+        """
+        device = self._execution_device
+        cond = self._as_encodings(prompt, device)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        check_positive_int(num_inference_steps, "num_inference_steps")
+        check_positive_int(sample_count, "sample_count")
+        check_guidance(guidance_scale, "guidance_scale")
+        callback_on_step_end_tensor_inputs = self._check_callback(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
+        num_images = cond.batch_size * num_images_per_prompt
+        check_generator(generator, num_images)
+        dim = self.embedding_dim
+        check_latents(latents, (num_images * sample_count, dim), "prior_latents")
+
+        cond = cond.repeat_interleave(num_images_per_prompt * sample_count)  # (N * k) rows, candidates consecutive
+        do_guidance = guidance_scale != 1.0
+        text = self._empty_prompt(cond.batch_size, device).concat(cond) if do_guidance else cond
+        dtype = self.prior.dtype
+        if latents is None:
+            # (N, k, D): with a generator list, image i's k candidates all come from generator[i].
+            latents = draw_noise((num_images, sample_count, dim), generator, device, dtype).reshape(-1, dim)
+        latents = latents.to(device=device, dtype=dtype)
+        step_generator = generator
+        if isinstance(generator, (list, tuple)) and sample_count > 1:
+            step_generator = [g for g in generator for _ in range(sample_count)]
+
+        scheduler = working_copy(scheduler or self.prior_scheduler)
+
+        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            model_input = torch.cat([x, x]) if do_guidance else x
+            model_input = scheduler.scale_model_input(model_input, t)
+            output = self.prior(
+                model_input,
+                timestep=t,
+                proj_embedding=text.text_embeds.to(dtype),
+                encoder_hidden_states=text.token_encodings.to(dtype),
+                attention_mask=text.attention_mask,
+            ).predicted_image_embedding
+            return classifier_free_guidance(output, guidance_scale, dim) if do_guidance else output
+
+        latents = self._denoise("prior", scheduler, num_inference_steps, latents, predict, step_generator,
+                                callback_on_step_end, callback_on_step_end_tensor_inputs)
+        image_embeds = self.prior.post_process_latents(latents)  # back from the standardised space to CLIP's
+        if self.config.normalize_embeddings:
+            image_embeds = F.normalize(image_embeds, dim=-1)
+        if sample_count > 1:
+            candidates = image_embeds.reshape(num_images, sample_count, dim)
+            text_embeds = cond.text_embeds.reshape(num_images, sample_count, dim)[:, :1].to(candidates.dtype)
+            best = (candidates * text_embeds).sum(-1).argmax(dim=1)  # (N,): highest z_i · z_t
+            image_embeds = candidates[torch.arange(num_images, device=device), best]
+        return image_embeds
+
+    # ------------------------------------------------------------------------------------------------ decoder
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        image_embeds: torch.Tensor,
+        prompt: str | list[str] | PromptEncodings | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 8.0,
+        generator: Generator = None,
+        latents: torch.Tensor | None = None,
+        super_res_num_inference_steps: int = 10,
+        super_res_latents: torch.Tensor | None = None,
+        upscale: bool = True,
+        output_type: str = "pil",
+        scheduler: SchedulerMixin | None = None,
+        super_res_scheduler: SchedulerMixin | None = None,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> ImageOutput:
+        r"""
+        Generate images from CLIP image embeddings with the decoder, then (with `upscale`) the upsampler.
+
+        Args:
+            image_embeds (`torch.Tensor` of shape `(N, D)`): CLIP image embeddings `z_i`, one per image.
+            prompt (`str`, `list[str]`, [`PromptEncodings`] or `None`, *optional*, defaults to `None`): the caption
+                context. `None` uses the empty caption (what the decoder saw for its caption-dropped training
+                samples); captions or encodings are repeated to `N` rows when `N` is a multiple of their count.
+            num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            guidance_scale (`float`, *optional*, defaults to 8.0): classifier-free guidance scale; the unconditional
+                branch uses `text_proj`'s learned null image embedding and the empty caption.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
+                or one per image.
+            latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder starting noise.
+            super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
+            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
+                starting noise.
+            upscale (`bool`, *optional*, defaults to `True`): run the upsampler; `False` returns the base images.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces `decoder_scheduler` for this call.
+            super_res_scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces the pipeline's
+                `super_res_scheduler` for this call.
+            callback_on_step_end (`Callable`, *optional*, defaults to `None`): see `sample_prior`; the stage is
+                `"decoder"`, then `"super_res"`.
+            callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
+                pass to the callback.
+
+        Returns:
+            The images in `output_type` (base resolution without `upscale` or without an upsampler).
+        """
+        check_output_type(output_type)
+        base = self._decode(image_embeds, prompt, num_inference_steps, guidance_scale, generator, latents, scheduler,
+                            callback_on_step_end, callback_on_step_end_tensor_inputs)
+        if upscale and self.super_res_first is not None:
+            base = self._super_resolve(base, super_res_num_inference_steps, generator, super_res_latents,
+                                       super_res_scheduler, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return postprocess_images(base, output_type)
+
+    def _decode(
+        self,
+        image_embeds: torch.Tensor,
+        prompt: str | list[str] | PromptEncodings | None,
+        num_inference_steps: int,
+        guidance_scale: float,
+        generator: Generator,
+        latents: torch.Tensor | None,
+        scheduler: SchedulerMixin | None,
+        callback_on_step_end: Callback | None,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+    ) -> torch.Tensor:
+        """The decoder loop; returns base images `(N, 3, h, w)` in [-1, 1]."""
+        device = self._execution_device
+        image_embeds = self._check_image_embeds(image_embeds).to(device)
+        num_images = image_embeds.shape[0]
+        check_positive_int(num_inference_steps, "decoder_num_inference_steps")
+        check_guidance(guidance_scale, "decoder_guidance_scale")
+        check_generator(generator, num_images)
+        callback_on_step_end_tensor_inputs = self._check_callback(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
+        channels = self.decoder.config.in_channels
+        shape = (num_images, channels, *self.base_size)
+        check_latents(latents, shape, "decoder_latents")
+
+        condition = self._decoder_condition(image_embeds, prompt, guidance_scale)
+        dtype = self.decoder.dtype
+        if latents is None:
+            latents = draw_noise(shape, generator, device, dtype)
+        latents = latents.to(device=device, dtype=dtype)
+        scheduler = working_copy(scheduler or self.decoder_scheduler)
+
+        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self._decoder_output(scheduler.scale_model_input(x, t), t, condition, guidance_scale)
+
+        latents = self._denoise("decoder", scheduler, num_inference_steps, latents, predict, generator,
+                                callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return latents.clamp(-1, 1)
+
+    def _decoder_condition(
+        self, image_embeds: torch.Tensor, prompt: str | list[str] | PromptEncodings | None, guidance_scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoder's cross-attention context, additive time embedding and context mask (doubled for guidance)."""
+        device = self._execution_device
+        num_images = image_embeds.shape[0]
+        if prompt is None:
+            cond = self._empty_prompt(num_images, device)
+        else:
+            cond = repeat_to(self._as_encodings(prompt, device), num_images)
+        do_guidance = guidance_scale != 1.0
+        text = self._empty_prompt(num_images, device).concat(cond) if do_guidance else cond
+        proj_dtype = self.text_proj.dtype
+        context, time_embeddings = self.text_proj(
+            image_embeddings=image_embeds.to(device=device, dtype=proj_dtype),
+            prompt_embeds=text.text_embeds.to(proj_dtype),
+            text_encoder_hidden_states=text.token_encodings.to(proj_dtype),
+            do_classifier_free_guidance=do_guidance,  # prepends text_proj's learned null image embedding
+        )
+        # The extra image tokens come first in the context and are always attended to.
+        mask = F.pad(text.attention_mask, (self.text_proj.config.clip_extra_context_tokens, 0), value=True)
+        dtype = self.decoder.dtype
+        return context.to(dtype), time_embeddings.to(dtype), mask
+
+    def _decoder_output(
+        self,
+        model_input: torch.Tensor,
+        t: torch.Tensor,
+        condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """One guided decoder evaluation (noise prediction, plus variance channels for learned-variance decoders)."""
+        context, time_embeddings, mask = condition
+        do_guidance = guidance_scale != 1.0
+        x = torch.cat([model_input, model_input]) if do_guidance else model_input
+        output = self.decoder(x, t, encoder_hidden_states=context, class_labels=time_embeddings,
+                              attention_mask=mask).sample
+        if do_guidance:
+            return classifier_free_guidance(output, guidance_scale, model_input.shape[1])
+        return output
+
+    # ------------------------------------------------------------------------------------------------ super-res
+
+    @torch.inference_mode()
+    def super_resolve(
+        self,
+        images: ImageOutput,
+        num_inference_steps: int = 10,
+        generator: Generator = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        scheduler: SchedulerMixin | None = None,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> ImageOutput:
+        r"""
+        Upsample images with the super-resolution diffusion model (no guidance).
+
+        Args:
+            images (PIL image(s), `np.ndarray` `(N, h, w, 3)` or `torch.Tensor` `(N, 3, h, w)` in [0, 1]): low
+                resolution images, e.g. `decode(..., upscale=False)`'s output.
+            num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
+                or one per image.
+            latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): starting noise.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces `super_res_scheduler` for this call.
+            callback_on_step_end (`Callable`, *optional*, defaults to `None`): see `sample_prior`; the stage is
+                `"super_res"`.
+            callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
+                pass to the callback.
+
+        Returns:
+            The upsampled images `(N, 3, H, W)` in `output_type`.
+        """
+        if self.super_res_first is None:
+            raise ValueError("This pipeline has no upsampler (super_res_first is None); its base images are final.")
+        check_output_type(output_type)
+        low_res = to_tensor_images(images).to(self._execution_device)
+        upsampled = self._super_resolve(low_res, num_inference_steps, generator, latents, scheduler,
+                                        callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return postprocess_images(upsampled, output_type)
+
+    def _super_resolve(
+        self,
+        low_res: torch.Tensor,
+        num_inference_steps: int,
+        generator: Generator,
+        latents: torch.Tensor | None,
+        scheduler: SchedulerMixin | None,
+        callback_on_step_end: Callback | None,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+    ) -> torch.Tensor:
+        """The upsampler loop on images in [-1, 1]; returns `(N, 3, H, W)` in [-1, 1]."""
+        device = self._execution_device
+        num_images = low_res.shape[0]
+        check_positive_int(num_inference_steps, "super_res_num_inference_steps")
+        check_generator(generator, num_images)
+        callback_on_step_end_tensor_inputs = self._check_callback(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
+        channels = self.super_res_first.config.in_channels // 2
+        shape = (num_images, channels, *self.output_size)
+        check_latents(latents, shape, "super_res_latents")
+        dtype = self.super_res_first.dtype
+        condition = upsample_for_super_res(low_res.to(device=device, dtype=dtype), self.output_size)
+        if latents is None:
+            latents = draw_noise(shape, generator, device, dtype)
+        latents = latents.to(device=device, dtype=dtype)
+        scheduler = working_copy(scheduler or self.super_res_scheduler)
+        num_steps = num_inference_steps
+
+        def predict(x: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
+            last = step == num_steps - 1
+            unet = self.super_res_last if last and self.super_res_last is not None else self.super_res_first
+            model_input = torch.cat([scheduler.scale_model_input(x, t), condition], dim=1)
+            return unet(model_input, t).sample
+
+        latents = self._denoise("super_res", scheduler, num_inference_steps, latents, predict, generator,
+                                callback_on_step_end, callback_on_step_end_tensor_inputs, pass_step=True)
+        return latents.clamp(-1, 1)
+
+    # ------------------------------------------------------------------------------------------------ loop
+
+    def _denoise(
+        self,
+        stage: str,
+        scheduler: SchedulerMixin,
+        num_inference_steps: int,
+        latents: torch.Tensor,
+        predict: Callable[..., torch.Tensor],
+        generator: Generator,
+        callback_on_step_end: Callback | None,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+        pass_step: bool = False,
+    ) -> torch.Tensor:
+        """The reverse diffusion loop shared by all stages: predict, step, report."""
+        scheduler.set_timesteps(num_inference_steps, device=latents.device)
+        timesteps = scheduler.timesteps
+        latents = latents * scheduler.init_noise_sigma
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            output = predict(latents, t, i) if pass_step else predict(latents, t)
+            next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
+            latents = scheduler_step(scheduler, output, t, latents, next_t, generator)
+            if callback_on_step_end is not None:
+                callback_kwargs: dict[str, Any] = {"stage": stage}
+                if "latents" in callback_on_step_end_tensor_inputs:
+                    callback_kwargs["latents"] = latents
+                returned = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = returned.get("latents", latents)
+        return latents
+
+    # ------------------------------------------------------------------------------------------------ call
+
+    def check_inputs(
+        self,
+        prompt: str | list[str],
+        num_images_per_prompt: int,
+        prior_num_inference_steps: int,
+        decoder_num_inference_steps: int,
+        super_res_num_inference_steps: int,
+        prior_guidance_scale: float,
+        decoder_guidance_scale: float,
+        prior_sample_count: int,
+        generator: Generator,
+        prior_latents: torch.Tensor | None,
+        decoder_latents: torch.Tensor | None,
+        super_res_latents: torch.Tensor | None,
+        output_type: str,
+        callback_on_step_end: Callback | None,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+    ) -> None:
+        """Validate every argument of `__call__` before any work, with a `ValueError`/`TypeError` naming the culprit."""
+        prompts = check_prompt(prompt)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        check_positive_int(prior_num_inference_steps, "prior_num_inference_steps")
+        check_positive_int(decoder_num_inference_steps, "decoder_num_inference_steps")
+        check_positive_int(super_res_num_inference_steps, "super_res_num_inference_steps")
+        check_guidance(prior_guidance_scale, "prior_guidance_scale")
+        check_guidance(decoder_guidance_scale, "decoder_guidance_scale")
+        check_positive_int(prior_sample_count, "prior_sample_count")
+        num_images = len(prompts) * num_images_per_prompt
+        check_generator(generator, num_images)
+        check_latents(prior_latents, (num_images * prior_sample_count, self.embedding_dim), "prior_latents")
+        decoder_shape = (num_images, self.decoder.config.in_channels, *self.base_size)
+        check_latents(decoder_latents, decoder_shape, "decoder_latents")
+        if super_res_latents is not None and self.super_res_first is None:
+            raise ValueError("super_res_latents were given, but this pipeline has no upsampler.")
+        if self.super_res_first is not None:
+            shape = (num_images, self.super_res_first.config.in_channels // 2, *self.output_size)
+            check_latents(super_res_latents, shape, "super_res_latents")
+        check_output_type(output_type)
+        self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        num_images_per_prompt: int = 1,
+        prior_num_inference_steps: int = 25,
+        decoder_num_inference_steps: int = 25,
+        super_res_num_inference_steps: int = 10,
+        prior_guidance_scale: float = 4.0,
+        decoder_guidance_scale: float = 8.0,
+        prior_sample_count: int = 1,
+        generator: Generator = None,
+        prior_latents: torch.Tensor | None = None,
+        decoder_latents: torch.Tensor | None = None,
+        super_res_latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> UnCLIPPipelineOutput | tuple:
+        r"""
+        Text-to-image: caption → prior → CLIP image embedding → decoder → upsampler.
+
+        Args:
+            prompt (`str` or `list[str]`): the caption(s); longer than the tokenizer's length (77 tokens for CLIP)
+                they are truncated with a warning.
+            num_images_per_prompt (`int`, *optional*, defaults to 1): images per caption.
+            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
+            prior_guidance_scale (`float`, *optional*, defaults to 4.0): prior classifier-free guidance (1 = off).
+            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance (1 = off).
+            prior_sample_count (`int`, *optional*, defaults to 1): prior candidates per image; 2 is the paper's "draw
+                two, keep the one closer to the caption" trick.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
+                or one per image (`len(prompt) * num_images_per_prompt`), used for every noise draw of every stage.
+            prior_latents (`torch.Tensor` of shape `(N * prior_sample_count, D)`, *optional*, defaults to `None`):
+                prior starting noise in its standardised space.
+            decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
+            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
+                noise.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`(N, H, W, 3)` in [0, 1]) or
+                `"pt"` (`(N, 3, H, W)` in [0, 1]).
+            return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of the
+                tuple `(images, image_embeds, base_images)`.
+            callback_on_step_end (`Callable`, *optional*, defaults to `None`): called as
+                `callback(pipe, step, timestep, callback_kwargs)` after every step of every stage;
+                `callback_kwargs["stage"]` is `"prior"`, `"decoder"` or `"super_res"`; a returned `"latents"`
+                replaces the current latents.
+            callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
+                pass to the callback.
+
+        Returns:
+            [`UnCLIPPipelineOutput`] (or a tuple): final images, the CLIP image embeddings used, and the base images.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_inputs(prompt, num_images_per_prompt, prior_num_inference_steps, decoder_num_inference_steps,
+                          super_res_num_inference_steps, prior_guidance_scale, decoder_guidance_scale,
+                          prior_sample_count, generator, prior_latents, decoder_latents, super_res_latents,
+                          output_type, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        device = self._execution_device
+        cond = self._encode_text(check_prompt(prompt), device)
+        image_embeds = self.sample_prior(cond, num_images_per_prompt, prior_num_inference_steps, prior_guidance_scale,
+                                         prior_sample_count, generator, prior_latents, None, callback_on_step_end,
+                                         callback_on_step_end_tensor_inputs)
+        base = self._decode(image_embeds, cond.repeat_interleave(num_images_per_prompt), decoder_num_inference_steps,
+                            decoder_guidance_scale, generator, decoder_latents, None, callback_on_step_end,
+                            callback_on_step_end_tensor_inputs)
+        return self._finish(image_embeds, base, super_res_num_inference_steps, generator, super_res_latents,
+                            output_type, return_dict, callback_on_step_end, callback_on_step_end_tensor_inputs)
+
+    def _finish(
+        self,
+        image_embeds: torch.Tensor,
+        base: torch.Tensor,
+        super_res_num_inference_steps: int,
+        generator: Generator,
+        super_res_latents: torch.Tensor | None,
+        output_type: str,
+        return_dict: bool,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> UnCLIPPipelineOutput | tuple:
+        """Upsample base images (when there is an upsampler), convert both and pack the output."""
+        images = base
+        if self.super_res_first is not None:
+            images = self._super_resolve(base, super_res_num_inference_steps, generator, super_res_latents, None,
+                                         callback_on_step_end, callback_on_step_end_tensor_inputs)
+        self.maybe_free_model_hooks()
+        output = (postprocess_images(images, output_type), image_embeds, postprocess_images(base, output_type))
+        return UnCLIPPipelineOutput(*output) if return_dict else output
+
+    # ------------------------------------------------------------------------------------------------ helpers
+
+    def _as_encodings(self, prompt: str | list[str] | PromptEncodings, device: torch.device) -> PromptEncodings:
+        if isinstance(prompt, PromptEncodings):
+            return PromptEncodings(*(t.to(device) for t in prompt))
+        return self._encode_text(check_prompt(prompt), device)
+
+    def _check_image_embeds(self, image_embeds: Any) -> torch.Tensor:
+        if not isinstance(image_embeds, torch.Tensor):
+            raise TypeError(f"image_embeds must be a torch.Tensor, got {type(image_embeds).__name__}.")
+        if image_embeds.ndim != 2 or image_embeds.shape[1] != self.embedding_dim or image_embeds.shape[0] == 0:
+            raise ValueError(
+                f"image_embeds must have shape (N, {self.embedding_dim}), got {tuple(image_embeds.shape)}."
+            )
+        if not torch.all(torch.isfinite(image_embeds)):
+            raise ValueError("image_embeds contain NaN or infinite values.")
+        return image_embeds
+
+    def _check_callback(self, callback: Callback | None, tensor_inputs: Sequence[str]) -> Sequence[str]:
+        if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
+            tensor_inputs = callback.tensor_inputs
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}.")
+        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs {unknown} are not among {self._callback_tensor_inputs}."
+            )
+        return tensor_inputs

@@ -1,0 +1,98 @@
+"""Stage-independent pieces of the reverse diffusion loops: guidance, learned variance and scheduler stepping.
+
+Any diffusers scheduler works: keyword arguments only some schedulers accept (`generator`, `prev_timestep` for
+`UnCLIPScheduler`) are passed when the scheduler's `step` takes them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
+
+
+def working_copy(scheduler: SchedulerMixin) -> SchedulerMixin:
+    """A private copy of `scheduler`, so sampling never mutates the pipeline's (shared, possibly concurrent) one."""
+    return copy.deepcopy(scheduler)
+
+
+def uses_learned_variance(scheduler: SchedulerMixin) -> bool:
+    """Whether the scheduler consumes the model's predicted variance channels (DDPM/UnCLIP `learned_range`)."""
+    return getattr(scheduler.config, "variance_type", None) in LEARNED_VARIANCE_TYPES
+
+
+def classifier_free_guidance(model_output: torch.Tensor, scale: float, channels: int) -> torch.Tensor:
+    r"""Combine a batch `[unconditional; conditional]` into `uncond + scale * (cond - uncond)` (Ho & Salimans 2021).
+
+    For learned-variance models (`model_output.shape[1] == 2 * channels`) only the mean part is guided; the variance
+    channels of the conditional half are kept.
+    """
+    uncond, cond = model_output.chunk(2)
+    if model_output.ndim == 4 and model_output.shape[1] == 2 * channels:
+        uncond_mean, _ = uncond.split(channels, dim=1)
+        cond_mean, variance = cond.split(channels, dim=1)
+        return torch.cat([uncond_mean + scale * (cond_mean - uncond_mean), variance], dim=1)
+    return uncond + scale * (cond - uncond)
+
+
+def scheduler_step(
+    scheduler: SchedulerMixin,
+    model_output: torch.Tensor,
+    timestep: torch.Tensor,
+    sample: torch.Tensor,
+    next_timestep: torch.Tensor | None,
+    generator: torch.Generator | list[torch.Generator] | None,
+) -> torch.Tensor:
+    """One reverse step `x_t -> x_{t-1}` with any diffusers scheduler; returns the previous sample."""
+    if model_output.ndim == 4 and model_output.shape[1] == 2 * sample.shape[1] and not uses_learned_variance(scheduler):
+        model_output = model_output[:, : sample.shape[1]]  # fixed-variance sampler: drop the predicted variance
+    parameters = _step_parameters(type(scheduler))
+    kwargs: dict[str, Any] = {}
+    if "generator" in parameters:
+        kwargs["generator"] = generator
+    if "prev_timestep" in parameters:
+        kwargs["prev_timestep"] = next_timestep
+    return scheduler.step(model_output, timestep, sample, **kwargs).prev_sample
+
+
+def _step_parameters(scheduler_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(scheduler_class.step).parameters)
+
+
+def draw_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | list[torch.Generator] | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Standard normal noise; with a list of generators, entry `i` of the batch comes from `generator[i]`."""
+    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+
+def check_latents(latents: torch.Tensor | None, shape: tuple[int, ...], name: str) -> None:
+    """Raise a `ValueError` naming `name` when user-supplied latents have the wrong shape."""
+    if latents is None:
+        return
+    if not isinstance(latents, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(latents).__name__}.")
+    if tuple(latents.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(latents.shape)}.")
+
+
+def check_generator(generator: Any, num_images: int) -> None:
+    """A list of generators needs exactly one generator per output image."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {type(generator).__name__}.")
+    if len(generator) != num_images:
+        raise ValueError(
+            f"Got a list of {len(generator)} generators for {num_images} images; pass one generator per image "
+            "(batch size x num_images_per_prompt) or a single generator."
+        )
