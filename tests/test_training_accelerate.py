@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_training_data import synthetic_dataset_path
+from test_training_data import dataset_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_two_process_clip_training(tmp_path):
     command = [
         "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
         "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "unclip_diffusers.training.cli",
-        "clip", "--config", "tiny", "--data_path", synthetic_dataset_path(), "--output_dir", str(tmp_path / "clip"),
+        "clip", "--config", "tiny", "--data_path", dataset_path(), "--output_dir", str(tmp_path / "clip"),
         "--max_steps", "4", "--checkpoint_every", "2", "--batch_size", "4", "--num_threads", "1",
         "--num_validation_examples", "4",
     ]
@@ -43,7 +43,7 @@ def test_two_process_clip_training(tmp_path):
     train = [line for line in lines if "loss" in line]
     assert [line["step"] for line in train] == [1, 2, 3, 4]  # written once, by the main process
     assert all(line["processes"] == 2 for line in train)
-    assert train[-1]["epoch"] == pytest.approx(4 * 4 * 2 / 24)  # 2 processes x batch 4 per step over 24 examples
+    assert train[-1]["epoch"] == pytest.approx(4 * 4 * 2 / 30)  # 2 processes x batch 4 per step over 30 examples
     assert sorted(p.name for p in (run / "checkpoint-4").glob("random_states_*.pkl")) == [
         "random_states_0.pkl", "random_states_1.pkl"]
     assert (run / "final" / "text_encoder" / "model.safetensors").exists()

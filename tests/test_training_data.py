@@ -1,110 +1,30 @@
-"""Training data plumbing, and the synthetic dataset the other training tests share.
-
-`synthetic_dataset_path()` writes a tiny DatasetDict with the project's dataset schema (coloured shapes in two
-styles; 256-px art only for the "flat" style) so the training tests do not depend on the built emoji data.
-"""
+"""Training data plumbing: batch streams, per-step generators, CLIP preprocessing, image grids, the fixture."""
 
 from __future__ import annotations
 
-import atexit
-import functools
-import random
-import shutil
-import tempfile
-from pathlib import Path
-
-import datasets
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
 from unclip_diffusers.configs import build_image_processor, get_model_config
+from unclip_diffusers.data import FIXTURE_PATH
 from unclip_diffusers.training.batches import (
     batch_indices,
+    caption_examples,
     clip_pixel_values,
+    column_images,
     images_to_uint8,
+    load_split,
     resize_center_crop,
     save_image_grid,
     step_generators,
 )
-
-COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30),
-           "purple": (140, 50, 170)}
-SHAPES = ("circle", "square", "triangle")
-STYLES = ("flat", "outline")
-HELDOUT_PAIRS = {("red", "circle", "outline"), ("blue", "square", "flat"), ("green", "triangle", "outline"),
-                 ("yellow", "circle", "flat")}
-HELDOUT_CONCEPT = ("purple", "triangle")
+from unclip_diffusers.training.config import get_training_config
 
 
-def draw_shape(colour: str, shape: str, style: str, size: int) -> Image.Image:
-    """A coloured shape on white; "outline" draws only its border."""
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    box = (size * 0.2, size * 0.2, size * 0.8, size * 0.8)
-    fill, outline, width = (COLOURS[colour], None, 0) if style == "flat" else (None, COLOURS[colour], max(1, size // 12))
-    if shape == "circle":
-        draw.ellipse(box, fill=fill, outline=outline, width=width)
-    elif shape == "square":
-        draw.rectangle(box, fill=fill, outline=outline, width=width)
-    else:
-        points = [(size * 0.5, size * 0.15), (size * 0.85, size * 0.8), (size * 0.15, size * 0.8)]
-        draw.polygon(points, fill=fill, outline=outline, width=width)
-    return image
-
-
-def _row(colour: str, shape: str, style: str) -> dict:
-    big = draw_shape(colour, shape, style, 256)
-    return {
-        "image": big.resize((64, 64), Image.Resampling.LANCZOS),
-        "image_256": big if style == "flat" else None,
-        "caption": f"{colour} {shape}, {style} style",
-        "captions": [f"{colour} {shape}, {style} style", f"{shape}, {colour}, in the {style} style"],
-        "concept": f"{colour}-{shape}",
-        "name": f"{colour} {shape}",
-        "style": style,
-        "source": "synthetic",
-        "license": "CC0-1.0",
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def synthetic_dataset_path() -> str:
-    """Write (once per session) and return the synthetic DatasetDict: 24 train, 4 held-out pairs, 2 held-out concept."""
-    splits: dict[str, list[dict]] = {"train": [], "heldout_pairs": [], "heldout_concepts": []}
-    for colour in COLOURS:
-        for shape in SHAPES:
-            for style in STYLES:
-                if (colour, shape) == HELDOUT_CONCEPT:
-                    split = "heldout_concepts"
-                elif (colour, shape, style) in HELDOUT_PAIRS:
-                    split = "heldout_pairs"
-                else:
-                    split = "train"
-                splits[split].append(_row(colour, shape, style))
-    features = datasets.Features({
-        "image": datasets.Image(), "image_256": datasets.Image(), "caption": datasets.Value("string"),
-        "captions": datasets.Sequence(datasets.Value("string")), "concept": datasets.Value("string"),
-        "name": datasets.Value("string"), "style": datasets.Value("string"), "source": datasets.Value("string"),
-        "license": datasets.Value("string"),
-    })
-    data = datasets.DatasetDict({
-        name: datasets.Dataset.from_list(rows, features=features) for name, rows in splits.items()
-    })
-    root = tempfile.mkdtemp(prefix="unclip-synthetic-")
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    path = Path(root) / "shapes"
-    data.save_to_disk(str(path))
-    return str(path)
-
-
-def test_synthetic_dataset_has_the_project_schema():
-    data = datasets.load_from_disk(synthetic_dataset_path())
-    assert set(data) == {"train", "heldout_pairs", "heldout_concepts"}
-    assert len(data["train"]) == 24 and len(data["heldout_pairs"]) == 4
-    row = data["train"][0]
-    assert row["image"].size == (64, 64) and row["caption"] in row["captions"]
-    assert sum(r is None for r in data["train"]["image_256"]) == 12  # outline rows have no 256-px art
+def dataset_path() -> str:
+    """The dataset every training test trains on: the project's committed tiny emoji fixture."""
+    return str(FIXTURE_PATH)
 
 
 def test_batch_indices_cover_each_epoch_once_and_split_processes():
@@ -131,10 +51,13 @@ def test_step_generators_are_deterministic_and_distinct():
 def test_clip_preprocessing_matches_the_image_processor():
     size = get_model_config("tiny").clip
     processor = build_image_processor(size)
-    images = [draw_shape("red", "triangle", "flat", 64), draw_shape("blue", "circle", "outline", 64).resize((80, 64))]
+    images = list(load_split(get_training_config("clip", "tiny", data_path=dataset_path()), "train")["image"])[:2]
+    wide = Image.new("RGB", (80, 64), "white")
+    ImageDraw.Draw(wide).ellipse((10, 10, 70, 54), fill=(200, 30, 30))
+    images.append(wide)
     ours = clip_pixel_values(images_to_uint8(images, size.image_size), processor.image_mean, processor.image_std)
     reference = processor(images=images, return_tensors="pt").pixel_values
-    assert ours.shape == reference.shape == (2, 3, size.image_size, size.image_size)
+    assert ours.shape == reference.shape == (3, 3, size.image_size, size.image_size)
     torch.testing.assert_close(ours, reference, atol=0.05, rtol=0)  # uint8 rounding of the resized image
 
 
@@ -148,9 +71,13 @@ def test_resize_center_crop_and_grid(tmp_path):
         save_image_grid([rows[0], torch.zeros(1, 3, 4, 4, dtype=torch.uint8)], tmp_path / "bad.png")
 
 
-def test_sample_caption_draws_every_alternative():
-    from unclip_diffusers.training._data_shim import sample_caption
-
-    example = {"caption": "a", "captions": ["a", "b", "c"]}
-    rng = random.Random(0)
-    assert {sample_caption(example, rng) for _ in range(50)} == {"a", "b", "c"}
+def test_training_reads_the_committed_fixture():
+    """The fixture loads through the training data path (images decoded, captions listed, 256-px rows found)."""
+    config = get_training_config("upsampler", "tiny", data_path=dataset_path())
+    train = load_split(config, "train")
+    examples = caption_examples(train)
+    assert len(examples) == len(train) > 0 and all(e["caption"] in e["captions"] for e in examples)
+    images, rows = column_images(train, "image_256", 64, "fixture")
+    assert images.shape == (len(rows), 3, 64, 64) and 0 < len(rows) < len(train)
+    assert [train[i]["image_256"] is not None for i in range(len(train))].count(True) == len(rows)
+    assert len(load_split(config, "train", limit=5)) == 5

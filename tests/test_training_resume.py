@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_training_data import synthetic_dataset_path
+from test_training_data import dataset_path
 from test_training_stages import tiny_runs
 from unclip_diffusers.training.cli import main
 
@@ -38,7 +38,7 @@ main(sys.argv[1:])
 
 def _args(output_dir: Path, clip_dir: Path) -> list[str]:
     return [
-        "decoder", "--config", "tiny", "--data_path", synthetic_dataset_path(), "--clip_dir", str(clip_dir),
+        "decoder", "--config", "tiny", "--data_path", dataset_path(), "--clip_dir", str(clip_dir),
         "--output_dir", str(output_dir), "--max_steps", str(MAX_STEPS), "--checkpoint_every", "2",
         "--batch_size", "4", "--max_train_examples", "8", "--num_validation_examples", "2",
         "--num_validation_images", "1", "--num_threads", "1",

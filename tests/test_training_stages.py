@@ -1,6 +1,6 @@
 """Smoke-train every stage on the tiny preset and check each one learns (fixed-noise loss drops) and exports.
 
-`tiny_runs()` trains CLIP, prior, decoder and upsampler once per session on the synthetic dataset; the assemble
+`tiny_runs()` trains CLIP, prior, decoder and upsampler once per session on the emoji fixture; the assemble
 tests reuse it.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_training_data import synthetic_dataset_path
+from test_training_data import dataset_path
 from unclip_diffusers.training.clip import CLIPStage, retrieval_accuracy
 from unclip_diffusers.training.config import get_training_config
 from unclip_diffusers.training.decoder import DecoderStage
@@ -39,7 +39,7 @@ OVERFIT = dict(max_steps=30, max_train_examples=8, batch_size=8, lr_warmup_steps
 
 
 def _config(stage: str, root: Path, **overrides):
-    values = dict(OVERFIT, data_path=synthetic_dataset_path(), output_dir=str(root / stage))
+    values = dict(OVERFIT, data_path=dataset_path(), output_dir=str(root / stage))
     if stage in ("prior", "decoder"):
         values["clip_dir"] = str(root / "clip")
     if stage == "prior":  # exercise gradient accumulation: 2 micro-batches of 4 per step
@@ -142,7 +142,7 @@ def test_embedding_cache_is_normalised_reused_and_invalidated(tmp_path):
 
     clip_run = tmp_path / "clip"
     shutil.copytree(tiny_runs()["clip"][0] / "final", clip_run / "final")
-    config = get_training_config("prior", "tiny", data_path=synthetic_dataset_path(), clip_dir=str(clip_run))
+    config = get_training_config("prior", "tiny", data_path=dataset_path(), clip_dir=str(clip_run))
     data = load_split(config, "heldout_pairs")
     cache = load_or_compute_embeddings(clip_run, data, "heldout_pairs")
     files = list((clip_run / "embeddings").glob("heldout_pairs-*.safetensors"))
@@ -180,7 +180,7 @@ def test_embed_command_caches_every_split(tmp_path):
     from unclip_diffusers.training.cli import main
 
     shutil.copytree(tiny_runs()["clip"][0] / "final", tmp_path / "clip" / "final")
-    main(["embed", "--clip_dir", str(tmp_path / "clip"), "--data_path", synthetic_dataset_path(),
+    main(["embed", "--clip_dir", str(tmp_path / "clip"), "--data_path", dataset_path(),
           "--splits", "train", "heldout_concepts"])
     names = sorted(p.name.split("-")[0] for p in (tmp_path / "clip" / "embeddings").glob("*.safetensors"))
     assert names == ["heldout_concepts", "train"]

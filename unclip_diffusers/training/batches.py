@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..configs import get_model_config
-from ._data_shim import load_image_text_dataset
+from ..data import load_image_text_dataset
 from .config import TrainingConfig
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
 from ..configs import UnCLIPModelConfig, build_image_processor, build_tokenizer, clip_text_config, clip_vision_config
-from ._data_shim import sample_caption
+from ..data import sample_caption
 from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples, clip_pixel_values, images_to_uint8, load_split
 from .config import CLIPTrainingConfig
 from .trainer import Stage, run_training

@@ -217,7 +217,7 @@ def primary_caption_rows(cache: EmbeddingCache, examples: list[dict], indices: t
 
 def sample_caption_rows(cache: EmbeddingCache, examples: list[dict], indices: torch.Tensor, rng) -> torch.Tensor:
     """Cache rows of one caption per example, each drawn with `sample_caption` (alternative captions per step)."""
-    from ._data_shim import sample_caption
+    from ..data import sample_caption
 
     rows = []
     for i in indices.tolist():
