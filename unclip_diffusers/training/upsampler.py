@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..configs import build_sampling_scheduler, build_super_res, build_train_scheduler
+from ..utils.images import upsample_for_super_res
 from .batches import (
     TRAIN_SPLIT,
     VALIDATION_SPLIT,
@@ -67,19 +68,17 @@ def downscale(images: torch.Tensor, factor: int = UPSCALE) -> torch.Tensor:
                          align_corners=False)
 
 
-def upsample_low_res(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bicubic upsampling of low-res images to the upsampler's input size (what inference does to the base image)."""
-    return F.interpolate(images, size=size, mode="bicubic", align_corners=False)
-
-
 def conditioning_image(
     targets: torch.Tensor, blur_kernel_size: int = 3, blur_sigma: float = 0.6, blur: bool = True
 ) -> torch.Tensor:
-    """The training conditioning of targets in [-1, 1]: downscale x4, blur, bicubic back up to the target size."""
+    """The training conditioning of targets in [-1, 1]: downscale x4, blur, bicubic back up to the target size.
+
+    The last resize is `upsample_for_super_res`, exactly what the pipeline applies to the base image.
+    """
     low = downscale(targets)
     if blur:
         low = gaussian_blur(low, blur_kernel_size, blur_sigma)
-    return upsample_low_res(low, targets.shape[-2:])
+    return upsample_for_super_res(low, tuple(targets.shape[-2:]))  # the pipeline's own resize
 
 
 def random_crops(tensors: list[torch.Tensor], crop_size: int, generator: torch.Generator) -> list[torch.Tensor]:
