@@ -150,13 +150,23 @@ def test_embedding_cache_is_normalised_reused_and_invalidated(tmp_path):
     torch.testing.assert_close(cache.image_embeds.norm(dim=-1), torch.ones(len(data)))
     torch.testing.assert_close(cache.text_embeds.norm(dim=-1), torch.ones(cache.text_embeds.shape[0]))
     assert cache.text_embeds.shape[0] == sum(len(c) for c in data["captions"]) == int(cache.caption_offsets[-1])
-    assert cache.text_hidden.dtype == torch.float16 and cache.text_hidden.shape[1:] == (77, 32)
-    assert int(cache.empty_text_mask.sum()) == 2  # start and end tokens only
+    assert cache.text_tokens.dtype == torch.float16 and int(cache.context_length) == 77
+    empty_embeds, empty_hidden, empty_mask = cache.empty_conditioning()
+    assert empty_hidden.shape == (77, 32) and int(empty_mask.sum()) == 2  # start and end tokens only
     rows = primary_caption_rows(cache, caption_examples(data), torch.arange(len(data)))
     clip = load_frozen_clip(clip_run)
-    direct = clip.text_encoder(**clip.tokenizer(list(data["caption"]), padding="max_length",
-                                                max_length=clip.tokenizer.model_max_length, return_tensors="pt"))
+    tokens = clip.tokenizer(list(data["caption"]), padding="max_length", max_length=77, return_tensors="pt")
+    direct = clip.text_encoder(**tokens)
     torch.testing.assert_close(cache.text_embeds[rows], torch.nn.functional.normalize(direct.text_embeds, dim=-1))
+    embeds, hidden, mask = cache.conditioning(rows)
+    assert torch.equal(mask, tokens.attention_mask.bool())
+    real = tokens.attention_mask.bool()
+    torch.testing.assert_close(hidden[real], direct.last_hidden_state[real], atol=2e-3, rtol=1e-2)  # float16 storage
+    assert torch.all(hidden[~real] == 0)
+    drop = torch.tensor([True] + [False] * (len(rows) - 1))
+    dropped = cache.conditioning(rows, drop)
+    assert torch.equal(dropped[0][0], empty_embeds) and torch.equal(dropped[1][0], empty_hidden)
+    assert torch.equal(dropped[2][0], empty_mask) and torch.equal(dropped[1][1:], hidden[1:])
 
     stamp = files[0].stat().st_mtime_ns
     again = load_or_compute_embeddings(clip_run, data, "heldout_pairs")

@@ -36,16 +36,15 @@ CAPTIONS = ["pouting cat, Fluent 3D style", "cat, angry, pouting face in the Ope
 def _random_cache(stage: Stage, generator: torch.Generator) -> EmbeddingCache:
     clip = stage.model_config.clip
     tokenizer = build_tokenizer(clip)
-    mask = tokenizer(CAPTIONS, padding="max_length", max_length=clip.max_text_length, truncation=True,
-                     return_tensors="pt").attention_mask.bool()
+    lengths = torch.tensor([len(ids) for ids in tokenizer(CAPTIONS, truncation=True).input_ids]).repeat(NUM_EXAMPLES)
     rows = NUM_EXAMPLES * len(CAPTIONS)
     unit = lambda n: F.normalize(torch.randn(n, clip.embed_dim, generator=generator), dim=-1)  # noqa: E731
     return EmbeddingCache(
         image_embeds=unit(NUM_EXAMPLES), text_embeds=unit(rows),
-        text_hidden=torch.randn(rows, clip.max_text_length, clip.embed_dim, generator=generator).half(),
-        text_mask=mask.repeat(NUM_EXAMPLES, 1), caption_offsets=torch.arange(0, rows + 1, len(CAPTIONS)),
-        empty_text_embeds=unit(1)[0], empty_text_hidden=torch.randn(clip.max_text_length, clip.embed_dim).half(),
-        empty_text_mask=torch.arange(clip.max_text_length) < 2,
+        text_tokens=torch.randn(int(lengths.sum()), clip.embed_dim, generator=generator).half(),
+        text_lengths=lengths, caption_offsets=torch.arange(0, rows + 1, len(CAPTIONS)),
+        empty_text_embeds=unit(1)[0], empty_text_tokens=torch.randn(2, clip.embed_dim).half(),
+        context_length=torch.tensor(clip.max_text_length),
     )
 
 

@@ -42,7 +42,6 @@ from .embeddings import (
     resolve_clip_dir,
     sample_caption_rows,
     split_with_embeddings,
-    text_conditioning,
 )
 from .prior import write_clip_reference
 from .trainer import Stage, run_training
@@ -152,7 +151,7 @@ class DecoderStage(Stage):
         noise = torch.randn(x_start.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
         x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
-        text_embeds, text_hidden, text_mask = text_conditioning(cache, rows, drop_text)
+        text_embeds, text_hidden, text_mask = cache.conditioning(rows, drop_text)
         pred = model(x_t, timesteps, cache.image_embeds[indices], drop_image, text_embeds, text_hidden, text_mask)
         return F.mse_loss(pred.float(), noise)
 
@@ -182,8 +181,7 @@ class DecoderStage(Stage):
                 model, cache, images, indices, rows, no_drop, None, generator).item()
         shown = indices[: self.config.num_validation_images]
         samples = sample_decoder_images(
-            model, cache.image_embeds[shown], text_conditioning(cache, rows[: len(shown)]),
-            (cache.empty_text_embeds, cache.empty_text_hidden, cache.empty_text_mask),
+            model, cache.image_embeds[shown], cache.conditioning(rows[: len(shown)]), cache.empty_conditioning(),
             num_inference_steps=self.config.validation_inference_steps,
             guidance_scale=self.config.validation_guidance_scale, generator=generator,
         )

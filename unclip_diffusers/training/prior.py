@@ -30,7 +30,6 @@ from .embeddings import (
     resolve_clip_dir,
     sample_caption_rows,
     split_with_embeddings,
-    text_conditioning,
 )
 from .trainer import Stage, run_training
 
@@ -114,7 +113,7 @@ class PriorStage(Stage):
         drop: torch.Tensor | None, generator: torch.Generator,
     ) -> torch.Tensor:
         """MSE between the predicted and the true standardised z_i at random timesteps."""
-        text_embeds, text_hidden, text_mask = text_conditioning(cache, rows, drop)
+        text_embeds, text_hidden, text_mask = cache.conditioning(rows, drop)
         x_start = self.prior.normalize_embeddings(cache.image_embeds[indices])  # (B, D)
         noise = torch.randn(x_start.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
@@ -140,9 +139,8 @@ class PriorStage(Stage):
             rows = primary_caption_rows(cache, examples, indices)
             generator = torch.Generator().manual_seed(self.config.seed)
             metrics[f"{name}_loss"] = self.diffusion_loss(model, cache, indices, rows, None, generator).item()
-            text = text_conditioning(cache, rows)
-            empty = (cache.empty_text_embeds, cache.empty_text_hidden, cache.empty_text_mask)
-            sampled = sample_prior_embeddings(model, *text, empty, generator=generator)
+            text = cache.conditioning(rows)
+            sampled = sample_prior_embeddings(model, *text, cache.empty_conditioning(), generator=generator)
             target = cache.image_embeds[indices]
             metrics[f"{name}_sample_cosine"] = F.cosine_similarity(sampled, target).mean().item()
             # Reference: how close the caption's own text embedding is to the image embedding.
