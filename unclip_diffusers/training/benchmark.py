@@ -120,6 +120,8 @@ def benchmark_stage(
         "malloc_tuned": os.environ.get("MALLOC_MMAP_MAX_") == "0",
         # CPU seconds used per wall second per thread: well below 1 means other processes shared the cores.
         "cpu_utilisation": round(cpu_time / (elapsed * torch.get_num_threads()), 2),
+        # Throughput per CPU second of this process: what one uncontended core delivers (at 1 thread).
+        "samples_per_cpu_s": round(samples / cpu_time, 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
 

@@ -159,12 +159,12 @@ _TINY = dict(model_preset="tiny", max_steps=20, batch_size=8, lr_warmup_steps=2,
 _PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     "clip": {
         "tiny": dict(_TINY, learning_rate=1e-3),
-        "small": dict(model_preset="small", max_steps=3000, batch_size=128, lr_warmup_steps=200, checkpoint_every=250,
+        "small": dict(model_preset="small", max_steps=2000, batch_size=128, lr_warmup_steps=200, checkpoint_every=250,
                       validate_every=500, num_validation_examples=512, mixed_precision="bf16"),
     },
     "prior": {
         "tiny": dict(_TINY, learning_rate=1e-3),
-        "small": dict(model_preset="small", max_steps=6000, batch_size=128, learning_rate=3e-4, lr_warmup_steps=300,
+        "small": dict(model_preset="small", max_steps=4000, batch_size=128, learning_rate=3e-4, lr_warmup_steps=300,
                       checkpoint_every=500, validate_every=1000, num_validation_examples=512, mixed_precision="bf16"),
     },
     "decoder": {
