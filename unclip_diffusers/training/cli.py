@@ -53,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True)
     for stage, config_cls in CONFIG_CLASSES.items():
         stage_parser = sub.add_parser(stage, help=(config_cls.__doc__ or "").strip())
-        stage_parser.add_argument("--config", default="tiny", choices=TRAINING_PRESETS, help="training preset")
+        stage_parser.add_argument("--config", default="small", choices=TRAINING_PRESETS, help="training preset")
         stage_parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
         _add_config_flags(stage_parser, config_cls)
     embed = sub.add_parser("embed", help="compute and cache the CLIP embeddings of a dataset for the prior/decoder")
-    embed.add_argument("--config", default="tiny", choices=TRAINING_PRESETS)
+    embed.add_argument("--config", default="small", choices=TRAINING_PRESETS)
     embed.add_argument("--clip_dir", default=None, help="CLIP run folder (default runs/clip-<model preset>)")
     embed.add_argument("--data_path", default=None)
     embed.add_argument("--image_column", default=None)

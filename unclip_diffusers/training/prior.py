@@ -143,6 +143,8 @@ class PriorStage(Stage):
             sampled = sample_prior_embeddings(model, *text, cache.empty_conditioning(), generator=generator)
             target = cache.image_embeds[indices]
             metrics[f"{name}_sample_cosine"] = F.cosine_similarity(sampled, target).mean().item()
+            # Baseline: the same samples against other examples' image embeddings (no caption information).
+            metrics[f"{name}_sample_cosine_other"] = F.cosine_similarity(sampled, target.roll(1, 0)).mean().item()
             # Reference: how close the caption's own text embedding is to the image embedding.
             metrics[f"{name}_text_cosine"] = F.cosine_similarity(text[0], target).mean().item()
         return metrics
