@@ -30,6 +30,8 @@ logger = logging.get_logger(__name__)
 PACKAGE = "unclip_diffusers"
 PIPELINE_MODULE = "pipeline_unclip"
 MODEL_INDEX = "model_index.json"
+# Our own component classes; a pushed folder names them with their shipped code file (`unclip_diffusers.hub`).
+PACKAGE_COMPONENTS = ("UnCLIPPriorTransformer", "UnCLIPTextProjection")
 PIPELINE_CODE = '''"""Code for `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`: the installed class.
 
 Install it with `pip install unclip-diffusers` (or load with `unclip_diffusers.UnCLIPPipeline.from_pretrained`).
@@ -102,6 +104,9 @@ class UnCLIPLoadingMixin:
         name = config.get("_class_name")
         if isinstance(name, (list, tuple)) and list(name) == [PIPELINE_MODULE, cls.__name__]:
             config["_class_name"] = cls.__name__
+            for key, value in config.items():  # components whose code unclip-push shipped: use the installed classes
+                if isinstance(value, list) and len(value) == 2 and value[1] in PACKAGE_COMPONENTS:
+                    config[key] = [PACKAGE, value[1]]
         return loaded
 
     @classmethod

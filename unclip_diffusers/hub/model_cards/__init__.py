@@ -1,0 +1,1 @@
+"""Jinja templates of the model cards `unclip-push` writes (package data)."""
