@@ -53,27 +53,33 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
 
 
 def images_to_uint8(images: Sequence[Image.Image], size: int, desc: str = "decoding images") -> torch.Tensor:
-    """Decode, resize and stack PIL images into one uint8 tensor of shape (N, 3, size, size)."""
-    images = list(images)
+    """Decode, resize and stack PIL images into one uint8 tensor of shape (N, 3, size, size).
+
+    `images` may be a lazily decoding `datasets` column: each image is resized as it arrives, never all held at once.
+    """
     out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
-    for i, image in enumerate(tqdm(images, desc=desc, leave=False, mininterval=2.0)):
+    for i, image in enumerate(tqdm(images, desc=desc, leave=False, mininterval=2.0, disable=len(images) <= 256)):
         array = np.asarray(resize_center_crop(image, size), dtype=np.uint8)  # (size, size, 3)
         out[i] = torch.from_numpy(array.copy()).permute(2, 0, 1)
     return out
 
 
 def column_images(data, column: str, size: int, desc: str) -> tuple[torch.Tensor, list[int]]:
-    """Decode the non-None images of `column` at `size` px; also return the indices of the rows that had one."""
-    rows, images = [], []
-    for start in range(0, len(data), 512):
-        batch = data[start : start + 512][column]
-        for offset, image in enumerate(batch):
-            if image is not None:
-                rows.append(start + offset)
-                images.append(image)
-    if not images:
+    """Decode the non-None images of `column` at `size` px; also return the indices of the rows that had one.
+
+    Decodes 256 rows at a time, so only one chunk of full-size images is in memory at once.
+    """
+    rows, chunks = [], []
+    data = data.select_columns([column])
+    for start in tqdm(range(0, len(data), 256), desc=desc, leave=False, mininterval=2.0):
+        batch = data[start : start + 256][column]
+        present = [(start + offset, image) for offset, image in enumerate(batch) if image is not None]
+        if present:
+            rows.extend(row for row, _ in present)
+            chunks.append(images_to_uint8([image for _, image in present], size, desc=desc))
+    if not chunks:
         return torch.empty(0, 3, size, size, dtype=torch.uint8), rows
-    return images_to_uint8(images, size, desc=desc), rows
+    return torch.cat(chunks), rows
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
