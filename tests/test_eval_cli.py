@@ -9,14 +9,6 @@ from unclip_diffusers.data import FIXTURE_PATH
 from unclip_diffusers.evaluation.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine two threads ran these 7x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):

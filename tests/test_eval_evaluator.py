@@ -14,14 +14,6 @@ from unclip_diffusers.evaluation.evaluator import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine two threads ran these 7x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _clip_parameters(size) -> int:
     from transformers import CLIPModel

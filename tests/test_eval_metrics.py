@@ -8,14 +8,6 @@ import torch
 from unclip_diffusers.evaluation import metrics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matrices gain nothing from threads, and on a shared 2-core machine two threads ran far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)

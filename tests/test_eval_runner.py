@@ -22,14 +22,6 @@ from unclip_diffusers.evaluation.evaluator import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine two threads ran these 7x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SHAPES = ["circle", "square", "triangle", "cross", "diamond", "ring"]
 STYLES = {"Red": (220, 40, 40), "Green": (40, 170, 60), "Blue": (40, 70, 220)}
 HELDOUT_PAIRS = {("circle", "Blue"), ("square", "Green"), ("triangle", "Red"), ("cross", "Green")}

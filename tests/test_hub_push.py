@@ -17,7 +17,6 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from unclip_diffusers import UnCLIPPipeline, UnCLIPPriorTransformer, UnCLIPTextProjection
-from unclip_diffusers.configs import build_components
 from unclip_diffusers.hub.cards import validate_card
 from unclip_diffusers.hub.push import DELETE_PATTERNS, UploadOptions, build_upload, main
 from unclip_diffusers.karlo import KARLO_MODEL_INDEX, write_random_karlo_layout
@@ -39,21 +38,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def pipe() -> UnCLIPPipeline:
-    torch.manual_seed(0)
-    pipe = UnCLIPPipeline(**build_components("tiny"))
-    pipe.prior.set_embedding_stats(torch.randn(32) * 0.1, torch.rand(32) + 0.5)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,6 @@ from unclip_diffusers.karlo import KARLO_MODEL_INDEX, is_karlo_layout, load_karl
 STEPS = dict(prior_num_inference_steps=3, decoder_num_inference_steps=3, super_res_num_inference_steps=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def karlo_folder(tmp_path_factory):

@@ -22,22 +22,6 @@ def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; several threads per process thrash a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def pipe() -> UnCLIPPipeline:
-    torch.manual_seed(0)
-    pipe = UnCLIPPipeline(**build_components("tiny"))
-    pipe.prior.set_embedding_stats(torch.randn(32) * 0.1, torch.rand(32) + 0.5)  # exercise post_process_latents
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_output_shapes_and_types_for_every_output_type(pipe):

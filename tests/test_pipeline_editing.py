@@ -34,13 +34,6 @@ def _angle(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.acos(float(F.cosine_similarity(a, b, dim=-1).clamp(-1, 1)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def pipe() -> UnCLIPPipeline:

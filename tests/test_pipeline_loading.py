@@ -24,21 +24,6 @@ def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def pipe() -> UnCLIPPipeline:
-    torch.manual_seed(0)
-    pipe = UnCLIPPipeline(**build_components("tiny"))
-    pipe.prior.set_embedding_stats(torch.randn(32) * 0.1, torch.rand(32) + 0.5)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,16 @@ NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of improved DDPM, as in the paper
 
 
+# The defaults below are the `small` preset, sized by measured training throughput on a 2-core CPU with AMX
+# (README "Training"): CLIP 7.8M parameters, prior 5.1M, decoder 6.2M (+0.3M text projection), upsampler 4.9M.
+
+
 @dataclass
 class CLIPSize:
     embed_dim: int = 256  # CLIP projection width == text width (the prior and text_proj read token encodings at this width)
     num_merges: int = 7678  # BPE merges kept: vocabulary = 512 + merges + 2 = 8,192 ids
     max_text_length: int = 32  # tokens per caption; emoji captions are short
-    text_layers: int = 4
+    text_layers: int = 3  # short captions: 3 layers train ~10% faster than 4
     text_heads: int = 4
     image_size: int = 64  # the CLIP image encoder's input resolution
     patch_size: int = 8
@@ -50,8 +54,8 @@ class PriorSize:
 @dataclass
 class DecoderSize:
     sample_size: int = 32  # base image resolution
-    block_out_channels: tuple[int, ...] = (64, 128, 256)
-    layers_per_block: int = 2
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
     attention_head_dim: int = 32
     cross_attention_levels: tuple[bool, ...] = (False, True, True)  # which resolutions get cross-attention
     learned_variance: bool = False  # epsilon prediction with fixed variance; True doubles out_channels (Karlo-style)

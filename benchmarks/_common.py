@@ -1,0 +1,139 @@
+"""Shared helpers of the benchmark scripts: thread/allocator setup, interleaved timing, peak RSS, JSON and tables.
+
+The machine's cores are shared, so every comparison is timed interleaved (A, B, A, B, ...) in one process and
+reported as min/median/max; the load average at start and end goes into the JSON so noisy runs can be spotted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Allocator settings for the reported figures (glibc reads them at start-up, so a script re-executes itself with them).
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_malloc_env() -> None:
+    """Re-execute the current script with the tuned glibc allocator settings unless they are already set."""
+    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+        return
+    env = {**os.environ, **MALLOC_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    os.execvpe(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def setup_torch(threads: int) -> None:
+    """Fix the thread count (intra- and inter-op) so runs are comparable."""
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}.")
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+
+
+def peak_rss_gib() -> float:
+    """Peak resident set size of this process so far, in GiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+    """min/median/max/mean of a list of seconds."""
+    if not times:
+        raise ValueError("No timings to summarise.")
+    return {"min": min(times), "median": statistics.median(times), "max": max(times),
+            "mean": statistics.fmean(times), "n": len(times)}
+
+
+def interleaved(
+    variants: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1, progress: bool = True
+) -> dict[str, list[float]]:
+    """Time every variant `repeats` times in round-robin order (A, B, C, A, B, C, ...) after `warmup` rounds.
+
+    Round-robin spreads load spikes from other jobs over all variants instead of one; returns seconds per call.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
+    from tqdm.auto import tqdm
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    rounds = tqdm(range(warmup + repeats), desc="interleaved rounds", disable=not progress, leave=False)
+    for round_index in rounds:
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if round_index >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def ratio_stats(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, float]:
+    """Per-round ratios `numerator[i] / denominator[i]` (same round, so similar load), summarised."""
+    if len(numerator) != len(denominator):
+        raise ValueError(f"Ratio needs paired timings, got {len(numerator)} and {len(denominator)}.")
+    return summarize([a / b for a, b in zip(numerator, denominator)])
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """What the figures were measured on: CPU model and flags of interest, threads, library versions, load."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and cpu in ("unknown", "x86_64", ""):
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    flags = sorted(present & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+                    break
+    except OSError:
+        pass
+    import diffusers
+    import transformers
+
+    return {
+        "cpu": cpu, "cpu_flags": flags, "logical_cpus": os.cpu_count(), "threads": threads,
+        "torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+        "python": platform.python_version(), "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def write_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `results` (with the final load average) as indented JSON, creating parent folders."""
+    results = {**results, "loadavg_end": os.getloadavg(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table (also readable in a terminal)."""
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt_stats(stats: dict[str, float], unit: str = "s") -> str:
+    """`median (min–max)` in a table cell."""
+    return f"{stats['median']:.3f} ({stats['min']:.3f}–{stats['max']:.3f}){unit}"

@@ -1,0 +1,265 @@
+"""Sampling benchmark: seconds per final-resolution image and peak RSS, this pipeline vs diffusers' stock one.
+
+Rows (timed interleaved in one process, same weights):
+  ours-default      this pipeline's defaults (DPM-Solver++ 2M, the default step counts)
+  ours-fast         the same plus `enable_cpu_bf16_autocast` (bf16 autocast per model, channels-last UNets)
+  stock-25/25/7     diffusers' stock `UnCLIPPipeline` at its defaults (UnCLIPScheduler, 25/25/7 steps)
+  ours-25/25/7      this pipeline at the stock step counts
+Peak RSS of each row is measured in a fresh subprocess (one process per row), so rows do not share a high-water mark.
+The quality proxy is the mean absolute difference (0-255 scale) of the final images to a many-step reference from the
+same noise (deterministic solvers only); CLIP-FD and R-precision come from `unclip-eval --quick` when a trained
+checkpoint, `--eval-data` and `--evaluator` are given.
+
+    python benchmarks/bench_sampling.py                 # release-size random weights, 2 threads
+    python benchmarks/bench_sampling.py --preset tiny --quick --output /tmp/s.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+PROMPTS = ["a smiling cat face, Noto style", "red heart, Twemoji style", "thumbs up: medium skin tone, Fluent flat style",
+           "rocket, OpenMoji style"]
+NOT_MEASURED = "not measured (no trained checkpoint)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="saved pipeline folder (default: checkpoints/unclip-emoji if "
+                        "present, else seeded random components of --preset)")
+    parser.add_argument("--preset", default="small", help="component sizes when no --model is used")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed interleaved rounds per batch size")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--rows", nargs="+", default=None, help="subset of rows to run")
+    parser.add_argument("--reference-steps", type=int, default=100, help="steps per stage of the quality reference")
+    parser.add_argument("--eval-data", default=None, help="dataset folder for unclip-eval --quick")
+    parser.add_argument("--evaluator", default=None, help="evaluator CLIP folder for unclip-eval --quick")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, no warm-up, batch 1, 4-step "
+                        "reference, no RSS")
+    parser.add_argument("--no-rss", action="store_true", help="skip the per-row subprocesses that measure peak RSS")
+    parser.add_argument("--output", default="benchmarks/results/sampling.json")
+    parser.add_argument("--rss-row", default=None, help=argparse.SUPPRESS)  # internal: measure one row's peak RSS
+    return parser
+
+
+def load_pipeline(model: str | None, preset: str) -> tuple[Any, str, bool]:
+    """The pipeline to benchmark, a description of its weights, and whether they are trained."""
+    import torch
+
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_components
+
+    default = Path("checkpoints/unclip-emoji")
+    if model is None and default.is_dir():
+        model = str(default)
+    if model is not None:
+        pipe = UnCLIPPipeline.from_pretrained(model)
+        source, trained = model, True
+    else:
+        torch.manual_seed(0)
+        pipe = UnCLIPPipeline(**build_components(preset))
+        source, trained = f"random seeded components, preset {preset!r}", False
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, source, trained
+
+
+def default_steps(pipe: Any) -> dict[str, int]:
+    """The step counts `pipe.__call__` uses when none are given (read from its signature)."""
+    import inspect
+
+    params = inspect.signature(pipe.__call__).parameters
+    return {k: params[k].default for k in ("prior_num_inference_steps", "decoder_num_inference_steps",
+                                           "super_res_num_inference_steps")}
+
+
+STOCK_STEPS = {"prior_num_inference_steps": 25, "decoder_num_inference_steps": 25, "super_res_num_inference_steps": 7}
+
+
+def make_rows(pipe: Any) -> dict[str, tuple[Any, dict[str, int]]]:
+    """Row name -> (callable pipeline, step counts)."""
+    from stock import build_stock_pipeline
+
+    from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+
+    fast = copy.deepcopy(pipe)
+    enable_cpu_bf16_autocast(fast)
+    return {
+        "ours-default": (pipe, default_steps(pipe)),
+        "ours-fast": (fast, default_steps(fast)),
+        "stock-25/25/7": (build_stock_pipeline(pipe), STOCK_STEPS),
+        "ours-25/25/7": (pipe, STOCK_STEPS),
+    }
+
+
+def run_row(pipeline: Any, steps: dict[str, int], batch: int, seed: int = 0) -> Any:
+    """One text-to-image call for `batch` prompts; returns the images as a float array (B, H, W, 3) in [0, 1]."""
+    import torch
+
+    prompts = (PROMPTS * batch)[:batch]
+    generator = torch.Generator().manual_seed(seed)
+    return pipeline(prompts, generator=generator, output_type="np", **steps).images
+
+
+def quality_proxy(pipe: Any, rows: dict[str, tuple[Any, dict[str, int]]], reference_steps: int) -> dict[str, Any]:
+    """Mean absolute difference (0-255) of each deterministic row's images to a many-step DPM-Solver reference."""
+    import numpy as np
+
+    steps = {k: reference_steps for k in STOCK_STEPS}
+    reference = run_row(pipe, steps, batch=2, seed=1)
+    proxy: dict[str, Any] = {"reference": f"this pipeline, DPM-Solver++ 2M, {reference_steps} steps per stage, "
+                             "same seed; batch of 2 prompts"}
+    for name, (pipeline, row_steps) in rows.items():
+        if name.startswith("stock"):
+            proxy[name] = "n/a (ancestral sampler: different noise path)"
+            continue
+        images = run_row(pipeline, row_steps, batch=2, seed=1)
+        proxy[name] = float(np.abs(images - reference).mean() * 255)
+    return proxy
+
+
+def eval_quality(pipeline: Any, steps: dict[str, int], trained: bool, args: argparse.Namespace) -> dict[str, Any]:
+    """CLIP-FD and R-precision from `unclip-eval --quick` at this row's steps, or why they were not measured."""
+    if not trained:
+        return {"clip_fd": NOT_MEASURED, "r_precision": NOT_MEASURED}
+    if not (args.eval_data and args.evaluator):
+        reason = "not measured (pass --eval-data and --evaluator)"
+        return {"clip_fd": reason, "r_precision": reason}
+    try:
+        from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP
+        from unclip_diffusers.evaluation.runner import get_eval_settings, run_evaluation
+    except ImportError as error:
+        reason = f"not measured (evaluation module unavailable: {error})"
+        return {"clip_fd": reason, "r_precision": reason}
+    settings = get_eval_settings("quick", **steps)
+    results, _ = run_evaluation(pipeline, args.eval_data, EvaluatorCLIP.from_pretrained(args.evaluator), settings)
+    out: dict[str, Any] = {}
+    for split, sections in results["splits"].items():
+        for section in sections.values():
+            if isinstance(section, dict) and "clip_fd" in section:
+                out[f"clip_fd/{split}"] = section["clip_fd"]
+                r_precision = section.get("r_precision")
+                out[f"r_precision/{split}"] = r_precision.get("r_precision") if isinstance(r_precision, dict) \
+                    else r_precision
+    return out
+
+
+def measure_rss(row: str, args: argparse.Namespace) -> float | str:
+    """Peak RSS (GiB) of a fresh process that loads the pipeline and generates one batch-1 image with `row`."""
+    command = [sys.executable, __file__, "--rss-row", row, "--preset", args.preset, "--threads", str(args.threads)]
+    if args.model:
+        command += ["--model", args.model]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **_common.MALLOC_ENV})
+    if done.returncode != 0:
+        return f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    """Internal: build only what `args.rss_row` needs, run it once, print the peak RSS in GiB."""
+    pipe, _, _ = load_pipeline(args.model, args.preset)
+    if args.rss_row == "ours-fast":
+        from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+
+        enable_cpu_bf16_autocast(pipe)
+    pipeline, steps = pipe, default_steps(pipe)
+    if args.rss_row.startswith("stock"):
+        from stock import build_stock_pipeline
+
+        pipeline, steps = build_stock_pipeline(pipe), STOCK_STEPS
+    elif args.rss_row == "ours-25/25/7":
+        steps = STOCK_STEPS
+    run_row(pipeline, steps, batch=1)
+    print(_common.peak_rss_gib())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    _common.setup_torch(args.threads)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if args.rss_row:
+        rss_child(args)
+        return {}
+    if args.quick:
+        args.repeats, args.batch_sizes, args.reference_steps, args.no_rss = 1, [1], 4, True
+    warmup = 0 if args.quick else 1
+    import torch
+
+    results: dict[str, Any] = {"machine": _common.machine_info(args.threads)}
+    with torch.inference_mode():
+        pipe, source, trained = load_pipeline(args.model, args.preset)
+        rows = make_rows(pipe)
+        if args.rows:
+            unknown = sorted(set(args.rows) - set(rows))
+            if unknown:
+                raise ValueError(f"Unknown --rows {unknown}; choose from {sorted(rows)}.")
+            rows = {k: v for k, v in rows.items() if k in args.rows}
+        results.update(weights=source, output_size=list(pipe.output_size), base_size=list(pipe.base_size),
+                       steps={name: steps for name, (_, steps) in rows.items()}, repeats=args.repeats)
+        timings: dict[str, Any] = {}
+        for batch in args.batch_sizes:
+            variants = {name: (lambda p=p, s=s: run_row(p, s, batch)) for name, (p, s) in rows.items()}
+            times = _common.interleaved(variants, args.repeats, warmup=warmup)
+            per_image = {name: [t / batch for t in ts] for name, ts in times.items()}
+            entry: dict[str, Any] = {name: _common.summarize(ts) for name, ts in per_image.items()}
+            if "stock-25/25/7" in per_image:
+                entry["speedup_vs_stock"] = {name: _common.ratio_stats(per_image["stock-25/25/7"], ts)
+                                             for name, ts in per_image.items() if name != "stock-25/25/7"}
+            entry["loadavg"] = os.getloadavg()
+            timings[f"batch{batch}"] = entry
+        results["seconds_per_image"] = timings
+        results["quality_proxy_mad255"] = quality_proxy(pipe, rows, args.reference_steps)
+        # The stock row's quality is measured through this pipeline with the stock samplers and steps: the Karlo
+        # parity test shows the two sample identically.
+        results["quality"] = {name: eval_quality(pipe if name.startswith("stock") else p, s, trained, args)
+                              for name, (p, s) in rows.items()}
+    results["peak_rss_gib"] = {name: "not measured (--no-rss)" if args.no_rss else measure_rss(name, args)
+                               for name in rows}
+    print_table(results)
+    path = _common.write_json(results, args.output)
+    print(f"wrote {path}")
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """Print the per-row table: s/image per batch size, speed-up vs stock, RSS and the quality columns."""
+    header = ["row", "steps p/d/sr"]
+    batches = list(results["seconds_per_image"])
+    header += [f"s/img {b} median (min–max)" for b in batches] + [f"x vs stock ({b})" for b in batches]
+    header += ["peak RSS GiB", "MAD to ref", "CLIP-FD", "R-precision"]
+    rows = []
+    for name, steps in results["steps"].items():
+        row: list[Any] = [name, "/".join(str(v) for v in steps.values())]
+        row += [_common.fmt_stats(results["seconds_per_image"][b][name], "") for b in batches]
+        for b in batches:
+            ratio = results["seconds_per_image"][b].get("speedup_vs_stock", {}).get(name)
+            row.append(_common.fmt_stats(ratio, "") if ratio else "1")
+        rss = results["peak_rss_gib"][name]
+        mad = results["quality_proxy_mad255"][name]
+        quality = results["quality"][name]
+        row += [f"{rss:.2f}" if isinstance(rss, float) else rss, f"{mad:.2f}" if isinstance(mad, float) else mad]
+        row += [json.dumps({k: v for k, v in quality.items() if "clip_fd" in k}) if "clip_fd" not in quality
+                else quality["clip_fd"],
+                json.dumps({k: v for k, v in quality.items() if "r_precision" in k}) if "r_precision" not in quality
+                else quality["r_precision"]]
+        rows.append(row)
+    print(_common.format_table(header, rows))
+
+
+if __name__ == "__main__":
+    _common.ensure_malloc_env()
+    main()

@@ -1,0 +1,62 @@
+"""Which weights the app serves, and `python app.py`'s wiring (launch is intercepted, no server starts)."""
+
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+import unclip_diffusers.defaults
+from app_helpers import tiny_service
+from unclip_diffusers.app import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    tiny_service().pipe.save_pretrained(folder)
+    return folder
+
+
+def test_model_folder_is_served_without_the_banner(saved_pipeline):
+    loaded = load_pipeline(saved_pipeline, device="cpu")
+    assert not loaded.placeholder and loaded.source == str(saved_pipeline)
+    assert loaded.pipe.decoder.config.sample_size == 16
+
+
+def test_missing_release_weights_fall_back_to_a_labelled_random_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(unclip_diffusers.defaults, "default_pretrained_path", lambda: str(tmp_path / "nothing"))
+    state = torch.get_rng_state()
+    loaded = load_pipeline(device="cpu")
+    assert loaded.placeholder and loaded.source == "random tiny model"
+    assert torch.equal(torch.get_rng_state(), state)  # building it left the global RNG alone
+    monkeypatch.setattr(unclip_diffusers.defaults, "default_pretrained_path", lambda: "unclip-diffusers/unclip-emoji")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert load_pipeline(device="cpu").placeholder  # the Hub id is not tried offline
+
+
+def test_bundled_release_folder_is_used(monkeypatch, saved_pipeline):
+    monkeypatch.setattr(unclip_diffusers.defaults, "default_pretrained_path", lambda: str(saved_pipeline))
+    loaded = load_pipeline(device="cpu")
+    assert not loaded.placeholder and loaded.source == str(saved_pipeline)
+
+
+def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a saved pipeline folder"):
+        load_pipeline(tmp_path)
+
+
+def test_app_py_assembles_and_launches(monkeypatch, saved_pipeline):
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs, demo=self))
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("app", None)
+    import app
+
+    app.main(["--model", str(saved_pipeline), "--port", "7999", "--concurrency", "2", "--no-cache-examples"])
+    assert launched["server_port"] == 7999 and launched["ssr_mode"] is False and launched["theme"] is not None
+    fns = launched["demo"].fns.values()
+    assert {fn.concurrency_limit for fn in fns if fn.api_visibility == "public"} == {2}

@@ -1,0 +1,145 @@
+"""The launched app: every endpoint through `gradio_client`, and a real headless Chromium loading the page offline."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from app_helpers import tiny_service
+from unclip_diffusers.app import build_demo, launch_kwargs
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+DEFAULTS = [2, 2, 2, 4.0, 8.0, "DPM-Solver++ 2M"]  # steps per stage, guidance per stage, scheduler
+
+
+@pytest.fixture(scope="module")
+def server():
+    demo = build_demo(tiny_service(), "random tiny model", concurrency_limit=1, queue_size=8)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False, download_files=False)
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "input.png"
+    Image.new("RGBA", (48, 40), (0, 128, 255, 200)).save(path)
+    return handle_file(str(path))
+
+
+def _size(item) -> tuple[int, int]:
+    with Image.open(item["image"]["path"] if isinstance(item["image"], dict) else item["image"]) as image:
+        return image.size
+
+
+def test_only_the_four_tabs_are_named_endpoints(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/text_to_image", "/variations", "/interpolate", "/text_diff"}
+
+
+def test_text_to_image_streams_the_base_image_then_the_upsampled_one(client):
+    job = client.submit("grinning face", 5, False, 2, *DEFAULTS, api_name="/text_to_image")
+    images, seed, notes = job.result(timeout=120)
+    assert seed == 5 and [_size(i) for i in images] == [(64, 64)] * 2 and "randomly initialised" in notes
+    first = job.outputs()[0]
+    assert [_size(i) for i in first[0]] == [(16, 16)] * 2 and "upsampling" in first[2]
+
+
+def test_variations_interpolation_and_text_diff(client, png):
+    images, seed, notes = client.predict(png, 1, False, 1, 2, 2, 8.0, "DDIM", api_name="/variations")
+    assert [_size(i) for i in images] == [(64, 64)] and "transparency was flattened" in notes
+    frames, gif, seed, _ = client.predict("Prompt", "red apple", None, "Image", "", png, 3, 2, False, *DEFAULTS,
+                                          False, api_name="/interpolate")
+    assert [f["caption"] for f in frames] == ["0.00", "0.50", "1.00"]
+    with Image.open(gif["path"] if isinstance(gif, dict) else gif) as animation:
+        assert animation.format == "GIF"
+    images, _, _ = client.predict("Image", "", png, "blue square", "red square", 0.5, 2, 3, False, *DEFAULTS, False,
+                                  api_name="/text_diff")
+    assert [i["caption"] for i in images] == ["amount 0.25", "amount 0.50"]
+
+
+def test_long_prompts_are_cut_with_a_notice(client):
+    _, _, notes = client.predict("apple " * 80, 0, False, 1, *DEFAULTS, api_name="/text_to_image")
+    assert "first 400 characters (it had 479)" in notes
+
+
+@pytest.mark.parametrize("args, message", [
+    (("", 0, False, 1, *DEFAULTS), "prompt is empty"),
+    (("cat", 0, False, 9, *DEFAULTS), "Number of images must be between 1 and 4, got 9"),
+    (("cat", 0, False, 1, 500, 2, 2, 4.0, 8.0, "DDIM"), "Prior steps must be between 1 and 100, got 500"),
+    (("cat", 0, False, 1, 2, 2, 2, "lots", 8.0, "DDIM"), "Prior guidance scale must be a number"),
+    (("cat", -3, False, 1, *DEFAULTS), "Seed must be between 0 and 4294967295"),
+])
+def test_bad_api_input_gets_a_sentence_not_a_traceback(client, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/text_to_image")
+
+
+def test_non_image_uploads_are_refused(client, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("definitely not a picture")
+    with pytest.raises(AppError, match="is not an image"):
+        client.predict(handle_file(str(text)), 0, False, 1, 2, 2, 8.0, "DDIM", api_name="/variations")
+
+
+@pytest.mark.browser
+def test_browser_renders_offline_generates_and_sends_to_variations(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    external: list[str] = []
+
+    def only_local(route):
+        url = route.request.url
+        if url.startswith(server.rstrip("/")) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:  # the page must work with no network: record and refuse anything else
+            external.append(url)
+            route.abort()
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", only_local)
+            page.goto(server, wait_until="load", timeout=60_000)
+            page.wait_for_selector("#placeholder-banner", timeout=60_000)
+            page.fill("#t2i-prompt textarea", "grinning face, Noto style")
+            page.click("#t2i-generate")
+            page.wait_for_function(  # the final (upsampled) image, loaded: notes no longer say "upsampling"
+                """() => {
+                    const img = document.querySelector('#t2i-gallery img');
+                    const notes = document.querySelector('#t2i-notes').innerText;
+                    return img && img.complete && img.naturalWidth > 0
+                        && notes.includes('randomly initialised') && !notes.includes('upsampling');
+                }""",
+                timeout=90_000,
+            )
+            widths = page.eval_on_selector_all("#t2i-gallery img", "imgs => imgs.map(img => img.naturalWidth)")
+            screenshot = tmp_path / "app.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            if os.environ.get("APP_SCREENSHOT_DIR"):  # keep a copy to look at
+                Path(os.environ["APP_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+                shutil.copy(screenshot, Path(os.environ["APP_SCREENSHOT_DIR"]) / "app.png")
+
+            page.click("#t2i-to-variations")
+            page.wait_for_selector("#var-image img", timeout=30_000)
+            variations_visible = page.is_visible("#var-generate")
+        finally:
+            browser.close()
+    assert widths and set(widths) == {64}  # the upsampled images, not the 16 px base ones
+    assert variations_visible
+    assert external == []
+    with Image.open(screenshot) as shot:
+        assert shot.size[0] == 1280

@@ -1,0 +1,86 @@
+"""The assembled page, built without a server: endpoints, queue, tabs, examples, banner and cross-tab buttons."""
+
+import gradio as gr
+import pytest
+
+from app_helpers import tiny_service
+from unclip_diffusers.app import build_demo, launch_kwargs
+from unclip_diffusers.app.widgets import pick_image
+
+ENDPOINTS = {"text_to_image", "variations", "interpolate", "text_diff"}
+
+
+@pytest.fixture(scope="module")
+def service():
+    return tiny_service()
+
+
+@pytest.fixture(scope="module")
+def demo(service):
+    return build_demo(service, "random tiny model", concurrency_limit=2, queue_size=5)
+
+
+def _fns(demo):
+    return list(demo.fns.values()) if isinstance(demo.fns, dict) else list(demo.fns)
+
+
+def test_every_tab_is_a_named_public_endpoint_sharing_one_concurrency_limit(demo):
+    public = {fn.api_name: fn for fn in _fns(demo) if fn.api_visibility == "public"}
+    assert set(public) == ENDPOINTS  # helpers (send buttons, gallery selection) stay private
+    assert {fn.concurrency_id for fn in public.values()} == {"unclip"}
+    assert {fn.concurrency_limit for fn in public.values()} == {2}
+    assert demo._queue.max_size == 5 and demo._queue.default_concurrency_limit == 2
+
+
+def test_page_has_four_tabs_examples_and_the_placeholder_banner(demo):
+    config = demo.get_config_file()
+    by_type = {}
+    for component in config["components"]:
+        by_type.setdefault(component["type"], []).append(component["props"])
+    assert [t["label"] for t in by_type["tabitem"]] == ["Text to image", "Variations", "Interpolation", "Text diff"]
+    assert len(by_type["dataset"]) == 4  # one gr.Examples per tab
+    banner = [m for m in by_type["markdown"] if m.get("elem_id") == "placeholder-banner"]
+    assert banner and "randomly initialised tiny model" in banner[0]["value"]
+    assert len(by_type["accordion"]) == 4 and all(a["label"] == "Advanced" for a in by_type["accordion"])
+    assert len(by_type["gallery"]) == 4 and all("download" in g["buttons"] for g in by_type["gallery"])
+
+
+def test_sliders_default_to_the_pipeline_settings(service, demo):
+    sliders = {c["props"].get("elem_id"): c["props"] for c in demo.get_config_file()["components"]
+               if c["type"] == "slider"}
+    assert sliders["t2i-decoder_steps"]["value"] == service.defaults["decoder_steps"]
+    assert sliders["t2i-prior_guidance"]["value"] == service.defaults["prior_guidance"]
+    assert (sliders["t2i-num-images"]["minimum"], sliders["t2i-num-images"]["maximum"]) == (1, 4)
+
+
+def test_trained_weights_have_no_banner(service):
+    service.placeholder = False
+    try:
+        demo = build_demo(service, "checkpoints/unclip-emoji")
+    finally:
+        service.placeholder = True
+    ids = [c["props"].get("elem_id") for c in demo.get_config_file()["components"]]
+    assert "placeholder-banner" not in ids
+
+
+def test_bad_limits_are_refused(service):
+    with pytest.raises(ValueError, match="concurrency_limit must be at least 1, got 0"):
+        build_demo(service, concurrency_limit=0)
+    with pytest.raises(ValueError, match="queue_size"):
+        build_demo(service, queue_size=0)
+
+
+def test_pick_image_sends_the_selected_or_first_result():
+    value = [("/tmp/a.png", None), ("/tmp/b.png", "0.50")]
+    assert pick_image(value, 1) == "/tmp/b.png"
+    assert pick_image(value, None) == "/tmp/a.png" and pick_image(value, 7) == "/tmp/a.png"
+    with pytest.raises(gr.Error, match="generate images first"):
+        pick_image([], 0)
+
+
+def test_launch_settings_need_no_network():
+    kwargs = launch_kwargs()
+    assert kwargs["ssr_mode"] is False
+    theme = kwargs["theme"]
+    fonts = list(theme._font) + list(theme._font_mono)
+    assert not any(isinstance(f, gr.themes.GoogleFont) for f in fonts)

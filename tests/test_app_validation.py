@@ -1,0 +1,58 @@
+"""Limits, prompt checks and seeds shared by the UI and the API."""
+
+import random
+
+import pytest
+
+from unclip_diffusers.app.schedulers import SCHEDULERS, make_scheduler
+from unclip_diffusers.app.validation import LIMITS, MAX_PROMPT_CHARS, InputError, check_number, check_prompt, resolve_seed
+from unclip_diffusers.configs import build_sampling_scheduler
+
+
+def test_prompt_is_stripped_and_cut_at_400_characters():
+    assert check_prompt("  a  red\napple ") == ("a red apple", None)
+    prompt, notice = check_prompt("x" * 450)
+    assert len(prompt) == MAX_PROMPT_CHARS and "400" in notice and "450" in notice
+    assert check_prompt("y" * 400) == ("y" * 400, None)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", None, "\n\t"])
+def test_blank_prompts_are_refused(prompt):
+    with pytest.raises(InputError, match="empty"):
+        check_prompt(prompt)
+
+
+def test_numbers_are_range_checked_with_the_setting_name():
+    assert check_number("num_images", 3) == 3 and isinstance(check_number("num_images", 3.0), int)
+    with pytest.raises(InputError, match="Number of images must be between 1 and 4, got 9"):
+        check_number("num_images", 9)
+    with pytest.raises(InputError, match="whole number"):
+        check_number("prior_steps", 2.5)
+    with pytest.raises(InputError, match="must be a number"):
+        check_number("decoder_guidance", "lots")
+    with pytest.raises(InputError, match="must be a number"):
+        check_number("decoder_guidance", float("nan"))
+    assert check_number("amount", 1) == 1.0 and isinstance(check_number("amount", 1), float)
+
+
+def test_defaults_lie_inside_their_limits():
+    for name, limit in LIMITS.items():
+        assert limit.minimum <= limit.default <= limit.maximum, name
+
+
+def test_seeds():
+    assert resolve_seed(7, False) == 7 and resolve_seed(7.0, False) == 7
+    assert resolve_seed(7, True, random.Random(0)) == resolve_seed(0, True, random.Random(0))
+    with pytest.raises(InputError, match="Seed"):
+        resolve_seed(-1, False)
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_keeps_the_stage_schedule(name):
+    base = build_sampling_scheduler("sample")
+    scheduler = make_scheduler(name, base.config)
+    assert scheduler.config.prediction_type == "sample"
+    assert scheduler.config.beta_schedule == base.config.beta_schedule
+    assert scheduler is not make_scheduler(name, base.config)
+    with pytest.raises(ValueError, match="Unknown scheduler"):
+        make_scheduler("Euler", base.config)

@@ -1,0 +1,108 @@
+"""Smoke tests of the benchmark scripts: they run on the tiny preset with `--quick` and write valid JSON.
+
+No timing is asserted (the machine is shared); only that every row ran and the figures are finite and positive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))
+    yield lambda name: importlib.import_module(name)
+    sys.path.remove(str(BENCHMARKS))
+
+
+def _positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_sampling_benchmark_quick_writes_json(bench, tmp_path):
+    out = tmp_path / "sampling.json"
+    bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--output", str(out)])
+    data = json.loads(out.read_text())
+    rows = {"ours-default", "ours-fast", "stock-25/25/7", "ours-25/25/7"}
+    assert set(data["steps"]) == rows
+    assert data["steps"]["stock-25/25/7"] == {"prior_num_inference_steps": 25, "decoder_num_inference_steps": 25,
+                                              "super_res_num_inference_steps": 7}
+    batch1 = data["seconds_per_image"]["batch1"]
+    assert all(_positive(batch1[row]["median"]) for row in rows)
+    assert set(batch1["speedup_vs_stock"]) == rows - {"stock-25/25/7"}
+    assert all(_positive(data["quality_proxy_mad255"][row]) for row in rows - {"stock-25/25/7"})
+    assert data["quality"]["ours-default"]["clip_fd"] == "not measured (no trained checkpoint)"
+    assert len(data["machine"]["loadavg_start"]) == 3 and len(data["loadavg_end"]) == 3
+
+
+def test_sampling_benchmark_rejects_unknown_rows(bench, tmp_path):
+    with pytest.raises(ValueError, match="Unknown --rows"):
+        bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "nope",
+                                      "--output", str(tmp_path / "x.json")])
+
+
+def test_peak_rss_is_measured_in_a_subprocess(bench):
+    sampling = bench("bench_sampling")
+    args = sampling.build_parser().parse_args(["--preset", "tiny", "--threads", "1"])
+    rss = sampling.measure_rss("ours-default", args)
+    assert _positive(rss) and rss < 8, rss
+
+
+def test_stock_pipeline_shares_our_weights_and_runs(bench):
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_components
+
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny"))
+    stock = bench("stock").build_stock_pipeline(pipe)
+    assert stock.decoder.unet is pipe.decoder and stock.super_res_first is pipe.super_res_first
+    out = stock("a cat", prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
+                generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert out.shape == (1, *pipe.output_size, 3) and np.isfinite(out).all() and out.std() > 0.01
+
+
+def test_roofline_quick_writes_json(bench, tmp_path):
+    out = tmp_path / "roofline.json"
+    bench("bench_roofline").main(["--preset", "tiny", "--quick", "--threads", "1", "--output", str(out)])
+    data = json.loads(out.read_text())
+    assert data["flops"]["decoder"] > 0 and data["flops"]["matmul"] == 2 * 256**3
+    assert all(_positive(row["gflops_median"]) for row in data["rows"].values())
+
+
+def test_training_quick_writes_json(bench, tmp_path):
+    out = tmp_path / "training.json"
+    bench("bench_training").main(["--preset", "tiny", "--quick", "--threads", "1", "--output", str(out)])
+    data = json.loads(out.read_text())
+    assert all(_positive(row["images_per_s_median"]) for row in data["rows"].values())
+    assert data["dalle2_pytorch"].startswith("not run")
+
+
+def test_bf16_autocast_keeps_float32_outputs_close_to_fp32():
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_components
+    from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny"))
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
+                  output_type="pt")
+    reference = pipe("a cat", generator=torch.Generator().manual_seed(0), **kwargs)
+    enable_cpu_bf16_autocast(pipe)
+    enable_cpu_bf16_autocast(pipe)  # idempotent: no double wrapping
+    fast = pipe("a cat", generator=torch.Generator().manual_seed(0), **kwargs)
+    assert fast.images.dtype == torch.float32 and fast.image_embeds.dtype == torch.float32
+    assert pipe.decoder.conv_in.weight.dtype == torch.float32  # weights are not converted
+    assert not torch.equal(fast.images, reference.images)  # bf16 actually ran
+    assert (fast.image_embeds - reference.image_embeds).abs().max() < 0.05
+    assert (fast.images - reference.images).abs().mean() < 0.05

@@ -1,0 +1,115 @@
+"""Training presets, their validation, the generated command line, and the upsampler's degradation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from unclip_diffusers.configs import get_model_config
+from unclip_diffusers.training.cli import build_parser, ensure_malloc_env
+from unclip_diffusers.training.config import (
+    CONFIG_CLASSES,
+    STAGES,
+    TRAINING_PRESETS,
+    get_training_config,
+    load_config,
+    save_config,
+)
+from unclip_diffusers.training.upsampler import conditioning_image, gaussian_blur, gaussian_kernel, random_crops
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("preset", TRAINING_PRESETS)
+def test_presets_are_valid_and_round_trip(stage, preset, tmp_path):
+    config = get_training_config(stage, preset)
+    assert config.stage == stage and config.model_preset == preset
+    save_config(config, tmp_path / "config.json")
+    loaded, model = load_config(tmp_path / "config.json")
+    assert loaded == config and model == get_model_config(preset)
+
+
+@pytest.mark.parametrize(
+    "stage, overrides, message",
+    [
+        ("clip", {"batch_size": 0}, "batch_size"),
+        ("clip", {"mixed_precision": "fp8"}, "mixed_precision"),
+        ("clip", {"lr_scheduler": "exotic"}, "lr_scheduler"),
+        ("clip", {"learning_rate": -1.0}, "learning_rate"),
+        ("clip", {"model_preset": "huge"}, "huge"),
+        ("clip", {"ema_decay": 1.0}, "ema_decay"),
+        ("prior", {"text_drop_prob": 1.5}, "text_drop_prob"),
+        ("decoder", {"image_drop_prob": -0.1}, "image_drop_prob"),
+        ("upsampler", {"crop_size": 30}, "crop_size"),
+        ("upsampler", {"blur_kernel_size": 4}, "blur_kernel_size"),
+        ("clip", {"no_such_setting": 1}, "no_such_setting"),
+    ],
+)
+def test_bad_settings_raise_naming_the_setting(stage, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_training_config(stage, "tiny", **overrides)
+
+
+def test_unknown_stage_and_preset():
+    with pytest.raises(ValueError, match="stage"):
+        get_training_config("vae")
+    with pytest.raises(ValueError, match="preset"):
+        get_training_config("clip", "large")
+
+
+def test_command_line_has_a_flag_per_setting():
+    parser = build_parser()
+    for stage, cls in CONFIG_CLASSES.items():
+        names = [f.name for f in dataclasses.fields(cls)]
+        args = parser.parse_args([stage, "--config", "small", "--seed", "7"])
+        assert args.seed == 7 and args.config == "small" and not args.resume
+        assert all(hasattr(args, name) for name in names)
+    args = parser.parse_args(["decoder", "--learning_rate", "1e-3", "--resume", "--clip_dir", "runs/c"])
+    assert args.learning_rate == 1e-3 and args.resume and args.clip_dir == "runs/c" and args.batch_size is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["upsampler", "--clip_dir", "x"])  # the upsampler does not use CLIP
+
+
+def test_malloc_env_is_already_set_in_tests(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "100000000000")
+    ensure_malloc_env(["clip"])  # returns instead of re-executing
+
+
+def test_small_preset_sizes():
+    """The release model's parameter counts stay in the ranges the README's timings were measured for."""
+    from unclip_diffusers.configs import build_decoder, build_prior, build_super_res, build_text_proj
+    from unclip_diffusers.training.clip import build_clip_model
+
+    config = get_model_config("small")
+    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+    with torch.device("meta"):
+        clip, prior = count(build_clip_model(config)), count(build_prior(config))
+        decoder = count(build_decoder(config)) + count(build_text_proj(config))
+        upsampler = count(build_super_res(config))
+    assert 5 < clip < 9 and 3 < prior < 9 and 4 < decoder < 8 and 1 < upsampler < 8, (clip, prior, decoder, upsampler)
+
+
+def test_gaussian_blur():
+    kernel = gaussian_kernel(3, 0.6)
+    assert kernel.shape == (3, 3) and torch.isclose(kernel.sum(), torch.tensor(1.0))
+    g = torch.exp(-torch.tensor([1.0, 0.0, 1.0]) / (2 * 0.36))
+    torch.testing.assert_close(kernel, torch.outer(g, g) / torch.outer(g, g).sum())
+    flat = torch.full((2, 3, 8, 8), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat), flat)  # constants stay constant (reflect padding)
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 1
+    torch.testing.assert_close(gaussian_blur(impulse)[0, 0, 1:4, 1:4], kernel)
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_kernel(2, 0.6)
+
+
+def test_conditioning_image_and_crops():
+    targets = torch.rand(2, 3, 32, 32) * 2 - 1
+    cond = conditioning_image(targets)
+    assert cond.shape == targets.shape
+    blurred, sharp = conditioning_image(targets), conditioning_image(targets, blur=False)
+    assert not torch.allclose(blurred, sharp) and (sharp - targets).abs().mean() < (torch.rand_like(targets) * 2 - 1 - targets).abs().mean()
+    a, b = random_crops([targets, targets.clone()], 16, torch.Generator().manual_seed(0))
+    assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)

@@ -1,0 +1,212 @@
+"""Smoke-train every stage on the tiny preset and check each one learns (fixed-noise loss drops) and exports.
+
+`tiny_runs()` trains CLIP, prior, decoder and upsampler once per session on the emoji fixture; the assemble
+tests reuse it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_training_data import dataset_path
+from unclip_diffusers.training.clip import CLIPStage, retrieval_accuracy
+from unclip_diffusers.training.config import get_training_config
+from unclip_diffusers.training.decoder import DecoderStage
+from unclip_diffusers.training.embeddings import (
+    clip_final_dir,
+    fingerprint_files,
+    load_frozen_clip,
+    load_or_compute_embeddings,
+    primary_caption_rows,
+)
+from unclip_diffusers.training.prior import PriorStage
+from unclip_diffusers.training.trainer import run_training
+from unclip_diffusers.training.upsampler import UpsamplerStage
+
+STAGES = {"clip": CLIPStage, "prior": PriorStage, "decoder": DecoderStage, "upsampler": UpsamplerStage}
+OVERFIT = dict(max_steps=30, max_train_examples=8, batch_size=8, lr_warmup_steps=3, num_validation_examples=4,
+               checkpoint_every=15, num_threads=1)
+
+
+def _config(stage: str, root: Path, **overrides):
+    values = dict(OVERFIT, data_path=dataset_path(), output_dir=str(root / stage))
+    if stage in ("prior", "decoder"):
+        values["clip_dir"] = str(root / "clip")
+    if stage == "prior":  # exercise gradient accumulation: 2 micro-batches of 4 per step
+        values.update(batch_size=4, gradient_accumulation_steps=2)
+    if stage == "decoder":
+        values["batch_size"] = 4
+    if stage == "upsampler":  # exercise bf16 autocast (and the accelerate state reset between runs)
+        values["mixed_precision"] = "bf16"
+    return get_training_config(stage, "tiny", **(values | overrides))
+
+
+def _fixed_loss(stage_obj, model) -> float:
+    """The stage's loss on its first training examples with fixed noise, timesteps and captions."""
+    indices = torch.arange(min(8, stage_obj.num_train_examples))
+    with torch.no_grad():
+        return stage_obj.loss(model, indices, torch.Generator().manual_seed(123), random.Random(123)).item()
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_runs() -> dict[str, tuple[Path, float, float]]:
+    """Train each stage once: {stage: (run folder, fixed loss at initialisation, fixed loss after training)}."""
+    root = Path(tempfile.mkdtemp(prefix="unclip-runs-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    threads = torch.get_num_threads()
+    results = {}
+    try:
+        for name, cls in STAGES.items():
+            stage = cls(_config(name, root))
+            with torch.random.fork_rng(devices=[]):  # the initial weights run_training will start from
+                torch.manual_seed(stage.config.seed)
+                initial = _fixed_loss(stage, stage.setup(None))
+            run_dir = run_training(stage)
+            trained = _fixed_loss(stage, stage.module)  # the raw (not EMA) weights the loop trained
+            results[name] = (run_dir, initial, trained)
+    finally:
+        torch.set_num_threads(threads)
+    return results
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_overfits_and_logs(name):
+    run_dir, initial, trained = tiny_runs()[name]
+    assert torch.isfinite(torch.tensor([initial, trained])).all()
+    assert trained < 0.8 * initial, f"{name}: fixed-noise loss {initial:.4f} -> {trained:.4f}"
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [line for line in lines if "loss" in line]
+    assert [line["step"] for line in train_lines] == list(range(1, 31))
+    assert all(line["images_per_s"] > 0 and line["loss"] == line["loss"] for line in train_lines)
+    validation = [line["validation"] for line in lines if "validation" in line]
+    assert len(validation) == 1 and validation[0]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["stage"] == name and config["training"]["max_steps"] == 30 and config["model"]["clip"]["embed_dim"] == 32
+    assert [p.name for p in sorted(run_dir.glob("checkpoint-*"))] == ["checkpoint-15", "checkpoint-30"]
+    assert (run_dir / "final" / "config.json").exists()
+    assert not list((run_dir / "final").rglob("*.bin")) and list((run_dir / "final").rglob("*.safetensors"))
+    if name in ("decoder", "upsampler"):
+        grid = run_dir / "samples" / f"{name}-step-0000030.png"
+        assert grid.exists()
+
+
+def test_final_weights_are_the_ema_weights():
+    run_dir = tiny_runs()["prior"][0]
+    from unclip_diffusers.models import UnCLIPPriorTransformer
+
+    final = UnCLIPPriorTransformer.from_pretrained(run_dir / "final" / "prior")
+    raw = load_file(run_dir / "checkpoint-30" / "model.safetensors")
+    ema = torch.load(run_dir / "checkpoint-30" / "custom_checkpoint_1.pkl", weights_only=False)["shadow_params"]
+    final_params = list(final.parameters())
+    assert len(final_params) == len(ema)
+    for p, e in zip(final_params, ema):
+        torch.testing.assert_close(p.data, e)
+    name, tensor = next((k, v) for k, v in raw.items() if k.endswith("proj_in.weight"))
+    assert not torch.equal(dict(final.named_parameters())[name], tensor)  # EMA lags the raw weights
+    # The prior carries the training split's embedding statistics.
+    assert torch.all(final.clip_std > 0) and not torch.all(final.clip_mean == 0)
+
+
+def test_clip_halves_load_from_the_run_and_match():
+    run_dir = tiny_runs()["clip"][0]
+    final = clip_final_dir(run_dir)
+    clip = load_frozen_clip(run_dir)
+    from transformers import CLIPModel
+
+    whole = CLIPModel.from_pretrained(final / "clip")
+    tokens = clip.tokenizer(["red circle, flat style"], padding="max_length", max_length=clip.tokenizer.model_max_length,
+                            return_tensors="pt")
+    with torch.no_grad():
+        ours = clip.text_encoder(**tokens).text_embeds
+        theirs = whole.get_text_features(**tokens)
+    torch.testing.assert_close(ours, getattr(theirs, "pooler_output", theirs))
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        theirs = whole.get_image_features(pixel_values=pixels)
+        torch.testing.assert_close(clip.image_encoder(pixel_values=pixels).image_embeds,
+                                   getattr(theirs, "pooler_output", theirs))
+
+
+def test_embedding_cache_is_normalised_reused_and_invalidated(tmp_path):
+    from unclip_diffusers.training.batches import caption_examples, load_split
+
+    clip_run = tmp_path / "clip"
+    shutil.copytree(tiny_runs()["clip"][0] / "final", clip_run / "final")
+    config = get_training_config("prior", "tiny", data_path=dataset_path(), clip_dir=str(clip_run))
+    data = load_split(config, "heldout_pairs")
+    cache = load_or_compute_embeddings(clip_run, data, "heldout_pairs")
+    files = list((clip_run / "embeddings").glob("heldout_pairs-*.safetensors"))
+    assert len(files) == 1
+    torch.testing.assert_close(cache.image_embeds.norm(dim=-1), torch.ones(len(data)))
+    torch.testing.assert_close(cache.text_embeds.norm(dim=-1), torch.ones(cache.text_embeds.shape[0]))
+    assert cache.text_embeds.shape[0] == sum(len(c) for c in data["captions"]) == int(cache.caption_offsets[-1])
+    assert cache.text_tokens.dtype == torch.float16 and int(cache.context_length) == 77
+    empty_embeds, empty_hidden, empty_mask = cache.empty_conditioning()
+    assert empty_hidden.shape == (77, 32) and int(empty_mask.sum()) == 2  # start and end tokens only
+    rows = primary_caption_rows(cache, caption_examples(data), torch.arange(len(data)))
+    clip = load_frozen_clip(clip_run)
+    tokens = clip.tokenizer(list(data["caption"]), padding="max_length", max_length=77, return_tensors="pt")
+    direct = clip.text_encoder(**tokens)
+    torch.testing.assert_close(cache.text_embeds[rows], torch.nn.functional.normalize(direct.text_embeds, dim=-1))
+    embeds, hidden, mask = cache.conditioning(rows)
+    assert torch.equal(mask, tokens.attention_mask.bool())
+    real = tokens.attention_mask.bool()
+    torch.testing.assert_close(hidden[real], direct.last_hidden_state[real], atol=2e-3, rtol=1e-2)  # float16 storage
+    assert torch.all(hidden[~real] == 0)
+    drop = torch.tensor([True] + [False] * (len(rows) - 1))
+    dropped = cache.conditioning(rows, drop)
+    assert torch.equal(dropped[0][0], empty_embeds) and torch.equal(dropped[1][0], empty_hidden)
+    assert torch.equal(dropped[2][0], empty_mask) and torch.equal(dropped[1][1:], hidden[1:])
+
+    stamp = files[0].stat().st_mtime_ns
+    again = load_or_compute_embeddings(clip_run, data, "heldout_pairs")
+    assert files[0].stat().st_mtime_ns == stamp and torch.equal(again.image_embeds, cache.image_embeds)
+
+    # A retrained CLIP (different weights) must not reuse the old embeddings.
+    weights = clip_run / "final" / "image_encoder" / "model.safetensors"
+    state = load_file(weights)
+    key = next(k for k in state if k.endswith("visual_projection.weight"))
+    state[key] = state[key] * 2 + 0.1
+    from safetensors.torch import save_file
+
+    save_file(state, weights, metadata={"format": "pt"})
+    old = fingerprint_files(clip_run / "final")
+    recomputed = load_or_compute_embeddings(clip_run, data, "heldout_pairs")
+    assert files[0].stat().st_mtime_ns != stamp and not torch.allclose(recomputed.image_embeds, cache.image_embeds)
+    assert fingerprint_files(clip_run / "final") == old
+
+
+def test_embed_command_caches_every_split(tmp_path):
+    from unclip_diffusers.training.cli import main
+
+    shutil.copytree(tiny_runs()["clip"][0] / "final", tmp_path / "clip" / "final")
+    main(["embed", "--clip_dir", str(tmp_path / "clip"), "--data_path", dataset_path(),
+          "--splits", "train", "heldout_concepts"])
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "clip" / "embeddings").glob("*.safetensors"))
+    assert names == ["heldout_concepts", "train"]
+
+
+def test_retrieval_accuracy():
+    embeds = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    assert retrieval_accuracy(embeds, embeds) == (1.0, 1.0)
+    assert retrieval_accuracy(embeds, embeds.roll(1, 0), top_k=1) == (0.0, 0.0)
+    assert retrieval_accuracy(embeds, embeds.roll(1, 0), top_k=5) == (1.0, 1.0)
+
+
+def test_stages_refuse_bad_setups(tmp_path):
+    with pytest.raises(ValueError, match="No trained CLIP"):
+        PriorStage(_config("prior", tmp_path)).setup(None)
+    with pytest.raises(ValueError, match="no_such_column"):
+        UpsamplerStage(_config("upsampler", tmp_path, high_res_column="no_such_column")).setup(None)
+    with pytest.raises(ValueError, match="does not exist"):
+        CLIPStage(_config("clip", tmp_path, data_path=str(tmp_path / "missing"))).setup(None)

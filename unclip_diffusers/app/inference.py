@@ -1,0 +1,369 @@
+"""The functions behind each tab: check the inputs, run the shared pipeline for one request, report progress.
+
+Every request gets its own `torch.Generator` (seeded from the request, so a seed reproduces its images) and a
+shallow copy of the pipeline that shares the model weights but has its own schedulers. Schedulers keep per-run state
+(timesteps, solver history), so concurrent requests must never share them; the weights are only read.
+
+The functions are generators: Gradio streams each `yield` to the page, which is how the base-resolution image shows
+up before the upsampled one. Bad input raises `gr.Error` with one sentence; notices (a cut prompt, a downscaled
+upload) are shown with `gr.Warning` and also returned as text, so API clients see them too.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gradio as gr
+import torch
+from PIL import Image
+
+from .animation import GifStore
+from .images import sanitize_image
+from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
+from .validation import LIMITS, InputError, check_number, check_prompt, resolve_seed
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_KEYS = ("prior_scheduler", "decoder_scheduler", "super_res_scheduler")
+SOURCES = ("Prompt", "Image")  # what an interpolation endpoint or a text-diff source is
+STAGE_SETTINGS = {  # app setting -> the pipeline's `__call__` argument it maps to
+    "prior_steps": "prior_num_inference_steps",
+    "decoder_steps": "decoder_num_inference_steps",
+    "super_res_steps": "super_res_num_inference_steps",
+    "prior_guidance": "prior_guidance_scale",
+    "decoder_guidance": "decoder_guidance_scale",
+}
+STAGE_NAMES = {"prior": "Prior: text → CLIP image embedding", "decoder": "Decoder: embedding → base image",
+               "super_res": "Upsampler: base → full resolution"}
+
+Images = list[Image.Image]
+Captioned = list[tuple[Image.Image, str]]
+
+
+def user_errors(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """Turn `InputError`s and the pipeline's `ValueError`s (written to be read by users) into `gr.Error`s with the same
+    message, and unexpected failures into a short `gr.Error` (the traceback goes to the server log, not the user)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except InputError as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        except ValueError as error:  # the pipeline's own checks (e.g. a checkpoint without an image encoder)
+            logger.warning("Request refused by the pipeline: %s", error)
+            raise gr.Error(str(error), print_exception=False) from error
+        except Exception as error:  # noqa: BLE001 - anything else is a bug: log it, tell the user briefly
+            logger.exception("Generation failed")
+            raise gr.Error(f"Generation failed: {type(error).__name__}: {error}") from error
+
+    return wrapper
+
+
+def pipeline_defaults(pipe: Any) -> dict[str, float]:
+    """Step counts and guidance scales from the pipeline's own `__call__` defaults (so the app follows the tuned
+    defaults), falling back to `validation.LIMITS` for anything the signature does not name."""
+    parameters = inspect.signature(type(pipe).__call__).parameters
+    defaults = {}
+    for setting, argument in STAGE_SETTINGS.items():
+        value = parameters[argument].default if argument in parameters else inspect.Parameter.empty
+        limit = LIMITS[setting]
+        ok = isinstance(value, (int, float)) and limit.minimum <= value <= limit.maximum
+        defaults[setting] = value if ok else limit.default
+    return defaults
+
+
+class Notes:
+    """What the user should know about a request: each note is shown as a `gr.Warning` and returned as text."""
+
+    def __init__(self, initial: list[str] | None = None):
+        self.items: list[str] = list(initial or [])
+
+    def add(self, note: str | None) -> None:
+        if note:
+            self.items.append(note)
+            gr.Warning(note)
+
+    def text(self, *extra: str) -> str:
+        return "\n".join(f"- {item}" for item in [*self.items, *extra])
+
+
+class StageProgress:
+    """A `callback_on_step_end` that moves the request's `gr.Progress` bar, one bar per sampling stage."""
+
+    def __init__(self, progress: gr.Progress | None, totals: dict[str, int]):
+        self.progress, self.totals = progress, totals
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        stage = callback_kwargs.get("stage", "")
+        total = self.totals.get(stage, step + 1)
+        if self.progress is not None:
+            self.progress((min(step + 1, total), total), desc=STAGE_NAMES.get(stage, stage), unit="steps")
+        return {}
+
+
+class UnCLIPService:
+    """One shared pipeline served to many concurrent requests.
+
+    Args:
+        pipe: an `UnCLIPPipeline` (already on its device).
+        placeholder (`bool`, defaults to `False`): the weights are random; every result carries a note saying so.
+        gif_store (`GifStore`, *optional*): where interpolation GIFs are written.
+    """
+
+    def __init__(self, pipe: Any, placeholder: bool = False, gif_store: GifStore | None = None):
+        self.pipe = pipe
+        self.placeholder = placeholder
+        self.gifs = gif_store or GifStore()
+        self.defaults = pipeline_defaults(pipe)
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    @property
+    def has_super_res(self) -> bool:
+        """Whether the pipeline has an upsampler (otherwise the base image is the final image)."""
+        return getattr(self.pipe, "super_res_first", None) is not None
+
+    def request_pipeline(self, scheduler: str, progress_bars: bool = False) -> Any:
+        """A shallow copy of the shared pipeline for one request: the same modules (no weights copied), its own
+        schedulers of kind `scheduler` and its own progress-bar setting. The shared pipeline is never modified."""
+        if scheduler not in SCHEDULERS:
+            raise InputError(f"Unknown scheduler {scheduler!r}; choose one of: {', '.join(SCHEDULERS)}.")
+        pipe = copy.copy(self.pipe)
+        for key in SCHEDULER_KEYS:
+            shared = getattr(self.pipe, key, None)
+            if shared is not None:
+                setattr(pipe, key, make_scheduler(scheduler, shared.config))
+        pipe.set_progress_bar_config(disable=not progress_bars, desc="Sampling")
+        return pipe
+
+    @staticmethod
+    def generator(seed: int) -> torch.Generator:
+        """A fresh CPU generator for one request (CPU noise is the same on every device, so seeds are portable)."""
+        return torch.Generator(device="cpu").manual_seed(seed)
+
+    def _notes(self) -> Notes:
+        notes = Notes()
+        if self.placeholder:
+            notes.items.append("These images come from a randomly initialised model (no trained weights loaded).")
+        return notes
+
+    def _settings(self, **values: Any) -> dict[str, int | float]:
+        """Check stage settings by name; `None` means the pipeline's default."""
+        return {name: check_number(name, self.defaults[name] if value is None else value)
+                for name, value in values.items()}
+
+    @staticmethod
+    def _load_image(image: Any, what: str, notes: Notes) -> Image.Image:
+        if image is None:
+            raise InputError(f"No {what} was given: upload one.")
+        try:
+            sanitized = sanitize_image(image)
+        except ValueError as error:
+            raise InputError(f"The {what}: {error}") from error
+        for notice in sanitized.notices:
+            notes.add(f"The {what}: {notice}")
+        return sanitized.image
+
+    def _source(self, kind: str, prompt: Any, image: Any, what: str, notes: Notes) -> str | Image.Image:
+        """An interpolation endpoint or text-diff source: a checked prompt or a sanitised image."""
+        if kind not in SOURCES:
+            raise InputError(f"The {what} must be one of {list(SOURCES)}, got {kind!r}.")
+        if kind == "Image":
+            return self._load_image(image, f"{what} image", notes)
+        prompt, notice = check_prompt(prompt, f"{what} prompt")
+        notes.add(notice)
+        return prompt
+
+    def _base_then_upsampled(self, pipe: Any, base: torch.Tensor, super_res_steps: int, generator: torch.Generator,
+                             seed: int, notes: Notes, progress: gr.Progress) -> Iterator[tuple[Images, int, str]]:
+        """Yield the base images (`(N, 3, h, w)` in [0, 1]) at once, then the upsampled ones if there is an upsampler."""
+        base_images = pipe.numpy_to_pil(base.permute(0, 2, 3, 1).float().cpu().numpy())
+        if not self.has_super_res:
+            yield base_images, seed, notes.text()
+            return
+        width, height = base_images[0].size
+        yield base_images, seed, notes.text(f"Base {width}×{height} decoder output; upsampling…")
+        final = pipe.super_resolve(
+            base, num_inference_steps=super_res_steps, generator=generator, output_type="pil",
+            callback_on_step_end=StageProgress(progress, {"super_res": super_res_steps}),
+        )
+        yield list(final), seed, notes.text()
+
+    # ------------------------------------------------------------------------------------------------ tabs
+    @user_errors
+    def text_to_image(
+        self,
+        prompt: str,
+        seed: int = 0,
+        randomize_seed: bool = False,
+        num_images: int = 2,
+        prior_steps: int | None = None,
+        decoder_steps: int | None = None,
+        super_res_steps: int | None = None,
+        prior_guidance: float | None = None,
+        decoder_guidance: float | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Iterator[tuple[Images, int, str]]:
+        """Prompt → images, stage by stage: yields the base-resolution decoder output, then the upsampled images.
+
+        With the default scheduler the final images equal `pipe(prompt, ..., generator=Generator().manual_seed(seed))`.
+        Settings left as `None` use the pipeline's defaults. Yields `(images, seed_used, notes)`.
+        """
+        notes = self._notes()
+        prompt, notice = check_prompt(prompt)
+        notes.add(notice)
+        num_images = check_number("num_images", num_images)
+        s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
+                           prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
+        seed = resolve_seed(seed, randomize_seed)
+        pipe, generator = self.request_pipeline(scheduler), self.generator(seed)
+        callback = StageProgress(progress, {"prior": s["prior_steps"], "decoder": s["decoder_steps"]})
+
+        progress(0, desc="CLIP: encoding the prompt")
+        encodings = pipe.encode_prompt(prompt)  # encoded once, reused by prior and decoder
+        image_embeds = pipe.sample_prior(
+            encodings, num_images_per_prompt=num_images, num_inference_steps=s["prior_steps"],
+            guidance_scale=s["prior_guidance"], generator=generator, callback_on_step_end=callback,
+        )
+        base = pipe.decode(
+            image_embeds, prompt=encodings, num_inference_steps=s["decoder_steps"],
+            guidance_scale=s["decoder_guidance"], generator=generator, upscale=False, output_type="pt",
+            callback_on_step_end=callback,
+        )
+        yield from self._base_then_upsampled(pipe, base, s["super_res_steps"], generator, seed, notes, progress)
+
+    @user_errors
+    def variations(
+        self,
+        image: Any,
+        seed: int = 0,
+        randomize_seed: bool = False,
+        num_images: int = 2,
+        decoder_steps: int | None = None,
+        super_res_steps: int | None = None,
+        decoder_guidance: float | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Iterator[tuple[Images, int, str]]:
+        """Image → new images decoded from its CLIP image embedding (no caption). Yields base images first, then
+        upsampled ones, like `text_to_image`; with the default scheduler the final images equal
+        `pipe.image_variation(image, ...)`. Yields `(images, seed_used, notes)`."""
+        notes = self._notes()
+        image = self._load_image(image, "input image", notes)
+        num_images = check_number("num_images", num_images)
+        s = self._settings(decoder_steps=decoder_steps, super_res_steps=super_res_steps,
+                           decoder_guidance=decoder_guidance)
+        seed = resolve_seed(seed, randomize_seed)
+        pipe, generator = self.request_pipeline(scheduler), self.generator(seed)
+
+        progress(0, desc="CLIP: encoding the image")
+        image_embeds = pipe.encode_image(image).repeat_interleave(num_images, dim=0)
+        base = pipe.decode(
+            image_embeds, prompt=None, num_inference_steps=s["decoder_steps"], guidance_scale=s["decoder_guidance"],
+            generator=generator, upscale=False, output_type="pt",
+            callback_on_step_end=StageProgress(progress, {"decoder": s["decoder_steps"]}),
+        )
+        yield from self._base_then_upsampled(pipe, base, s["super_res_steps"], generator, seed, notes, progress)
+
+    @user_errors
+    def interpolate(
+        self,
+        start_kind: str,
+        start_prompt: str | None,
+        start_image: Any,
+        end_kind: str,
+        end_prompt: str | None,
+        end_image: Any,
+        num_frames: int = 7,
+        seed: int = 0,
+        randomize_seed: bool = False,
+        prior_steps: int | None = None,
+        decoder_steps: int | None = None,
+        super_res_steps: int | None = None,
+        prior_guidance: float | None = None,
+        decoder_guidance: float | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        invert: bool = False,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Iterator[tuple[Captioned, str, int, str]]:
+        """A path between two prompts, two images, or a prompt and an image (`pipe.interpolate`): slerp of the CLIP
+        image embeddings with one decoder noise for every frame. `invert` DDIM-inverts image endpoints so the end
+        frames reconstruct them (the decoder then samples with DDIM).
+
+        Yields `(frames captioned with their position, gif_path, seed_used, notes)`.
+        """
+        notes = self._notes()
+        start = self._source(start_kind, start_prompt, start_image, "start", notes)
+        end = self._source(end_kind, end_prompt, end_image, "end", notes)
+        num_frames = check_number("num_frames", num_frames)
+        s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
+                           prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
+        seed = resolve_seed(seed, randomize_seed)
+        pipe, generator = self.request_pipeline(scheduler, progress_bars=True), self.generator(seed)
+
+        progress(0, desc=f"Interpolating {num_frames} frames")
+        frames = pipe.interpolate(
+            start, end, num_frames, generator=generator, output_type="pil", invert=bool(invert),
+            **{STAGE_SETTINGS[name]: value for name, value in s.items()},
+        ).images
+        gif = self.gifs.save(list(frames))
+        captions = [f"{i / (num_frames - 1):.2f}" for i in range(num_frames)]
+        yield list(zip(frames, captions)), gif, seed, notes.text()
+
+    @user_errors
+    def text_diff(
+        self,
+        source_kind: str,
+        source_prompt: str | None,
+        source_image: Any,
+        base_prompt: str | None,
+        target_prompt: str,
+        amount: float = 0.5,
+        num_images: int = 2,
+        seed: int = 0,
+        randomize_seed: bool = False,
+        prior_steps: int | None = None,
+        decoder_steps: int | None = None,
+        super_res_steps: int | None = None,
+        prior_guidance: float | None = None,
+        decoder_guidance: float | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        invert: bool = False,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Iterator[tuple[Captioned, int, str]]:
+        """Move an image (or a prompt's sample) toward a target description along the CLIP text diff
+        (`pipe.text_diff`). Returns `num_images` frames evenly spaced up to `amount` (0 = the source, 1 = all the
+        way), each captioned with its amount. `base_prompt` describes the source; empty reuses a prompt source.
+
+        Yields `(frames captioned with their amount, seed_used, notes)`.
+        """
+        notes = self._notes()
+        source = self._source(source_kind, source_prompt, source_image, "source", notes)
+        if isinstance(source, str) and not (base_prompt or "").strip():
+            base_prompt = source
+        base_prompt, notice = check_prompt(base_prompt, "description of the source")
+        notes.add(notice)
+        target_prompt, notice = check_prompt(target_prompt, "target description")
+        notes.add(notice)
+        amount = check_number("amount", amount)
+        num_images = check_number("num_images", num_images)
+        s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
+                           prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
+        seed = resolve_seed(seed, randomize_seed)
+        pipe, generator = self.request_pipeline(scheduler, progress_bars=True), self.generator(seed)
+
+        amounts = [amount * (i + 1) / num_images for i in range(num_images)]
+        progress(0, desc="Text diff")
+        images = pipe.text_diff(
+            source, base_prompt, target_prompt, amounts, generator=generator, output_type="pil", invert=bool(invert),
+            **{STAGE_SETTINGS[name]: value for name, value in s.items()},
+        ).images
+        yield [(image, f"amount {a:.2f}") for image, a in zip(images, amounts)], seed, notes.text()

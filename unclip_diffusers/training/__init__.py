@@ -1,0 +1,33 @@
+"""Training every unCLIP stage (CLIP, prior, decoder, upsampler) with accelerate, and assembling the pipeline.
+
+Console scripts: `unclip-train {clip,prior,decoder,upsampler,embed} --config {tiny,small} ...` and `unclip-assemble`.
+Names are imported lazily so `unclip-train` can set up the allocator before torch loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "get_training_config": ".config",
+    "TrainingConfig": ".config",
+    "CLIPTrainingConfig": ".config",
+    "PriorTrainingConfig": ".config",
+    "DecoderTrainingConfig": ".config",
+    "UpsamplerTrainingConfig": ".config",
+    "train_clip": ".clip",
+    "train_prior": ".prior",
+    "train_decoder": ".decoder",
+    "train_upsampler": ".upsampler",
+    "assemble_components": ".assemble",
+    "load_or_compute_embeddings": ".embeddings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -1,0 +1,123 @@
+"""`unclip-assemble`: load the four trained stages from their run folders into one pipeline folder.
+
+Each run's `final/` holds its EMA weights; the prior and decoder runs record which CLIP they were trained on, and
+assembling refuses a prior or decoder trained on a different CLIP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def final_dir(run_dir: str | os.PathLike, part: str) -> Path:
+    """The folder holding `part` of a run: `<run>/final` or the given folder itself."""
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / "final", run_dir):
+        if (candidate / part).is_dir():
+            return candidate
+    raise ValueError(f"No trained {part!r} in {str(run_dir)!r} or its final/ folder; has that training run finished?")
+
+
+def _check_clip_reference(run: Path, clip_fingerprint: str, stage: str) -> None:
+    reference = run / "clip_reference.json"
+    if not reference.exists():
+        logger.warning("%s has no clip_reference.json; cannot check it was trained on this CLIP.", run)
+        return
+    recorded = json.loads(reference.read_text(encoding="utf-8"))
+    if recorded.get("clip_fingerprint") != clip_fingerprint:
+        raise ValueError(
+            f"The {stage} in {str(run)!r} was trained on a different CLIP ({recorded.get('clip_dir')!r}) than the one "
+            "given; retrain it on this CLIP or pass the CLIP it was trained on."
+        )
+
+
+def assemble_components(
+    clip_dir: str | os.PathLike,
+    prior_dir: str | os.PathLike,
+    decoder_dir: str | os.PathLike,
+    upsampler_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The components of an `UnCLIPPipeline` (exactly the keys of `build_components()`) from trained run folders."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        CLIPVisionModelWithProjection,
+    )
+
+    from ..configs import build_sampling_scheduler
+    from ..models import UnCLIPPriorTransformer, UnCLIPTextProjection
+    from .embeddings import fingerprint_files
+
+    clip = final_dir(clip_dir, "text_encoder")
+    prior_run, decoder_run = final_dir(prior_dir, "prior"), final_dir(decoder_dir, "decoder")
+    fingerprint = fingerprint_files(clip)
+    _check_clip_reference(prior_run, fingerprint, "prior")
+    _check_clip_reference(decoder_run, fingerprint, "decoder")
+    components: dict[str, Any] = {
+        "tokenizer": CLIPTokenizer.from_pretrained(clip / "tokenizer"),
+        "text_encoder": CLIPTextModelWithProjection.from_pretrained(clip / "text_encoder", use_safetensors=True),
+        "image_encoder": CLIPVisionModelWithProjection.from_pretrained(clip / "image_encoder", use_safetensors=True),
+        "feature_extractor": CLIPImageProcessorPil.from_pretrained(clip / "feature_extractor"),
+        "prior": UnCLIPPriorTransformer.from_pretrained(prior_run / "prior", use_safetensors=True),
+        "text_proj": UnCLIPTextProjection.from_pretrained(decoder_run / "text_proj", use_safetensors=True),
+        "decoder": UNet2DConditionModel.from_pretrained(decoder_run / "decoder", use_safetensors=True),
+        "prior_scheduler": build_sampling_scheduler("sample"),
+        "decoder_scheduler": build_sampling_scheduler("epsilon"),
+        "super_res_first": None,
+        "super_res_scheduler": None,
+    }
+    if upsampler_dir is not None:
+        upsampler = final_dir(upsampler_dir, "super_res_first")
+        components["super_res_first"] = UNet2DModel.from_pretrained(upsampler / "super_res_first", use_safetensors=True)
+        components["super_res_scheduler"] = build_sampling_scheduler("epsilon")
+    width = components["text_encoder"].config.projection_dim
+    if components["prior"].config.embedding_dim != width or components["text_proj"].config.clip_embeddings_dim != width:
+        raise ValueError(
+            f"CLIP embeds to {width} but the prior expects {components['prior'].config.embedding_dim} and the text "
+            f"projection {components['text_proj'].config.clip_embeddings_dim}."
+        )
+    return components
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `unclip-assemble`."""
+    parser = argparse.ArgumentParser(prog="unclip-assemble", description="Assemble trained stages into a pipeline.")
+    parser.add_argument("--clip", required=True, help="CLIP run folder")
+    parser.add_argument("--prior", required=True, help="prior run folder")
+    parser.add_argument("--decoder", required=True, help="decoder run folder")
+    parser.add_argument("--upsampler", default=None, help="upsampler run folder (omit for base-resolution output)")
+    parser.add_argument("--output", default="checkpoints/unclip-emoji", help="pipeline folder to write")
+    parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `unclip-assemble`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    components = assemble_components(args.clip, args.prior, args.decoder, args.upsampler)
+    try:
+        from unclip_diffusers import UnCLIPPipeline
+    except ImportError as error:  # the pipeline package is a separate part of the project
+        raise ImportError("unclip_diffusers.UnCLIPPipeline is not available in this install.") from error
+    pipeline = UnCLIPPipeline(**components)
+    if args.fp16:
+        import torch
+
+        pipeline = pipeline.to(torch.float16)
+    pipeline.save_pretrained(args.output, safe_serialization=True)
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Stage 1: CLIP, trained with the symmetric contrastive loss over each batch and a learnable temperature.
+
+Each batch holds N matching (image, caption) pairs; the loss is the mean of the cross-entropies of the N x N
+similarity matrix over rows (image -> caption) and columns (caption -> image). Under data parallelism each process
+contrasts its own micro-batch (no all-gather of features). The caption of each image is drawn per step from its
+alternative captions. The result is frozen for every later stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+
+from ..configs import UnCLIPModelConfig, build_image_processor, build_tokenizer, clip_text_config, clip_vision_config
+from ..data import sample_caption
+from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples, clip_pixel_values, images_to_uint8, load_split
+from .config import CLIPTrainingConfig
+from .trainer import Stage, run_training
+
+logger = logging.getLogger(__name__)
+
+
+def build_clip_model(config: UnCLIPModelConfig) -> CLIPModel:
+    """A randomly initialised `CLIPModel` whose halves are the pipeline's text and image encoders."""
+    text, vision = clip_text_config(config.clip), clip_vision_config(config.clip)
+    clip_config = CLIPConfig(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=config.clip.embed_dim
+    )
+    return CLIPModel(clip_config)
+
+
+def split_clip_model(model: CLIPModel) -> tuple[CLIPTextModelWithProjection, CLIPVisionModelWithProjection]:
+    """The text and image halves of a `CLIPModel` as the standalone classes the pipeline loads (shared weights copied)."""
+    text = CLIPTextModelWithProjection(model.config.text_config)
+    vision = CLIPVisionModelWithProjection(model.config.vision_config)
+    state = model.state_dict()
+    for half in (text, vision):
+        half.load_state_dict({k: state[k] for k in half.state_dict()}, strict=True)
+        half.eval()
+    return text, vision
+
+
+def retrieval_accuracy(image_embeds: torch.Tensor, text_embeds: torch.Tensor, top_k: int = 1) -> tuple[float, float]:
+    """Fraction of images whose own caption is among the top-k captions, and vice versa (row i matches row i)."""
+    similarity = image_embeds @ text_embeds.T  # (N, N)
+    k = min(top_k, similarity.shape[0])
+    target = torch.arange(similarity.shape[0]).unsqueeze(1)
+    image_to_text = (similarity.topk(k, dim=1).indices == target).any(dim=1).float().mean().item()
+    text_to_image = (similarity.T.topk(k, dim=1).indices == target).any(dim=1).float().mean().item()
+    return image_to_text, text_to_image
+
+
+class CLIPStage(Stage):
+    """Contrastive training of a small CLIP on the dataset's `train` split."""
+
+    config: CLIPTrainingConfig
+
+    def setup(self, accelerator: Accelerator) -> nn.Module:
+        size = self.model_config.clip
+        self.tokenizer = build_tokenizer(size)
+        self.processor = build_image_processor(size)
+        train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
+        self.images = images_to_uint8(train["image"], size.image_size, desc="decoding train images")
+        self.examples = caption_examples(train)
+        self.validation = None
+        if self.config.num_validation_examples:
+            heldout = load_split(self.config, VALIDATION_SPLIT, self.config.num_validation_examples)
+            self.validation = (images_to_uint8(heldout["image"], size.image_size, desc="decoding held-out images"),
+                               list(heldout["caption"]))
+        self.model = build_clip_model(self.model_config)
+        return self.model
+
+    @property
+    def num_train_examples(self) -> int:
+        return len(self.examples)
+
+    def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask padded to the model's context length, as the pipeline tokenizes."""
+        return self.tokenizer(
+            captions, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        )
+
+    def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        return clip_pixel_values(images, self.processor.image_mean, self.processor.image_std)
+
+    def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
+        captions = [sample_caption(self.examples[i], rng) for i in indices.tolist()]
+        tokens = self.tokenize(captions)
+        output = model(
+            input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+            pixel_values=self.pixel_values(self.images[indices]), return_loss=True,
+        )
+        return output.loss
+
+    def after_optimizer_step(self, model: nn.Module) -> None:
+        with torch.no_grad():
+            model.logit_scale.clamp_(0.0, math.log(self.config.max_logit_scale))
+
+    def embed(self, model: CLIPModel, images: torch.Tensor, captions: list[str], batch_size: int = 256):
+        """L2-normalised image and text embeddings of paired images and captions."""
+        image_embeds, text_embeds = [], []
+        for start in range(0, len(captions), batch_size):
+            tokens = self.tokenize(captions[start : start + batch_size])
+            text = model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
+            image = model.get_image_features(pixel_values=self.pixel_values(images[start : start + batch_size]))
+            text_embeds.append(getattr(text, "pooler_output", text))
+            image_embeds.append(getattr(image, "pooler_output", image))
+        normalize = lambda x: nn.functional.normalize(torch.cat(x).float(), dim=-1)  # noqa: E731
+        return normalize(image_embeds), normalize(text_embeds)
+
+    def validate(self, model: nn.Module, step: int, output_dir: Path) -> dict[str, float]:
+        """Top-1/top-5 image<->caption retrieval on held-out (concept, style) pairs and on as many training pairs."""
+        metrics: dict[str, float] = {"logit_scale": model.logit_scale.exp().item()}
+        sets = {}
+        if self.validation is not None:
+            sets["heldout"] = self.validation
+        count = self.config.num_validation_examples or 64
+        sets["train"] = (self.images[:count], [e["caption"] for e in self.examples[:count]])
+        for name, (images, captions) in sets.items():
+            image_embeds, text_embeds = self.embed(model, images, captions)
+            for k in (1, 5):
+                i2t, t2i = retrieval_accuracy(image_embeds, text_embeds, top_k=k)
+                metrics[f"{name}_image_to_text_top{k}"] = i2t
+                metrics[f"{name}_text_to_image_top{k}"] = t2i
+            metrics[f"{name}_pairs"] = float(len(captions))
+        return metrics
+
+    def save_final(self, model: nn.Module, directory: Path) -> None:
+        """`clip/` (the whole CLIPModel), `text_encoder/`, `image_encoder/`, `tokenizer/`, `feature_extractor/`."""
+        model.save_pretrained(directory / "clip", safe_serialization=True)
+        text, vision = split_clip_model(model)
+        text.save_pretrained(directory / "text_encoder", safe_serialization=True)
+        vision.save_pretrained(directory / "image_encoder", safe_serialization=True)
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+        self.processor.save_pretrained(directory / "feature_extractor")
+
+
+def train_clip(config: CLIPTrainingConfig, resume: bool = False) -> Path:
+    """Train CLIP; returns the run folder (weights in `final/`)."""
+    return run_training(CLIPStage(config), resume=resume)

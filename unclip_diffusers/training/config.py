@@ -1,0 +1,218 @@
+"""Training settings of every stage as dataclasses, with named presets (`tiny` for tests, `small` for the release).
+
+A run writes its settings and the full model config to `OUTPUT_DIR/config.json`, so a run folder says what it is.
+Model sizes live in `unclip_diffusers.configs`; a training preset names the model preset it trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..configs import UnCLIPModelConfig, get_model_config
+
+STAGES = ("clip", "prior", "decoder", "upsampler")
+MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
+LR_SCHEDULER_CHOICES = ("constant", "constant_with_warmup", "linear", "cosine")
+
+
+@dataclass
+class TrainingConfig:
+    """Settings every stage shares."""
+
+    model_preset: str = "tiny"  # model sizes from unclip_diffusers.configs.MODEL_PRESETS
+    data_path: str = "data/emoji"  # a saved DatasetDict, any save_to_disk dataset, or an imagefolder
+    image_column: str = "image"
+    caption_column: str = "caption"
+    output_dir: str = ""  # run folder; empty = runs/<stage>-<model_preset>
+    seed: int = 0  # every random draw of the run derives from it
+    max_steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # examples per process per micro-step
+    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step
+    learning_rate: float = 3e-4
+    lr_scheduler: str = "cosine"  # one of LR_SCHEDULER_CHOICES
+    lr_warmup_steps: int = 100
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 0.0  # applied to weight matrices only, never to biases, norms or embeddings of rank 1
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    mixed_precision: str = "no"  # "bf16" = autocast (measured per stage on this CPU, see README "Training")
+    ema_decay: float = 0.9999  # upper bound of the EMA decay
+    ema_power: float = 0.75  # EMA warm-up: decay = 1 - (1 + step) ** -power, capped at ema_decay
+    checkpoint_every: int = 200  # optimizer steps between checkpoints (a SIGKILL loses at most these)
+    checkpoints_total_limit: int = 2  # older checkpoint-<step> folders are deleted
+    validate_every: int = 1000  # optimizer steps between validations (and at the end); 0 = only at the end
+    log_every: int = 10  # optimizer steps between metrics.jsonl lines
+    num_threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default
+    max_train_examples: int = 0  # use only the first N training examples (overfitting, smoke runs); 0 = all
+    num_validation_examples: int = 64  # held-out examples used by validation
+
+    stage = ""  # class attribute, set by each subclass
+
+    def validate(self) -> None:
+        """Raise a `ValueError` naming the first bad setting."""
+        get_model_config(self.model_preset)
+        positive = ["max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ["lr_warmup_steps", "validate_every", "num_threads", "max_train_examples", "num_validation_examples"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.checkpoints_total_limit < 1:
+            raise ValueError(f"checkpoints_total_limit must be >= 1, got {self.checkpoints_total_limit}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_CHOICES}, got {self.mixed_precision!r}.")
+        if self.lr_scheduler not in LR_SCHEDULER_CHOICES:
+            raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULER_CHOICES}, got {self.lr_scheduler!r}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+        for name in [f.name for f in fields(self) if f.name.endswith("_prob")]:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}.")
+
+    @property
+    def model_config(self) -> UnCLIPModelConfig:
+        return get_model_config(self.model_preset)
+
+    def resolved_output_dir(self) -> Path:
+        return Path(self.output_dir or os.path.join("runs", f"{self.stage}-{self.model_preset}"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CLIPTrainingConfig(TrainingConfig):
+    """CLIP: symmetric contrastive loss over the batch with a learnable temperature."""
+
+    stage = "clip"
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.2  # CLIP paper
+    max_logit_scale: float = 100.0  # the temperature is clamped so logits are scaled by at most this (CLIP paper)
+
+
+@dataclass
+class PriorTrainingConfig(TrainingConfig):
+    """Diffusion prior: x0-prediction (MSE) of the standardised CLIP image embedding."""
+
+    stage = "prior"
+    clip_dir: str = ""  # a CLIP run folder; empty = runs/clip-<model_preset>
+    text_drop_prob: float = 0.1  # caption replaced by the empty prompt (classifier-free guidance)
+    weight_decay: float = 0.01
+
+
+@dataclass
+class DecoderTrainingConfig(TrainingConfig):
+    """Base decoder UNet + text projection: epsilon prediction, fixed variance (no learned-variance VLB term)."""
+
+    stage = "decoder"
+    clip_dir: str = ""
+    image_drop_prob: float = 0.1  # image embedding replaced by text_proj's learned null embedding
+    text_drop_prob: float = 0.5  # caption replaced by the empty prompt, independently of the image drop
+    learning_rate: float = 2e-4
+    validation_inference_steps: int = 10  # DPMSolver steps for the validation grid
+    validation_guidance_scale: float = 3.0
+    num_validation_images: int = 8  # images in the validation grid
+
+
+@dataclass
+class UpsamplerTrainingConfig(TrainingConfig):
+    """x4 upsampler: epsilon prediction on random crops, conditioned on a blurred, re-upsampled low-res image."""
+
+    stage = "upsampler"
+    high_res_column: str = "image_256"  # high-resolution source images; rows where it is None are skipped
+    crop_size: int = 0  # training crop of the high-res target; 0 = the full image
+    blur_kernel_size: int = 3  # Gaussian blur of the low-res conditioning image (the paper: 3, sigma 0.6)
+    blur_sigma: float = 0.6
+    learning_rate: float = 2e-4
+    validation_inference_steps: int = 10
+    num_validation_images: int = 4
+
+    def validate(self) -> None:
+        super().validate()
+        if self.crop_size < 0 or self.crop_size % 8:
+            raise ValueError(f"crop_size must be 0 or a positive multiple of 8, got {self.crop_size}.")
+        if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be a positive odd number, got {self.blur_kernel_size}.")
+        if self.blur_sigma <= 0:
+            raise ValueError(f"blur_sigma must be > 0, got {self.blur_sigma}.")
+
+
+CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
+    "clip": CLIPTrainingConfig,
+    "prior": PriorTrainingConfig,
+    "decoder": DecoderTrainingConfig,
+    "upsampler": UpsamplerTrainingConfig,
+}
+
+# Per stage and preset, the values that differ from the dataclass defaults. `small` is sized from measurements on a
+# 2-core CPU with AMX (see README "Training"); `tiny` trains in seconds for tests.
+_TINY = dict(model_preset="tiny", max_steps=20, batch_size=8, lr_warmup_steps=2, checkpoint_every=10, validate_every=0,
+             log_every=1, num_validation_examples=8)
+_PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    "clip": {
+        "tiny": dict(_TINY, learning_rate=1e-3),
+        "small": dict(model_preset="small", max_steps=2000, batch_size=128, lr_warmup_steps=200, checkpoint_every=250,
+                      validate_every=500, num_validation_examples=512, mixed_precision="bf16"),
+    },
+    "prior": {
+        "tiny": dict(_TINY, learning_rate=1e-3),
+        "small": dict(model_preset="small", max_steps=4000, batch_size=128, learning_rate=3e-4, lr_warmup_steps=300,
+                      checkpoint_every=500, validate_every=1000, num_validation_examples=512, mixed_precision="bf16"),
+    },
+    "decoder": {
+        "tiny": dict(_TINY, learning_rate=1e-3, num_validation_images=4, validation_inference_steps=2),
+        "small": dict(model_preset="small", max_steps=40000, batch_size=32, lr_warmup_steps=500, checkpoint_every=250,
+                      validate_every=2500, mixed_precision="bf16"),
+    },
+    "upsampler": {
+        "tiny": dict(_TINY, learning_rate=1e-3, crop_size=32, num_validation_images=2, validation_inference_steps=2),
+        "small": dict(model_preset="small", max_steps=32000, batch_size=32, crop_size=64, lr_warmup_steps=500,
+                      checkpoint_every=250, validate_every=2500, mixed_precision="bf16"),
+    },
+}
+TRAINING_PRESETS = ("tiny", "small")
+
+
+def get_training_config(stage: str, preset: str = "tiny", **overrides: Any) -> TrainingConfig:
+    """The training config of `stage` ("clip", "prior", "decoder", "upsampler") for a named preset, with overrides."""
+    if stage not in CONFIG_CLASSES:
+        raise ValueError(f"Unknown stage {stage!r}; choose one of {list(STAGES)}.")
+    if preset not in _PRESET_VALUES[stage]:
+        raise ValueError(f"Unknown training preset {preset!r} for stage {stage!r}; choose one of {list(TRAINING_PRESETS)}.")
+    cls = CONFIG_CLASSES[stage]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"Unknown {stage} training setting(s) {unknown}; known: {sorted(known)}.")
+    config = replace(cls(**_PRESET_VALUES[stage][preset]), **overrides)
+    config.validate()
+    return config
+
+
+def config_to_json(config: TrainingConfig) -> dict[str, Any]:
+    """The JSON written as `config.json`: stage, training settings and the full model config they train."""
+    return {"stage": config.stage, "training": config.to_dict(), "model": config.model_config.to_dict()}
+
+
+def save_config(config: TrainingConfig, path: str | os.PathLike) -> None:
+    """Write `config_to_json(config)` to `path` (a file)."""
+    Path(path).write_text(json.dumps(config_to_json(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_config(path: str | os.PathLike) -> tuple[TrainingConfig, UnCLIPModelConfig]:
+    """Read a run's `config.json` back: the training config and the model config it was trained with."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("stage") not in CONFIG_CLASSES:
+        raise ValueError(f"{path} is not a training config.json (stage {data.get('stage')!r}).")
+    cls = CONFIG_CLASSES[data["stage"]]
+    known = {f.name for f in fields(cls)}
+    config = cls(**{k: v for k, v in data["training"].items() if k in known})
+    return config, UnCLIPModelConfig.from_dict(data["model"])

@@ -1,0 +1,202 @@
+"""Stage 3: the base decoder, p(x | z_i, caption), trained jointly with the text projection (GLIDE + unCLIP).
+
+`text_proj` turns the normalised CLIP image embedding z_i (and the caption's z_t and token encodings) into an
+additive time embedding (the UNet's `class_labels`) and 4 extra context tokens in front of the caption tokens.
+The image embedding is replaced by the learned null embedding for `image_drop_prob` of the samples and the caption
+by the empty prompt for `text_drop_prob`, independently (classifier-free guidance on either).
+
+Objective: epsilon prediction with fixed variance (the simple MSE loss of DDPM). The paper's decoder learns the
+variance (hybrid loss); we do not, which keeps the loss one term and lets any diffusers scheduler sample it.
+Images are scaled to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers import UNet2DConditionModel
+from torch import nn
+from torch.nn import functional as F
+
+from ..configs import build_decoder, build_sampling_scheduler, build_text_proj, build_train_scheduler
+from ..models import UnCLIPTextProjection
+from .batches import (
+    TRAIN_SPLIT,
+    VALIDATION_SPLIT,
+    caption_examples,
+    images_to_uint8,
+    save_image_grid,
+    to_uint8,
+    to_unit_range,
+)
+from .config import DecoderTrainingConfig
+from .embeddings import (
+    EmbeddingCache,
+    clip_final_dir,
+    fingerprint_files,
+    primary_caption_rows,
+    resolve_clip_dir,
+    sample_caption_rows,
+    split_with_embeddings,
+)
+from .prior import write_clip_reference
+from .trainer import Stage, run_training
+
+logger = logging.getLogger(__name__)
+
+
+class DecoderWithProjection(nn.Module):
+    """The decoder UNet and its text projection as one module, so data parallelism sees a single forward pass."""
+
+    def __init__(self, decoder: UNet2DConditionModel, text_proj: UnCLIPTextProjection) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.text_proj = text_proj
+
+    def forward(
+        self,
+        sample: torch.Tensor,  # (B, 3, H, W) noisy images x_t
+        timestep: torch.Tensor,  # (B,) or scalar
+        image_embeds: torch.Tensor,  # (B, D) normalised z_i
+        drop_image: torch.Tensor,  # (B,) bool: use the learned null image embedding instead
+        text_embeds: torch.Tensor,  # (B, D) normalised z_t
+        text_hidden: torch.Tensor,  # (B, T, D) caption token encodings
+        text_mask: torch.Tensor,  # (B, T) bool
+    ) -> torch.Tensor:
+        """Predicted noise (B, 3, H, W)."""
+        null = self.text_proj.null_image_embeddings(image_embeds.shape[0]).to(image_embeds.dtype)
+        image_embeds = torch.where(drop_image[:, None], null, image_embeds)
+        context, time_embeddings = self.text_proj(
+            image_embeddings=image_embeds, prompt_embeds=text_embeds, text_encoder_hidden_states=text_hidden
+        )
+        mask = F.pad(text_mask.long(), (self.text_proj.config.clip_extra_context_tokens, 0), value=1)  # (B, extra + T)
+        return self.decoder(
+            sample, timestep, encoder_hidden_states=context, class_labels=time_embeddings, attention_mask=mask
+        ).sample
+
+
+@torch.no_grad()
+def sample_decoder_images(
+    model: DecoderWithProjection,
+    image_embeds: torch.Tensor,
+    text: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    empty: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    num_inference_steps: int = 10,
+    guidance_scale: float = 3.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Decode z_i (with its caption) into images in [-1, 1] with DPMSolver and classifier-free guidance."""
+    scheduler = build_sampling_scheduler("epsilon")
+    scheduler.set_timesteps(num_inference_steps)
+    batch, size = image_embeds.shape[0], model.decoder.config.sample_size
+    empty_expanded = [e[None].expand(batch, *e.shape).to(t.dtype) for e, t in zip(empty, text)]
+    text_embeds, text_hidden, text_mask = (torch.cat([u, c]) for u, c in zip(empty_expanded, text))
+    drop = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)])
+    latents = torch.randn(batch, 3, size, size, generator=generator)
+    for t in scheduler.timesteps:
+        noise = model(torch.cat([latents, latents]), t, torch.cat([image_embeds, image_embeds]), drop, text_embeds,
+                      text_hidden, text_mask)
+        uncond, cond = noise.chunk(2)
+        latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
+    return latents.clamp(-1.0, 1.0)
+
+
+class DecoderStage(Stage):
+    """Epsilon-prediction training of the base decoder and `text_proj` on cached CLIP embeddings."""
+
+    config: DecoderTrainingConfig
+
+    def setup(self, accelerator: Accelerator) -> nn.Module:
+        if self.model_config.decoder.learned_variance:
+            raise ValueError(
+                f"Model preset {self.config.model_preset!r} has a learned-variance decoder; this trainer implements "
+                "epsilon prediction with fixed variance only (set learned_variance=False)."
+            )
+        size = self.model_config.decoder.sample_size
+        data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
+        self.examples = caption_examples(data)
+        self.images = images_to_uint8(data["image"], size, desc="decoding train images")
+        self.validation = None
+        if self.config.num_validation_examples:
+            heldout, cache = split_with_embeddings(
+                self.config, VALIDATION_SPLIT, self.config.num_validation_examples, accelerator
+            )
+            images = images_to_uint8(heldout["image"], size, desc="decoding held-out images")
+            self.validation = (cache, caption_examples(heldout), images)
+        self.clip_dir = resolve_clip_dir(self.config)
+        self.clip_fingerprint = fingerprint_files(clip_final_dir(self.clip_dir))
+        self.noise_scheduler = build_train_scheduler("epsilon")
+        text_proj = build_text_proj(self.model_config)
+        if text_proj.config.clip_embeddings_dim != self.cache.image_embeds.shape[1]:
+            raise ValueError(
+                f"Model preset {self.config.model_preset!r} expects {text_proj.config.clip_embeddings_dim}-wide CLIP "
+                f"embeddings but the CLIP in {str(self.clip_dir)!r} embeds to {self.cache.image_embeds.shape[1]}."
+            )
+        return DecoderWithProjection(build_decoder(self.model_config), text_proj)
+
+    @property
+    def num_train_examples(self) -> int:
+        return len(self.cache)
+
+    def diffusion_loss(
+        self, model: nn.Module, cache: EmbeddingCache, images: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor,
+        drop_image: torch.Tensor, drop_text: torch.Tensor | None, generator: torch.Generator,
+    ) -> torch.Tensor:
+        """MSE between the true and the predicted noise at random timesteps."""
+        x_start = to_unit_range(images[indices])  # (B, 3, H, W)
+        noise = torch.randn(x_start.shape, generator=generator)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
+        x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
+        text_embeds, text_hidden, text_mask = cache.conditioning(rows, drop_text)
+        pred = model(x_t, timesteps, cache.image_embeds[indices], drop_image, text_embeds, text_hidden, text_mask)
+        return F.mse_loss(pred.float(), noise)
+
+    def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
+        rows = sample_caption_rows(self.cache, self.examples, indices, rng)
+        drop_image = torch.rand(len(indices), generator=generator) < self.config.image_drop_prob
+        drop_text = torch.rand(len(indices), generator=generator) < self.config.text_drop_prob
+        return self.diffusion_loss(model, self.cache, self.images, indices, rows, drop_image, drop_text, generator)
+
+    def validate(self, model: nn.Module, step: int, output_dir: Path) -> dict[str, float]:
+        """Held-out loss (fixed noise) and a grid: held-out images (top) and their decodings from z_i + caption."""
+        metrics: dict[str, float] = {}
+        generator = torch.Generator().manual_seed(self.config.seed)
+        count = self.config.num_validation_examples or 64
+        indices = torch.arange(min(count, len(self.cache)))
+        rows = primary_caption_rows(self.cache, self.examples, indices)
+        no_drop = torch.zeros(len(indices), dtype=torch.bool)
+        metrics["train_loss"] = self.diffusion_loss(
+            model, self.cache, self.images, indices, rows, no_drop, None, generator).item()
+        cache, examples, images = self.validation or (self.cache, self.examples, self.images)
+        indices = torch.arange(min(count, len(cache)))
+        rows = primary_caption_rows(cache, examples, indices)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        if self.validation is not None:
+            no_drop = torch.zeros(len(indices), dtype=torch.bool)
+            metrics["heldout_loss"] = self.diffusion_loss(
+                model, cache, images, indices, rows, no_drop, None, generator).item()
+        shown = indices[: self.config.num_validation_images]
+        samples = sample_decoder_images(
+            model, cache.image_embeds[shown], cache.conditioning(rows[: len(shown)]), cache.empty_conditioning(),
+            num_inference_steps=self.config.validation_inference_steps,
+            guidance_scale=self.config.validation_guidance_scale, generator=generator,
+        )
+        grid_dir = output_dir / "samples"
+        grid_dir.mkdir(exist_ok=True)
+        save_image_grid([images[shown], to_uint8(samples)], grid_dir / f"decoder-step-{step:07d}.png")
+        return metrics
+
+    def save_final(self, model: nn.Module, directory: Path) -> None:
+        """`decoder/`, `text_proj/` and `clip_reference.json`."""
+        model.decoder.save_pretrained(directory / "decoder", safe_serialization=True)
+        model.text_proj.save_pretrained(directory / "text_proj", safe_serialization=True)
+        write_clip_reference(directory, self.clip_dir, self.clip_fingerprint)
+
+
+def train_decoder(config: DecoderTrainingConfig, resume: bool = False) -> Path:
+    """Train the decoder and text projection on the CLIP run `config.clip_dir`; returns the run folder."""
+    return run_training(DecoderStage(config), resume=resume)

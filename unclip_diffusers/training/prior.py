@@ -1,0 +1,160 @@
+"""Stage 2: the diffusion prior, p(z_i | caption), on cached CLIP embeddings.
+
+The model sees [caption token encodings, z_t, timestep, noised z_i, query] and predicts the clean image embedding
+(x0-prediction, MSE), in the space standardised by the training split's per-dimension mean and std
+(`prior.set_embedding_stats`). z_t and z_i are L2-normalised CLIP embeddings. The caption is replaced by the empty
+prompt's encodings for `text_drop_prob` of the samples, which is what the pipeline's unconditional branch uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.nn import functional as F
+
+from ..configs import build_prior, build_sampling_scheduler, build_train_scheduler
+from ..models import UnCLIPPriorTransformer
+from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples
+from .config import PriorTrainingConfig
+from .embeddings import (
+    EmbeddingCache,
+    clip_final_dir,
+    fingerprint_files,
+    primary_caption_rows,
+    resolve_clip_dir,
+    sample_caption_rows,
+    split_with_embeddings,
+)
+from .trainer import Stage, run_training
+
+logger = logging.getLogger(__name__)
+
+
+def embedding_stats(image_embeds: torch.Tensor, min_std: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of normalised image embeddings (std floored so every entry is positive)."""
+    return image_embeds.mean(0), image_embeds.std(0).clamp_min(min_std)
+
+
+def write_clip_reference(directory: Path, clip_dir: Path, fingerprint: str) -> None:
+    """Record which CLIP a stage was trained on (`assemble` checks it)."""
+    (directory / "clip_reference.json").write_text(
+        json.dumps({"clip_dir": str(clip_dir), "clip_fingerprint": fingerprint}, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+@torch.no_grad()
+def sample_prior_embeddings(
+    prior: UnCLIPPriorTransformer,
+    text_embeds: torch.Tensor,
+    text_hidden: torch.Tensor,
+    text_mask: torch.Tensor,
+    empty: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    num_inference_steps: int = 10,
+    guidance_scale: float = 4.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw normalised-space-undone image embeddings z_i with DPMSolver and classifier-free guidance (validation)."""
+    scheduler = build_sampling_scheduler("sample")
+    scheduler.set_timesteps(num_inference_steps)
+    batch = text_embeds.shape[0]
+    empty_embeds, empty_hidden, empty_mask = (e[None].expand(batch, *e.shape) for e in empty)
+    embeds = torch.cat([empty_embeds, text_embeds])
+    hidden = torch.cat([empty_hidden.float(), text_hidden.float()])
+    mask = torch.cat([empty_mask, text_mask])
+    latents = torch.randn(batch, prior.config.embedding_dim, generator=generator)
+    for t in scheduler.timesteps:
+        out = prior(torch.cat([latents, latents]), t, proj_embedding=embeds, encoder_hidden_states=hidden,
+                    attention_mask=mask, return_dict=False)[0]
+        uncond, cond = out.chunk(2)
+        latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
+    return prior.post_process_latents(latents)
+
+
+class PriorStage(Stage):
+    """x0-prediction training of the prior on cached, normalised CLIP embeddings."""
+
+    config: PriorTrainingConfig
+
+    def setup(self, accelerator: Accelerator) -> nn.Module:
+        data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
+        self.examples = caption_examples(data)
+        self.validation = None
+        if self.config.num_validation_examples:
+            heldout, cache = split_with_embeddings(
+                self.config, VALIDATION_SPLIT, self.config.num_validation_examples, accelerator
+            )
+            self.validation = (cache, caption_examples(heldout))
+        self.clip_dir = resolve_clip_dir(self.config)
+        self.clip_fingerprint = fingerprint_files(clip_final_dir(self.clip_dir))
+        self.noise_scheduler = build_train_scheduler("sample")
+        self.prior = build_prior(self.model_config)
+        if self.prior.config.embedding_dim != self.cache.image_embeds.shape[1]:
+            raise ValueError(
+                f"Model preset {self.config.model_preset!r} has a {self.prior.config.embedding_dim}-wide prior but the "
+                f"CLIP in {str(self.clip_dir)!r} embeds to {self.cache.image_embeds.shape[1]}."
+            )
+        self.prior.set_embedding_stats(*embedding_stats(self.cache.image_embeds))
+        self.prior.clip_mean.requires_grad_(False)
+        self.prior.clip_std.requires_grad_(False)
+        return self.prior
+
+    @property
+    def num_train_examples(self) -> int:
+        return len(self.cache)
+
+    def diffusion_loss(
+        self, model: nn.Module, cache: EmbeddingCache, indices: torch.Tensor, rows: torch.Tensor,
+        drop: torch.Tensor | None, generator: torch.Generator,
+    ) -> torch.Tensor:
+        """MSE between the predicted and the true standardised z_i at random timesteps."""
+        text_embeds, text_hidden, text_mask = cache.conditioning(rows, drop)
+        x_start = self.prior.normalize_embeddings(cache.image_embeds[indices])  # (B, D)
+        noise = torch.randn(x_start.shape, generator=generator)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
+        x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
+        pred_xstart = model(x_t, timesteps, proj_embedding=text_embeds, encoder_hidden_states=text_hidden,
+                            attention_mask=text_mask, return_dict=False)[0]
+        return F.mse_loss(pred_xstart.float(), x_start)
+
+    def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
+        rows = sample_caption_rows(self.cache, self.examples, indices, rng)
+        drop = torch.rand(len(indices), generator=generator) < self.config.text_drop_prob
+        return self.diffusion_loss(model, self.cache, indices, rows, drop, generator)
+
+    def validate(self, model: nn.Module, step: int, output_dir: Path) -> dict[str, float]:
+        """Loss on held-out pairs and training pairs (fixed noise), and how close sampled z_i come to the true one."""
+        metrics: dict[str, float] = {}
+        count = self.config.num_validation_examples or 64
+        sets = {"train": (self.cache, self.examples)}
+        if self.validation is not None:
+            sets["heldout"] = self.validation
+        for name, (cache, examples) in sets.items():
+            indices = torch.arange(min(count, len(cache)))
+            rows = primary_caption_rows(cache, examples, indices)
+            generator = torch.Generator().manual_seed(self.config.seed)
+            metrics[f"{name}_loss"] = self.diffusion_loss(model, cache, indices, rows, None, generator).item()
+            text = cache.conditioning(rows)
+            sampled = sample_prior_embeddings(model, *text, cache.empty_conditioning(), generator=generator)
+            target = cache.image_embeds[indices]
+            metrics[f"{name}_sample_cosine"] = F.cosine_similarity(sampled, target).mean().item()
+            # Baseline: the same samples against other examples' image embeddings (no caption information).
+            metrics[f"{name}_sample_cosine_other"] = F.cosine_similarity(sampled, target.roll(1, 0)).mean().item()
+            # Reference: how close the caption's own text embedding is to the image embedding.
+            metrics[f"{name}_text_cosine"] = F.cosine_similarity(text[0], target).mean().item()
+        return metrics
+
+    def save_final(self, model: nn.Module, directory: Path) -> None:
+        """`prior/` (with its embedding statistics) and `clip_reference.json`."""
+        model.save_pretrained(directory / "prior", safe_serialization=True)
+        write_clip_reference(directory, self.clip_dir, self.clip_fingerprint)
+
+
+def train_prior(config: PriorTrainingConfig, resume: bool = False) -> Path:
+    """Train the prior on the CLIP run `config.clip_dir`; returns the run folder (weights in `final/prior`)."""
+    return run_training(PriorStage(config), resume=resume)

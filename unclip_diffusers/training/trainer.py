@@ -1,0 +1,301 @@
+"""The training loop every stage shares: accelerate, AdamW, LR schedule, EMA, checkpoints, metrics and validation.
+
+A stage (`clip.py`, `prior.py`, `decoder.py`, `upsampler.py`) supplies its module, its data, its loss for a batch
+of example indices, its validation and its export; `run_training` does the rest identically for all four.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from abc import ABC, abstractmethod
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from torch import nn
+from tqdm.auto import tqdm
+
+from .batches import batch_indices, step_generators
+from .checkpointing import (
+    TrainState,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from .config import TrainingConfig, load_config, save_config
+
+logger = logging.getLogger(__name__)
+
+
+class Stage(ABC):
+    """One trainable unCLIP stage: what `run_training` needs to know about it."""
+
+    def __init__(self, config: TrainingConfig) -> None:
+        config.validate()
+        self.config = config
+        self.model_config = config.model_config
+        self.module: nn.Module | None = None  # the trained module (unwrapped), set by `run_training`
+
+    @abstractmethod
+    def setup(self, accelerator: Accelerator) -> nn.Module:
+        """Load the training data and build the trainable module (seeded by the caller)."""
+
+    @property
+    @abstractmethod
+    def num_train_examples(self) -> int:
+        """Number of training examples the batch stream draws from."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
+        """Scalar training loss of the examples `indices`; every random draw uses `generator` / `rng`."""
+
+    def after_optimizer_step(self, model: nn.Module) -> None:
+        """Hook after each optimizer step (e.g. clamping CLIP's temperature)."""
+
+    def validate(self, model: nn.Module, step: int, output_dir: Path) -> dict[str, float]:
+        """Validation metrics (and files such as image grids) with the EMA weights loaded; main process only."""
+        return {}
+
+    @abstractmethod
+    def save_final(self, model: nn.Module, directory: Path) -> None:
+        """Export the (EMA) weights with `save_pretrained`, as safetensors, into `directory`."""
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices and kernels only, none on biases, norms, gains or scalars."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def optimizer_step(
+    stage: Stage, accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, step: int
+) -> float:
+    """One optimizer step of `stage` (its gradient-accumulation micro-steps); returns the mean loss."""
+    config = stage.config
+    total = 0.0
+    for micro in range(config.gradient_accumulation_steps):
+        micro_step = step * config.gradient_accumulation_steps + micro
+        indices = batch_indices(
+            stage.num_train_examples, config.batch_size, micro_step, accelerator.process_index,
+            accelerator.num_processes, config.seed,
+        )
+        generator, rng = step_generators(config.seed, micro_step, accelerator.process_index)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                loss = stage.loss(model, indices, generator, rng)
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"The {config.stage} loss is {loss.item()} at step {step}; lower the learning rate or train "
+                    "with mixed_precision='no'."
+                )
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach().float().item() / config.gradient_accumulation_steps
+    return total
+
+
+def make_accelerator(config: TrainingConfig) -> Accelerator:
+    """The run's `Accelerator` (mixed precision, accumulation; CPU processes over gloo when there is no GPU)."""
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # Without a GPU, say so: then `accelerate launch --multi_gpu --num_processes N` (torchrun) trains N CPU
+        # processes over gloo instead of N unconnected copies.
+        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+    )
+
+
+def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, with weight decay on matrices only."""
+    return torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_epsilon,
+    )
+
+
+def make_ema(model: nn.Module, config: TrainingConfig) -> EMAModel:
+    """EMA of every parameter, with warm-up (decay = 1 - (1 + step) ** -ema_power, capped at ema_decay)."""
+    return EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power)
+
+
+def reset_accelerate_state() -> None:
+    """Forget the process-wide mixed-precision setting so the next `Accelerator` here may choose another one.
+
+    accelerate keeps it in a singleton; the distributed state is kept.
+    """
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
+def _prepare_output_dir(config: TrainingConfig, output_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run unless resuming; refuse to resume with a different model; write config.json."""
+    config_file = output_dir / "config.json"
+    has_run = bool(list_checkpoints(output_dir)) or (output_dir / "final").exists()
+    if has_run and not resume:
+        raise ValueError(
+            f"{str(output_dir)!r} already holds a training run; pass --resume to continue it or choose another output_dir."
+        )
+    if resume and config_file.exists():
+        old, old_model = load_config(config_file)
+        if old.stage != config.stage:
+            raise ValueError(f"{str(output_dir)!r} is a {old.stage} run, not a {config.stage} run.")
+        if old_model != config.model_config:
+            raise ValueError(
+                f"Cannot resume {str(output_dir)!r}: its model config differs from preset {config.model_preset!r}."
+            )
+        changed = [f.name for f in fields(config) if getattr(old, f.name) != getattr(config, f.name)]
+        if changed:
+            logger.warning("Resuming with changed settings: %s", ", ".join(changed))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)
+    save_config(config, config_file)
+
+
+def _save_final(stage: Stage, model: nn.Module, output_dir: Path) -> Path:
+    """Write `final/` through a temporary folder and a rename, like the checkpoints."""
+    final, temporary = output_dir / "final", output_dir / ".tmp-final"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir(parents=True)
+    stage.save_final(model, temporary)
+    shutil.copyfile(output_dir / "config.json", temporary / "config.json")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    return final
+
+
+class _MetricsLog:
+    """Appends one JSON object per line to `metrics.jsonl` (main process only)."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def run_training(stage: Stage, resume: bool = False) -> Path:
+    """Train `stage` to `config.max_steps` and write `final/`; with `resume`, continue from the latest checkpoint.
+
+    Returns the run folder.
+    """
+    try:
+        return _run_training(stage, resume)
+    finally:
+        reset_accelerate_state()
+
+
+def _run_training(stage: Stage, resume: bool) -> Path:
+    config = stage.config
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    accelerator = make_accelerator(config)
+    output_dir = config.resolved_output_dir()
+    if accelerator.is_main_process:
+        _prepare_output_dir(config, output_dir, resume)
+    accelerator.wait_for_everyone()
+
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
+        torch.manual_seed(config.seed)
+        model = stage.setup(accelerator)
+    stage.module = model
+    if stage.num_train_examples < config.batch_size:
+        logger.warning("Only %d training examples for batch size %d.", stage.num_train_examples, config.batch_size)
+    optimizer = make_optimizer(model, config)
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
+    )
+    ema = make_ema(model, config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = TrainState()
+    accelerator.register_for_checkpointing(lr_scheduler, ema, state)
+    unwrapped = accelerator.unwrap_model(model)
+
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if checkpoint is not None:
+        load_checkpoint(accelerator, checkpoint)
+        logger.info("Resumed from %s (step %d)", checkpoint, state.step)
+    elif resume:
+        logger.info("No checkpoint in %s: starting from step 0.", output_dir)
+
+    metrics = _MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process)
+    samples_per_step = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
+    progress = tqdm(
+        total=config.max_steps, initial=state.step, desc=f"train {config.stage}", disable=not accelerator.is_local_main_process
+    )
+    window_loss, window_steps, window_time = 0.0, 0, 0.0
+    model.train()
+    while state.step < config.max_steps:
+        start = time.perf_counter()
+        step_loss = optimizer_step(stage, accelerator, model, optimizer, state.step)
+        lr_scheduler.step()
+        ema.step(unwrapped.parameters())
+        stage.after_optimizer_step(unwrapped)
+        state.step += 1
+        window_time += time.perf_counter() - start
+        window_loss += step_loss
+        window_steps += 1
+        progress.update(1)
+
+        if state.step % config.log_every == 0 or state.step == config.max_steps:
+            mean_loss = accelerator.reduce(torch.tensor(window_loss / window_steps), "mean").item()
+            images_per_s = samples_per_step * window_steps / max(window_time, 1e-9)
+            progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images_per_s:.1f}")
+            metrics.write({
+                "step": state.step, "loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0],
+                "images_per_s": images_per_s, "epoch": state.step * samples_per_step / stage.num_train_examples,
+                "processes": accelerator.num_processes,
+            })
+            window_loss, window_steps, window_time = 0.0, 0, 0.0
+
+        finished = state.step == config.max_steps
+        if (config.validate_every and state.step % config.validate_every == 0) or finished:
+            if accelerator.is_main_process:
+                ema.store(unwrapped.parameters())
+                ema.copy_to(unwrapped.parameters())
+                unwrapped.eval()
+                with torch.no_grad():
+                    values = stage.validate(unwrapped, state.step, output_dir)
+                unwrapped.train()
+                ema.restore(unwrapped.parameters())
+                if values:
+                    metrics.write({"step": state.step, "validation": values})
+                    logger.info("step %d validation: %s", state.step, values)
+            accelerator.wait_for_everyone()
+        if state.step % config.checkpoint_every == 0 or finished:
+            save_checkpoint(accelerator, output_dir, state.step, config.checkpoints_total_limit, output_dir / "config.json")
+    progress.close()
+
+    if accelerator.is_main_process:
+        ema.store(unwrapped.parameters())
+        ema.copy_to(unwrapped.parameters())
+        final = _save_final(stage, unwrapped, output_dir)
+        ema.restore(unwrapped.parameters())
+        logger.info("Wrote the EMA weights to %s", final)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return output_dir
+

@@ -1,0 +1,196 @@
+"""Stage 4: the x4 upsampler, p(x_high | x_low), a UNet without attention trained on random crops.
+
+The conditioning image is the target downscaled x4, corrupted with the paper's Gaussian blur (kernel 3, sigma 0.6)
+and bicubic-upsampled back to the target size; the UNet sees `cat([x_t, conditioning])` (6 channels) and predicts
+the noise (fixed variance). With no attention it runs at the full output size at inference although it only ever
+saw crops. Targets come from the dataset's high-resolution column; rows without one are skipped (and counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.nn import functional as F
+
+from ..configs import build_sampling_scheduler, build_super_res, build_train_scheduler
+from ..utils.images import upsample_for_super_res
+from .batches import (
+    TRAIN_SPLIT,
+    VALIDATION_SPLIT,
+    column_images,
+    load_split,
+    model_image_size,
+    save_image_grid,
+    to_uint8,
+    to_unit_range,
+)
+from .config import UpsamplerTrainingConfig
+from .trainer import Stage, run_training
+
+logger = logging.getLogger(__name__)
+
+UPSCALE = 4
+
+
+def gaussian_kernel(kernel_size: int, sigma: float) -> torch.Tensor:
+    """Normalised 2-D Gaussian kernel of shape (kernel_size, kernel_size)."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}.")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}.")
+    x = torch.arange(kernel_size, dtype=torch.float32) - (kernel_size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = torch.outer(g, g)
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(images: torch.Tensor, kernel_size: int = 3, sigma: float = 0.6) -> torch.Tensor:
+    """Blur each channel of (B, C, H, W) images with a Gaussian (reflect padding), via a depthwise conv2d."""
+    channels = images.shape[1]
+    kernel = gaussian_kernel(kernel_size, sigma).to(images.dtype)
+    weight = kernel.expand(channels, 1, kernel_size, kernel_size)
+    pad = kernel_size // 2
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
+    return F.conv2d(padded, weight, groups=channels)
+
+
+def downscale(images: torch.Tensor, factor: int = UPSCALE) -> torch.Tensor:
+    """Antialiased bicubic downscaling of (B, C, H, W) images by `factor`."""
+    height, width = images.shape[-2:]
+    if height % factor or width % factor:
+        raise ValueError(f"Image size {(height, width)} is not divisible by {factor}.")
+    return F.interpolate(images, size=(height // factor, width // factor), mode="bicubic", antialias=True,
+                         align_corners=False)
+
+
+def conditioning_image(
+    targets: torch.Tensor, blur_kernel_size: int = 3, blur_sigma: float = 0.6, blur: bool = True
+) -> torch.Tensor:
+    """The training conditioning of targets in [-1, 1]: downscale x4, blur, bicubic back up to the target size.
+
+    The last resize is `upsample_for_super_res`, exactly what the pipeline applies to the base image.
+    """
+    low = downscale(targets)
+    if blur:
+        low = gaussian_blur(low, blur_kernel_size, blur_sigma)
+    return upsample_for_super_res(low, tuple(targets.shape[-2:]))  # the pipeline's own resize
+
+
+def random_crops(tensors: list[torch.Tensor], crop_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """The same random `crop_size` crop of each image in every tensor of `tensors` (all (B, C, H, W))."""
+    batch, _, height, width = tensors[0].shape
+    tops = torch.randint(0, height - crop_size + 1, (batch,), generator=generator).tolist()
+    lefts = torch.randint(0, width - crop_size + 1, (batch,), generator=generator).tolist()
+    return [
+        torch.stack([t[i, :, y : y + crop_size, x : x + crop_size] for i, (y, x) in enumerate(zip(tops, lefts))])
+        for t in tensors
+    ]
+
+
+@torch.no_grad()
+def sample_super_res(
+    model: nn.Module, conditioning: torch.Tensor, num_inference_steps: int = 10, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Upsample: denoise at the conditioning's size with DPMSolver; returns images in [-1, 1]."""
+    scheduler = build_sampling_scheduler("epsilon")
+    scheduler.set_timesteps(num_inference_steps)
+    latents = torch.randn(conditioning.shape, generator=generator)
+    for t in scheduler.timesteps:
+        noise = model(torch.cat([latents, conditioning], dim=1), t, return_dict=False)[0]
+        latents = scheduler.step(noise, t, latents).prev_sample
+    return latents.clamp(-1.0, 1.0)
+
+
+def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean peak signal-to-noise ratio (dB) of images in [-1, 1]."""
+    mse = ((images - targets) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return (10 * torch.log10(4.0 / mse)).mean().item()
+
+
+class UpsamplerStage(Stage):
+    """Epsilon-prediction training of the x4 upsampler on random crops of high-resolution images."""
+
+    config: UpsamplerTrainingConfig
+
+    def setup(self, accelerator: Accelerator) -> nn.Module:
+        size = model_image_size(self.config, "super_res")
+        crop = self.config.crop_size or size
+        if crop > size:
+            raise ValueError(f"crop_size {crop} is larger than the upsampler's output size {size}.")
+        column = self.config.high_res_column
+        train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
+        if column not in train.column_names:
+            raise ValueError(f"Column {column!r} not in {self.config.data_path!r}; it has {train.column_names}.")
+        self.targets, rows = column_images(train, column, size, desc="decoding high-res train images")
+        skipped = len(train) - len(rows)
+        logger.info("Upsampler: %d training images with %s, %d rows without it skipped.", len(rows), column, skipped)
+        if not rows:
+            raise ValueError(f"No training row of {self.config.data_path!r} has a {column!r} image.")
+        self.skipped = skipped
+        self.validation = None
+        if self.config.num_validation_examples:
+            heldout = load_split(self.config, VALIDATION_SPLIT)
+            targets, rows = column_images(heldout, column, size, desc="decoding high-res held-out images")
+            if rows:
+                self.validation = targets[: self.config.num_validation_examples]
+        self.noise_scheduler = build_train_scheduler("epsilon")
+        return build_super_res(self.model_config)
+
+    @property
+    def num_train_examples(self) -> int:
+        return len(self.targets)
+
+    def diffusion_loss(
+        self, model: nn.Module, targets: torch.Tensor, generator: torch.Generator, blur: bool = True
+    ) -> torch.Tensor:
+        """MSE between the true and the predicted noise on random crops of uint8 `targets`."""
+        x_start = to_unit_range(targets)
+        cond = conditioning_image(x_start, self.config.blur_kernel_size, self.config.blur_sigma, blur=blur)
+        crop = self.config.crop_size
+        if crop and crop < x_start.shape[-1]:
+            x_start, cond = random_crops([x_start, cond], crop, generator)
+        noise = torch.randn(x_start.shape, generator=generator)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(x_start),), generator=generator)
+        x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
+        pred = model(torch.cat([x_t, cond], dim=1), timesteps, return_dict=False)[0]
+        return F.mse_loss(pred.float(), noise)
+
+    def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
+        return self.diffusion_loss(model, self.targets[indices], generator)
+
+    def validate(self, model: nn.Module, step: int, output_dir: Path) -> dict[str, float]:
+        """Loss (fixed noise) and full-size upsampling of held-out images: PSNR vs bicubic, and a grid.
+
+        Grid rows: the bicubic-upsampled low-res input (unblurred, as at inference), the upsampler's output, the target.
+        """
+        count = self.config.num_validation_examples or 64
+        metrics = {"train_loss": self.diffusion_loss(
+            model, self.targets[:count], torch.Generator().manual_seed(self.config.seed)).item()}
+        targets = self.validation if self.validation is not None else self.targets[:count]
+        name = "heldout" if self.validation is not None else "train"
+        generator = torch.Generator().manual_seed(self.config.seed)
+        if self.validation is not None:
+            metrics["heldout_loss"] = self.diffusion_loss(model, targets, generator).item()
+        shown = to_unit_range(targets[: self.config.num_validation_images])
+        cond = conditioning_image(shown, blur=False)
+        samples = sample_super_res(model, cond, self.config.validation_inference_steps, generator)
+        metrics[f"{name}_psnr"] = psnr(samples, shown)
+        metrics[f"{name}_bicubic_psnr"] = psnr(cond.clamp(-1, 1), shown)
+        grid_dir = output_dir / "samples"
+        grid_dir.mkdir(exist_ok=True)
+        save_image_grid([to_uint8(cond), to_uint8(samples), to_uint8(shown)], grid_dir / f"upsampler-step-{step:07d}.png")
+        return metrics
+
+    def save_final(self, model: nn.Module, directory: Path) -> None:
+        """`super_res_first/`."""
+        model.save_pretrained(directory / "super_res_first", safe_serialization=True)
+
+
+def train_upsampler(config: UpsamplerTrainingConfig, resume: bool = False) -> Path:
+    """Train the x4 upsampler; returns the run folder (weights in `final/super_res_first`)."""
+    return run_training(UpsamplerStage(config), resume=resume)
