@@ -9,7 +9,6 @@ from unclip_diffusers.data import FIXTURE_PATH
 from unclip_diffusers.evaluation.cli import main
 
 
-
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):
     try:

@@ -14,7 +14,6 @@ from unclip_diffusers.evaluation.evaluator import (
 )
 
 
-
 def _clip_parameters(size) -> int:
     from transformers import CLIPModel
 

@@ -8,7 +8,6 @@ import torch
 from unclip_diffusers.evaluation import metrics
 
 
-
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
