@@ -1,4 +1,4 @@
-"""`unclip-train {clip,prior,decoder,upsampler,embed} ...`: the console script over the training library.
+"""`unclip-train {clip,prior,decoder,upsampler,embed,export} ...`: the console script over the training library.
 
 Every training setting of a stage is a command-line flag generated from its config dataclass; `--config` picks the
 preset (`tiny` or `small`) the flags override. Before torch is imported, `main()` re-executes the process with
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--image_column", default=None)
     embed.add_argument("--caption_column", default=None)
     embed.add_argument("--splits", nargs="+", default=["train", "heldout_pairs"])
+    export = sub.add_parser(
+        "export", help="write the EMA weights of a run's newest checkpoint to RUN_DIR/snapshot-<step>/ (like final/)"
+    )
+    export.add_argument("run_dir", help="a training run folder (holds config.json and checkpoint-<step>/)")
+    export.add_argument("--checkpoint", default=None, help="a checkpoint folder of that run (default: the newest)")
     return parser
 
 
@@ -80,6 +85,11 @@ def run(args: argparse.Namespace) -> str:
             logging.getLogger(__name__).info("%s: %d images, %d captions embedded", split, len(cache),
                                              cache.text_embeds.shape[0])
         return str(config.clip_dir or os.path.join("runs", f"clip-{config.model_preset}"))
+
+    if args.stage == "export":
+        from .export import export_checkpoint
+
+        return str(export_checkpoint(args.run_dir, args.checkpoint))
 
     names = {f.name for f in dataclasses.fields(get_training_config(args.stage, args.config))}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}

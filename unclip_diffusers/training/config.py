@@ -120,6 +120,12 @@ class DecoderTrainingConfig(TrainingConfig):
     validation_inference_steps: int = 10  # DPMSolver steps for the validation grid
     validation_guidance_scale: float = 3.0
     num_validation_images: int = 8  # images in the validation grid
+    snr_gamma: float = 0.0  # Min-SNR-γ loss weighting (training/losses.py); 0 = plain epsilon MSE
+
+    def validate(self) -> None:
+        super().validate()
+        if self.snr_gamma < 0:
+            raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {self.snr_gamma}.")
 
 
 @dataclass
@@ -134,9 +140,12 @@ class UpsamplerTrainingConfig(TrainingConfig):
     learning_rate: float = 2e-4
     validation_inference_steps: int = 10
     num_validation_images: int = 4
+    snr_gamma: float = 0.0  # Min-SNR-γ loss weighting (training/losses.py); 0 = plain epsilon MSE
 
     def validate(self) -> None:
         super().validate()
+        if self.snr_gamma < 0:
+            raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {self.snr_gamma}.")
         if self.crop_size < 0 or self.crop_size % 8:
             raise ValueError(f"crop_size must be 0 or a positive multiple of 8, got {self.crop_size}.")
         if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
@@ -170,7 +179,7 @@ _PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     "decoder": {
         "tiny": dict(_TINY, learning_rate=1e-3, num_validation_images=4, validation_inference_steps=2),
         "small": dict(model_preset="small", max_steps=40000, batch_size=32, lr_warmup_steps=500, checkpoint_every=250,
-                      validate_every=2500, mixed_precision="bf16"),
+                      validate_every=2500, mixed_precision="bf16", snr_gamma=5.0),
     },
     "upsampler": {
         "tiny": dict(_TINY, learning_rate=1e-3, crop_size=32, num_validation_images=2, validation_inference_steps=2),

@@ -5,8 +5,9 @@ additive time embedding (the UNet's `class_labels`) and 4 extra context tokens i
 The image embedding is replaced by the learned null embedding for `image_drop_prob` of the samples and the caption
 by the empty prompt for `text_drop_prob`, independently (classifier-free guidance on either).
 
-Objective: epsilon prediction with fixed variance (the simple MSE loss of DDPM). The paper's decoder learns the
-variance (hybrid loss); we do not, which keeps the loss one term and lets any diffusers scheduler sample it.
+Objective: epsilon prediction with fixed variance (the simple MSE loss of DDPM, optionally Min-SNR-γ weighted; the
+`small` preset uses γ = 5). The paper's decoder learns the variance (hybrid loss); we do not, which keeps the loss
+one term and lets any diffusers scheduler sample it.
 Images are scaled to [-1, 1].
 """
 
@@ -43,6 +44,7 @@ from .embeddings import (
     sample_caption_rows,
     split_with_embeddings,
 )
+from .losses import epsilon_loss
 from .prior import write_clip_reference
 from .trainer import Stage, run_training
 
@@ -146,14 +148,14 @@ class DecoderStage(Stage):
         self, model: nn.Module, cache: EmbeddingCache, images: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor,
         drop_image: torch.Tensor, drop_text: torch.Tensor | None, generator: torch.Generator,
     ) -> torch.Tensor:
-        """MSE between the true and the predicted noise at random timesteps."""
+        """(Min-SNR-weighted) MSE between the true and the predicted noise at random timesteps."""
         x_start = to_unit_range(images[indices])  # (B, 3, H, W)
         noise = torch.randn(x_start.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
         x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
         text_embeds, text_hidden, text_mask = cache.conditioning(rows, drop_text)
         pred = model(x_t, timesteps, cache.image_embeds[indices], drop_image, text_embeds, text_hidden, text_mask)
-        return F.mse_loss(pred.float(), noise)
+        return epsilon_loss(pred, noise, timesteps, self.noise_scheduler, self.config.snr_gamma)
 
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         rows = sample_caption_rows(self.cache, self.examples, indices, rng)

@@ -13,7 +13,7 @@ import random
 import shutil
 import time
 from abc import ABC, abstractmethod
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +171,9 @@ def _prepare_output_dir(config: TrainingConfig, output_dir: Path, resume: bool) 
     save_config(config, config_file)
 
 
-def _save_final(stage: Stage, model: nn.Module, output_dir: Path) -> Path:
-    """Write `final/` through a temporary folder and a rename, like the checkpoints."""
-    final, temporary = output_dir / "final", output_dir / ".tmp-final"
+def _save_final(stage: Stage, model: nn.Module, output_dir: Path, name: str = "final") -> Path:
+    """Write `final/` (or `name/`) through a temporary folder and a rename, like the checkpoints."""
+    final, temporary = output_dir / name, output_dir / f".tmp-{name}"
     if temporary.exists():
         shutil.rmtree(temporary)
     temporary.mkdir(parents=True)
@@ -208,6 +208,40 @@ def run_training(stage: Stage, resume: bool = False) -> Path:
         reset_accelerate_state()
 
 
+@dataclass
+class PreparedRun:
+    """Everything a checkpoint holds, built and registered in the order `accelerate` saves and restores them."""
+
+    accelerator: Accelerator
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    ema: EMAModel
+    state: TrainState
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+
+def prepare_run(stage: Stage, accelerator: Accelerator) -> PreparedRun:
+    """Set the stage up (seeded) and build its optimizer, LR schedule, EMA and step counter for `accelerator`."""
+    config = stage.config
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
+        torch.manual_seed(config.seed)
+        model = stage.setup(accelerator)
+    stage.module = model
+    optimizer = make_optimizer(model, config)
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
+    )
+    ema = make_ema(model, config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = TrainState()
+    accelerator.register_for_checkpointing(lr_scheduler, ema, state)
+    return PreparedRun(accelerator, model, optimizer, lr_scheduler, ema, state)
+
+
 def _run_training(stage: Stage, resume: bool) -> Path:
     config = stage.config
     if config.num_threads:
@@ -218,21 +252,11 @@ def _run_training(stage: Stage, resume: bool) -> Path:
         _prepare_output_dir(config, output_dir, resume)
     accelerator.wait_for_everyone()
 
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
-        torch.manual_seed(config.seed)
-        model = stage.setup(accelerator)
-    stage.module = model
+    run = prepare_run(stage, accelerator)
     if stage.num_train_examples < config.batch_size:
         logger.warning("Only %d training examples for batch size %d.", stage.num_train_examples, config.batch_size)
-    optimizer = make_optimizer(model, config)
-    lr_scheduler = get_scheduler(
-        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
-    )
-    ema = make_ema(model, config)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = TrainState()
-    accelerator.register_for_checkpointing(lr_scheduler, ema, state)
-    unwrapped = accelerator.unwrap_model(model)
+    model, optimizer, lr_scheduler, ema, state = run.model, run.optimizer, run.lr_scheduler, run.ema, run.state
+    unwrapped = run.unwrapped
 
     checkpoint = latest_checkpoint(output_dir) if resume else None
     if checkpoint is not None:

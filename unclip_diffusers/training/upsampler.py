@@ -30,6 +30,7 @@ from .batches import (
     to_unit_range,
 )
 from .config import UpsamplerTrainingConfig
+from .losses import epsilon_loss
 from .trainer import Stage, run_training
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class UpsamplerStage(Stage):
     def diffusion_loss(
         self, model: nn.Module, targets: torch.Tensor, generator: torch.Generator, blur: bool = True
     ) -> torch.Tensor:
-        """MSE between the true and the predicted noise on random crops of uint8 `targets`."""
+        """(Min-SNR-weighted) MSE between the true and the predicted noise on random crops of uint8 `targets`."""
         x_start = to_unit_range(targets)
         cond = conditioning_image(x_start, self.config.blur_kernel_size, self.config.blur_sigma, blur=blur)
         crop = self.config.crop_size
@@ -158,7 +159,7 @@ class UpsamplerStage(Stage):
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(x_start),), generator=generator)
         x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
         pred = model(torch.cat([x_t, cond], dim=1), timesteps, return_dict=False)[0]
-        return F.mse_loss(pred.float(), noise)
+        return epsilon_loss(pred, noise, timesteps, self.noise_scheduler, self.config.snr_gamma)
 
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         return self.diffusion_loss(model, self.targets[indices], generator)

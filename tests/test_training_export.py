@@ -1,0 +1,53 @@
+"""`unclip-train export`: the EMA weights of a checkpoint, written like `final/`, from an unfinished run."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_training_stages import STAGES, tiny_runs
+from unclip_diffusers.training.cli import main
+from unclip_diffusers.training.export import export_checkpoint
+
+
+def _weights(folder):
+    return {str(path.relative_to(folder)): load_file(path) for path in sorted(folder.rglob("*.safetensors"))}
+
+
+def _equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(
+        a[f].keys() == b[f].keys() and all(torch.equal(a[f][k], b[f][k]) for k in a[f]) for f in a
+    )
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_export_of_the_last_checkpoint_equals_final(name, tmp_path):
+    run_dir = tmp_path / name
+    shutil.copytree(tiny_runs()[name][0], run_dir)
+    final = _weights(run_dir / "final")
+
+    snapshot = export_checkpoint(run_dir)
+    assert snapshot == run_dir / "snapshot-30"
+    assert (snapshot / "config.json").exists() and not list(snapshot.rglob("*.bin"))
+    assert sorted(p.name for p in snapshot.iterdir()) == sorted(p.name for p in (run_dir / "final").iterdir())
+    assert _equal(_weights(snapshot), final)
+
+    earlier = export_checkpoint(run_dir, run_dir / "checkpoint-15")
+    assert earlier.name == "snapshot-15" and not _equal(_weights(earlier), final)
+
+
+def test_export_command_line_and_errors(tmp_path, capsys):
+    run_dir = tmp_path / "prior"
+    shutil.copytree(tiny_runs()["prior"][0], run_dir)
+    main(["export", str(run_dir)])
+    assert capsys.readouterr().out.strip().endswith("snapshot-30")
+
+    with pytest.raises(ValueError, match="not a training run folder"):
+        export_checkpoint(tmp_path)
+    for checkpoint in run_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    with pytest.raises(ValueError, match="no checkpoint yet"):
+        export_checkpoint(run_dir)
