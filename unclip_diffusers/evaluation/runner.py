@@ -52,7 +52,7 @@ class EvalSettings:
     num_interpolation_pairs: int = 6
     interpolation_steps: int = 7  # frames per interpolation, endpoints included
     grid_prompts: int = 8
-    grid_seeds: int = 4
+    grid_seeds: int = 8  # the card shows an 8 x 8 grid: grid_prompts held-out prompts x grid_seeds seeds
     batch_size: int = 16  # prompts per pipeline call
     seed: int = 0  # every random draw (example pick, noise, distractors) derives from it
 
