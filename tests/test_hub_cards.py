@@ -211,3 +211,22 @@ def test_card_data_rejects_unknown_kinds_and_licenses():
         card_data(CardInputs(kind="vae", repo_id="a/b"))
     with pytest.raises(ValueError, match="License 'GPL' is not one of the Hub license ids"):
         card_data(CardInputs(kind="prior", repo_id="a/b", license="GPL"))
+
+
+def test_pipeline_card_shows_training_progress_and_flags_interim_snapshots():
+    provenance = {
+        "clip": {"recorded": True, "finished": True, "step": 2000, "max_steps": 2000, "samples": 256000,
+                 "batch_size": 128, "mixed_precision": "bf16"},
+        "decoder": {"recorded": True, "finished": False, "step": 5000, "max_steps": 40000, "samples": 160000,
+                    "batch_size": 32, "mixed_precision": "bf16"},
+    }
+    text = render_card(CardInputs(kind="pipeline", repo_id="a/b", provenance=provenance)).text
+    assert "## Training of these weights" in text
+    assert "**Interim release:** the decoder is a snapshot" in text
+    assert "| decoder | 5,000 | 40,000 | 160,000 | 32 | bf16 | snapshot (12%) |" in text
+    assert "| clip | 2,000 | 2,000 | 256,000 | 128 | bf16 | finished |" in text
+
+    provenance["decoder"].update(finished=True, step=40000)
+    finished = render_card(CardInputs(kind="pipeline", repo_id="a/b", provenance=provenance)).text
+    assert "Interim release" not in finished and "## Training of these weights" in finished
+    assert "## Training of these weights" not in render_card(CardInputs(kind="pipeline", repo_id="a/b")).text

@@ -51,3 +51,22 @@ def test_export_command_line_and_errors(tmp_path, capsys):
         shutil.rmtree(checkpoint)
     with pytest.raises(ValueError, match="no checkpoint yet"):
         export_checkpoint(run_dir)
+
+
+def test_assembling_a_snapshot_records_it_as_unfinished(tmp_path):
+    from unclip_diffusers.training.assemble import main as assemble
+    from unclip_diffusers.training.provenance import read_provenance
+
+    runs = {name: run for name, (run, _, _) in tiny_runs().items()}
+    decoder = tmp_path / "decoder"
+    shutil.copytree(runs["decoder"], decoder)
+    snapshot = export_checkpoint(decoder, decoder / "checkpoint-15")
+    output = tmp_path / "pipeline"
+    assemble(["--clip", str(runs["clip"]), "--prior", str(runs["prior"]), "--decoder", str(snapshot),
+              "--output", str(output)])
+    provenance = read_provenance(output)
+    assert set(provenance) == {"clip", "prior", "decoder"}
+    assert provenance["decoder"] | {"source": None} == provenance["decoder"] | {
+        "source": None, "finished": False, "step": 15, "max_steps": 30, "samples": 15 * 4, "batch_size": 4}
+    assert provenance["prior"]["finished"] and provenance["prior"]["step"] == provenance["prior"]["max_steps"] == 30
+    assert provenance["decoder"]["source"] == "decoder/snapshot-15"

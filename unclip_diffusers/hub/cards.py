@@ -61,6 +61,7 @@ class CardInputs:
     training_samples: str | None = None  # path in the repo of the run's last validation grid
     licenses_file: str | None = None  # path in the repo of the training data's LICENSES.md
     components: dict[str, str] = field(default_factory=dict)  # component → class (pipelines)
+    provenance: dict[str, dict[str, Any]] | None = None  # a pipeline's training_provenance.json (stage → facts)
 
 
 def _template(name: str) -> str:
@@ -144,9 +145,11 @@ def render_card(inputs: CardInputs) -> ModelCard:
         "code_files": inputs.code_files, "sample_grid": inputs.sample_grid,
         "training_samples": inputs.training_samples, "data": inputs.training_data,
         "licenses_file": inputs.licenses_file, "dataset_id": inputs.dataset_id,
+        "provenance": inputs.provenance,
+        "unfinished_stages": [k for k, v in (inputs.provenance or {}).items() if v.get("recorded") and not v["finished"]],
         **_metric_context(inputs),
     }
-    for partial in ("metrics", "training_data", "remote_code", "reproduce"):
+    for partial in ("metrics", "training_data", "training_progress", "remote_code", "reproduce"):
         context[f"{partial}_section"] = _render_partial(f"_{partial}", **context)
     card = ModelCard.from_template(data, template_str=_template(TEMPLATE_OF_KIND.get(inputs.kind, inputs.kind)),
                                    **context)

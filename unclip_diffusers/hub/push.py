@@ -22,6 +22,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 
 from ..pipelines.loading import PIPELINE_MODULE
+from ..training.provenance import read_provenance
 from .card_inputs import last_validation, read_metrics, read_training_data, training_data_path
 from .cards import CardInputs, render_card, save_card, validate_card
 from .folders import (
@@ -130,6 +131,7 @@ def build_upload(folder: str | os.PathLike, repo_id: str, staging: str | os.Path
             grid.image.save(staging / SAMPLE_GRID)
             inputs.sample_grid = (SAMPLE_GRID, grid.caption)
         inputs.eval_grids = [_copy_file(p, staging, f"images/eval/{p.name}") for p in metrics.grids]
+        inputs.provenance = read_provenance(staging)
     elif source.kind in ("decoder", "upsampler"):  # the stages whose validation draws images
         samples = latest_training_samples(source.run_dir, source.kind)
         if samples is not None:

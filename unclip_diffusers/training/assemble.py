@@ -1,7 +1,8 @@
 """`unclip-assemble`: load the four trained stages from their run folders into one pipeline folder.
 
-Each run's `final/` holds its EMA weights; the prior and decoder runs record which CLIP they were trained on, and
-assembling refuses a prior or decoder trained on a different CLIP.
+Each run's `final/` holds its EMA weights (or a `snapshot-<step>/` from `unclip-train export`, for a run still
+training); the prior and decoder runs record which CLIP they were trained on, and assembling refuses a prior or
+decoder trained on a different CLIP. The pipeline folder gets `training_provenance.json`: steps and samples per stage.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from .provenance import write_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +119,14 @@ def main(argv: list[str] | None = None) -> None:
 
         pipeline = pipeline.to(torch.float16)
     pipeline.save_pretrained(args.output, safe_serialization=True)
+    stages = {"clip": final_dir(args.clip, "text_encoder"), "prior": final_dir(args.prior, "prior"),
+              "decoder": final_dir(args.decoder, "decoder")}
+    if args.upsampler is not None:
+        stages["upsampler"] = final_dir(args.upsampler, "super_res_first")
+    write_provenance(args.output, stages)
+    unfinished = [name for name, folder in stages.items() if folder.name != "final"]
+    if unfinished:
+        logger.warning("Assembled from unfinished runs (snapshots): %s", ", ".join(unfinished))
     print(args.output)
 
 
