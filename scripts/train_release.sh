@@ -2,8 +2,10 @@
 # Train (or continue training) the release checkpoint `checkpoints/unclip-emoji` from the built emoji dataset.
 # Re-runnable: a stage with a `final/` folder is skipped, a stage with checkpoints resumes, so after an interruption
 # run it again. The upsampler needs no CLIP, so it trains beside the CLIP -> prior -> decoder chain (one thread each:
-# on 2 cores, two single-threaded jobs beat one two-threaded job). Environment: DATA (default data/emoji),
-# RUNS (default runs), OUT (default checkpoints/unclip-emoji), THREADS (default 1).
+# on 2 cores, two single-threaded jobs beat one two-threaded job). At the end scripts/build_release.sh assembles,
+# evaluates (training the evaluator CLIP on first use) and writes the release folder with its model card.
+# Environment: DATA (default data/emoji), RUNS (default runs), OUT (default checkpoints/unclip-emoji), THREADS
+# (default 1); build_release.sh reads more (EVAL, EVALUATOR, REPO, MAX_EXAMPLES).
 set -euo pipefail
 DATA=${DATA:-data/emoji}
 RUNS=${RUNS:-runs}
@@ -27,5 +29,4 @@ train clip
 train prior --clip_dir "$RUNS/clip-small"
 train decoder --clip_dir "$RUNS/clip-small"
 wait "$upsampler"
-unclip-assemble --clip "$RUNS/clip-small" --prior "$RUNS/prior-small" --decoder "$RUNS/decoder-small" \
-    --upsampler "$RUNS/upsampler-small" --output "$OUT" --fp16
+DATA=$DATA RUNS=$RUNS OUT=$OUT THREADS=$THREADS bash "$(dirname "$0")/build_release.sh"
