@@ -4,21 +4,24 @@
 # (unclip-push --local-hub). A stage whose run has not finished is taken from an EMA snapshot of its newest
 # checkpoint (unclip-train export) and the card says so. Environment: DATA (default data/emoji), RUNS (default
 # runs), OUT (default checkpoints/unclip-emoji), EVAL (default outputs/eval-release), EVALUATOR (default
-# $RUNS/evaluator-clip-small, trained there on first use), REPO (default unclip-diffusers/unclip-emoji),
-# MAX_EXAMPLES (held-out examples per split scored, default 200), THREADS (default 1).
+# $RUNS/evaluator-clip-$PRESET, trained there on first use), REPO (default unclip-diffusers/unclip-emoji),
+# MAX_EXAMPLES (held-out examples per split scored, default 200), THREADS (default 1), PRESET (the runs' training
+# preset, default small: runs are $RUNS/<stage>-$PRESET), EVAL_ARGS (extra unclip-eval flags, e.g. --quick).
 set -euo pipefail
 DATA=${DATA:-data/emoji}
 RUNS=${RUNS:-runs}
 OUT=${OUT:-checkpoints/unclip-emoji}
 EVAL=${EVAL:-outputs/eval-release}
-EVALUATOR=${EVALUATOR:-$RUNS/evaluator-clip-small}
 REPO=${REPO:-unclip-diffusers/unclip-emoji}
 MAX_EXAMPLES=${MAX_EXAMPLES:-200}
 THREADS=${THREADS:-1}
+PRESET=${PRESET:-small}
+EVALUATOR=${EVALUATOR:-$RUNS/evaluator-clip-$PRESET}
+EVAL_ARGS=${EVAL_ARGS:-}
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
 
 stage_folder() {  # stage_folder STAGE: the run's final/, or a fresh EMA snapshot of its newest checkpoint
-    local dir="$RUNS/$1-small"
+    local dir="$RUNS/$1-$PRESET"
     if [ -d "$dir/final" ]; then echo "$dir/final"; return; fi
     [ -f "$dir/config.json" ] || { echo "No $1 run in $dir: train it first (scripts/train_release.sh)." >&2; exit 2; }
     unclip-train export "$dir" | tail -n 1
@@ -34,7 +37,7 @@ unclip-assemble --clip "$clip" --prior "$prior" --decoder "$decoder" --upsampler
     --output "$staging/pipeline" --fp16
 rm -rf "$EVAL"
 unclip-eval --pipeline "$staging/pipeline" --data "$DATA" --output "$EVAL" --evaluator "$EVALUATOR" \
-    --max-examples "$MAX_EXAMPLES" --num-threads "$THREADS"
+    --max-examples "$MAX_EXAMPLES" --num-threads "$THREADS" $EVAL_ARGS
 unclip-push "$staging/pipeline" "$REPO" --local-hub "$staging/hub" --metrics "$EVAL" --data "$DATA"
 # Replace the release folder in one rename, so an interrupted build never leaves half a checkpoint behind.
 mkdir -p "$(dirname "$OUT")"

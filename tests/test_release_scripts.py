@@ -1,0 +1,58 @@
+"""scripts/build_release.sh end to end on tiny runs: snapshot of an unfinished run, assemble, evaluate, card."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from test_training_stages import dataset_path, tiny_runs
+from unclip_diffusers import UnCLIPPipeline
+from unclip_diffusers.training.provenance import read_provenance
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snapshot(tmp_path):
+    runs = tmp_path / "runs"
+    for name, (run, _, _) in tiny_runs().items():
+        shutil.copytree(run, runs / f"{name}-tiny")
+    shutil.rmtree(runs / "decoder-tiny" / "final")  # as if the decoder were still training
+    out = tmp_path / "release"
+    env = dict(os.environ, DATA=str(dataset_path()), RUNS=str(runs), OUT=str(out), EVAL=str(tmp_path / "eval"),
+               PRESET="tiny", REPO="someone/unclip-tiny", EVAL_ARGS="--quick", HF_HUB_OFFLINE="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "build_release.sh")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+
+    assert (out / "model_index.json").is_file() and not list(out.rglob("*.bin"))
+    assert (runs / "decoder-tiny" / "snapshot-30").is_dir()
+    provenance = read_provenance(out)
+    assert provenance["decoder"]["finished"] is False and provenance["decoder"]["source"] == "decoder-tiny/snapshot-30"
+    assert all(provenance[s]["finished"] for s in ("clip", "prior", "upsampler"))
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "**Interim release:** the decoder is a snapshot" in card
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["meta"]["mode"] == "quick"
+    assert (out / "TRAINING_DATA_LICENSES.md").is_file()
+
+    stored = load_file(out / "decoder" / "diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in stored.values()} == {torch.float16}  # assembled with --fp16
+    pipeline = UnCLIPPipeline.from_pretrained(out)
+    assert pipeline.super_res_first is not None
+
+
+def test_build_release_names_a_missing_run(tmp_path):
+    env = dict(os.environ, DATA=str(dataset_path()), RUNS=str(tmp_path / "runs"), PRESET="tiny",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "build_release.sh")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "No clip run in" in result.stderr
