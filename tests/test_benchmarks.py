@@ -16,6 +16,7 @@ import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emoji_tiny"
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,20 @@ def test_bf16_autocast_keeps_float32_outputs_close_to_fp32():
     assert not torch.equal(fast.images, reference.images)  # bf16 actually ran
     assert (fast.image_embeds - reference.image_embeds).abs().max() < 0.05
     assert (fast.images - reference.images).abs().mean() < 0.05
+
+
+def test_upsampler_benchmark_measures_each_setting_against_bicubic(bench, pipe, tmp_path):
+    folder = tmp_path / "pipe"
+    pipe.save_pretrained(folder)
+    out = tmp_path / "upsampler.json"
+    data = bench("bench_upsampler").main([
+        "--pipeline", str(folder), "--data", str(FIXTURE), "--num-images", "2", "--batch", "2",
+        "--settings", "1.0:2,0.5:2", "--output", str(out)])
+    assert set(data["rows"]) == {"bicubic", "strength 1, 2 steps", "strength 0.5, 2 steps"}
+    assert json.loads(out.read_text())["rows"] == data["rows"]
+    for row in data["rows"].values():
+        assert math.isfinite(row["psnr"]) and row["sharpness"] > 0
+    assert data["rows"]["bicubic"]["sharpness"] < 1  # bicubic upsampling is blurrier than the original
+    assert out.with_suffix(".png").is_file()
+    with pytest.raises(SystemExit, match="bad setting"):
+        bench("bench_upsampler").main(["--pipeline", str(folder), "--settings", "2:3"])

@@ -249,12 +249,23 @@ def build_train_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
 
 
 def build_sampling_scheduler(prediction_type: str = "epsilon") -> DPMSolverMultistepScheduler:
-    """A fast multistep solver over the same schedule, the pipeline's default for every stage."""
+    """A fast multistep solver over the same schedule, the pipeline's default for every stage.
+
+    Image stages (noise prediction) clip each predicted clean image to [-1, 1] (`thresholding` with
+    `sample_max_value=1`, i.e. static clipping) and skip the last timesteps of the cosine schedule
+    (`lambda_min_clipped`): at t = 999 its signal level is 5e-5, so the clean image implied by a noise prediction
+    divides the prediction's error by it. Measured on the upsampler at 2,500 steps (`small`, 10 steps): held-out
+    PSNR 4.6 dB without the clip, 15.9 dB with it. The prior samples unbounded embeddings and is not clipped.
+    """
+    pixels = prediction_type != "sample"
     return DPMSolverMultistepScheduler(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         beta_schedule=BETA_SCHEDULE,
         prediction_type=prediction_type,
         solver_order=2,
+        thresholding=pixels,
+        sample_max_value=1.0,
+        lambda_min_clipped=-5.1 if pixels else -float("inf"),
     )
 
 

@@ -42,9 +42,18 @@ from .sampling import (
     classifier_free_guidance,
     draw_noise,
     scheduler_step,
+    steps_for_strength,
     working_copy,
 )
-from .validation import check_guidance, check_output_type, check_positive_int, check_prompt, pair, repeat_to
+from .validation import (
+    check_guidance,
+    check_output_type,
+    check_positive_int,
+    check_prompt,
+    check_strength,
+    pair,
+    repeat_to,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -80,6 +89,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         super_res_last ([`~diffusers.UNet2DModel`], *optional*): a separate upsampler for the last step only (Karlo);
             `None` means `super_res_first` does every step.
         normalize_embeddings (`bool`, defaults to `True`): L2-normalise CLIP embeddings between stages.
+        super_res_strength (`float`, defaults to 1.0): how much of its noise schedule the upsampler runs. 1 starts
+            from pure noise (the paper, diffusers' UnCLIPPipeline); below 1 it starts from the bicubic-upsampled base
+            image noised to that level and runs only the last `strength` of its steps, as image-to-image pipelines
+            do. Saved with the pipeline, since the best value depends on the trained upsampler.
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
@@ -115,8 +128,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         super_res_scheduler: SchedulerMixin | None,
         super_res_last: UNet2DModel | None = None,
         normalize_embeddings: bool = True,
+        super_res_strength: float = 1.0,
     ):
         super().__init__()
+        check_strength(super_res_strength, "super_res_strength")
         if (image_encoder is None) != (feature_extractor is None):
             raise ValueError("Pass both image_encoder and feature_extractor, or neither.")
         if super_res_first is not None and super_res_scheduler is None:
@@ -137,7 +152,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             super_res_scheduler=super_res_scheduler,
             super_res_last=super_res_last,
         )
-        self.register_to_config(normalize_embeddings=bool(normalize_embeddings))
+        self.register_to_config(normalize_embeddings=bool(normalize_embeddings),
+                                super_res_strength=float(super_res_strength))
 
     # ------------------------------------------------------------------------------------------------ sizes
 
@@ -512,6 +528,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         scheduler: SchedulerMixin | None = None,
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        strength: float | None = None,
     ) -> ImageOutput:
         r"""
         Upsample images with the super-resolution diffusion model (no guidance).
@@ -529,6 +546,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
                 `"super_res"`.
             callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
                 pass to the callback.
+            strength (`float`, *optional*, defaults to `None`): replaces the pipeline's `super_res_strength` for
+                this call (1 = start from pure noise; below 1, from the noised bicubic upsample, running
+                `round(num_inference_steps * strength)` steps).
 
         Returns:
             The upsampled images `(N, 3, H, W)` in `output_type`.
@@ -537,8 +557,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             raise ValueError("This pipeline has no upsampler (super_res_first is None); its base images are final.")
         check_output_type(output_type)
         low_res = to_tensor_images(images).to(self._execution_device)
+        if strength is not None:
+            check_strength(strength, "strength")
         upsampled = self._super_resolve(low_res, num_inference_steps, generator, latents, scheduler,
-                                        callback_on_step_end, callback_on_step_end_tensor_inputs)
+                                        callback_on_step_end, callback_on_step_end_tensor_inputs, strength)
         return postprocess_images(upsampled, output_type)
 
     def _super_resolve(
@@ -550,6 +572,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         scheduler: SchedulerMixin | None,
         callback_on_step_end: Callback | None,
         callback_on_step_end_tensor_inputs: Sequence[str],
+        strength: float | None = None,
     ) -> torch.Tensor:
         """The upsampler loop on images in [-1, 1]; returns `(N, 3, H, W)` in [-1, 1]."""
         device = self._execution_device
@@ -568,7 +591,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             latents = draw_noise(shape, generator, device, dtype)
         latents = latents.to(device=device, dtype=dtype)
         scheduler = working_copy(scheduler or self.super_res_scheduler)
-        num_steps = num_inference_steps
+        strength = self.config.super_res_strength if strength is None else strength
+        num_steps = steps_for_strength(num_inference_steps, strength)
 
         def predict(x: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
             last = step == num_steps - 1
@@ -577,7 +601,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             return unet(model_input, t).sample
 
         latents = self._denoise("super_res", scheduler, num_inference_steps, latents, predict, generator,
-                                callback_on_step_end, callback_on_step_end_tensor_inputs, pass_step=True)
+                                callback_on_step_end, callback_on_step_end_tensor_inputs, pass_step=True,
+                                strength=strength, start_image=condition)
         return latents.clamp(-1, 1)
 
     # ------------------------------------------------------------------------------------------------ loop
@@ -593,11 +618,24 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         callback_on_step_end: Callback | None,
         callback_on_step_end_tensor_inputs: Sequence[str],
         pass_step: bool = False,
+        strength: float = 1.0,
+        start_image: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The reverse diffusion loop shared by all stages: predict, step, report."""
+        """The reverse diffusion loop shared by all stages: predict, step, report.
+
+        With `strength < 1`, `latents` is the noise that `start_image` is noised with to the level where the last
+        `round(num_inference_steps * strength)` steps of the schedule begin, and only those steps run.
+        """
         scheduler.set_timesteps(num_inference_steps, device=latents.device)
         timesteps = scheduler.timesteps
-        latents = latents * scheduler.init_noise_sigma
+        if strength < 1.0:
+            begin = (len(timesteps) - steps_for_strength(len(timesteps), strength)) * getattr(scheduler, "order", 1)
+            timesteps = timesteps[begin:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(begin)
+            latents = scheduler.add_noise(start_image, latents, timesteps[:1])
+        else:
+            latents = latents * scheduler.init_noise_sigma
         for i, t in enumerate(self.progress_bar(timesteps)):
             output = predict(latents, t, i) if pass_step else predict(latents, t)
             next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None

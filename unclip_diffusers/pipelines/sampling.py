@@ -65,6 +65,11 @@ def _step_parameters(scheduler_class: type) -> frozenset[str]:
     return frozenset(inspect.signature(scheduler_class.step).parameters)
 
 
+def steps_for_strength(num_inference_steps: int, strength: float) -> int:
+    """Steps an image-to-image style loop runs: the last `strength` of `num_inference_steps`, at least one."""
+    return max(1, min(num_inference_steps, round(num_inference_steps * strength)))
+
+
 def draw_noise(
     shape: tuple[int, ...],
     generator: torch.Generator | list[torch.Generator] | None,

@@ -43,6 +43,13 @@ def check_guidance(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be a finite number >= 0 (1 disables guidance), got {value!r}.")
 
 
+def check_strength(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}.")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1] (1 starts from pure noise), got {value!r}.")
+
+
 def check_output_type(output_type: Any) -> None:
     if output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upsampler", default=None, help="upsampler run folder (omit for base-resolution output)")
     parser.add_argument("--output", default="checkpoints/unclip-emoji", help="pipeline folder to write")
     parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    parser.add_argument("--super-res-strength", type=float, default=0.3,
+                        help="the pipeline's super_res_strength: 1 starts the upsampler from pure noise, below 1 from "
+                             "the noised bicubic upsample (default 0.3, chosen with benchmarks/bench_upsampler.py)")
     return parser
 
 
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         from unclip_diffusers import UnCLIPPipeline
     except ImportError as error:  # the pipeline package is a separate part of the project
         raise ImportError("unclip_diffusers.UnCLIPPipeline is not available in this install.") from error
-    pipeline = UnCLIPPipeline(**components)
+    pipeline = UnCLIPPipeline(**components, super_res_strength=args.super_res_strength)
     if args.fp16:
         import torch
 
