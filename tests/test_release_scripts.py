@@ -56,3 +56,11 @@ def test_build_release_names_a_missing_run(tmp_path):
     result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "build_release.sh")], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "No clip run in" in result.stderr
+
+
+def test_train_release_trains_the_evaluator_with_the_evaluation_seed():
+    from unclip_diffusers.evaluation.evaluator import EVALUATOR_SEED
+
+    script = (REPO_ROOT / "scripts" / "train_release.sh").read_text(encoding="utf-8")
+    assert f"EVALUATOR_SEED={EVALUATOR_SEED}" in script
+    assert subprocess.run(["bash", "-n", str(REPO_ROOT / "scripts" / "train_release.sh")]).returncode == 0

@@ -183,7 +183,7 @@ _PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "upsampler": {
         "tiny": dict(_TINY, learning_rate=1e-3, crop_size=32, num_validation_images=2, validation_inference_steps=2),
-        "small": dict(model_preset="small", max_steps=32000, batch_size=32, crop_size=64, lr_warmup_steps=500,
+        "small": dict(model_preset="small", max_steps=12000, batch_size=32, crop_size=64, lr_warmup_steps=500,
                       checkpoint_every=250, validate_every=2500, mixed_precision="bf16"),
     },
 }
