@@ -223,6 +223,10 @@ def test_pipeline_card_shows_training_progress_and_flags_interim_snapshots():
     text = render_card(CardInputs(kind="pipeline", repo_id="a/b", provenance=provenance)).text
     assert "## Training of these weights" in text
     assert "**Interim release:** the decoder is a snapshot" in text
+    provenance["prior"] = dict(provenance["decoder"])
+    both = render_card(CardInputs(kind="pipeline", repo_id="a/b", provenance=provenance)).text
+    assert "**Interim release:** the decoder and the prior are snapshots" in both
+    del provenance["prior"]
     assert "| decoder | 5,000 | 40,000 | 160,000 | 32 | bf16 | snapshot (12%) |" in text
     assert "| clip | 2,000 | 2,000 | 256,000 | 128 | bf16 | finished |" in text
 
@@ -230,3 +234,9 @@ def test_pipeline_card_shows_training_progress_and_flags_interim_snapshots():
     finished = render_card(CardInputs(kind="pipeline", repo_id="a/b", provenance=provenance)).text
     assert "Interim release" not in finished and "## Training of these weights" in finished
     assert "## Training of these weights" not in render_card(CardInputs(kind="pipeline", repo_id="a/b")).text
+
+
+def test_release_notes_become_a_section_of_the_pipeline_card():
+    text = render_card(CardInputs(kind="pipeline", repo_id="a/b", notes="Base 32 px, because **CPU**.")).text
+    assert "## About this release\n\nBase 32 px, because **CPU**." in text
+    assert "About this release" not in render_card(CardInputs(kind="pipeline", repo_id="a/b")).text

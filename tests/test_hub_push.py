@@ -18,7 +18,7 @@ from PIL import Image
 
 from unclip_diffusers import UnCLIPPipeline, UnCLIPPriorTransformer, UnCLIPTextProjection
 from unclip_diffusers.hub.cards import validate_card
-from unclip_diffusers.hub.push import DELETE_PATTERNS, UploadOptions, build_upload, main
+from unclip_diffusers.hub.push import DELETE_PATTERNS, UploadOptions, build_upload, local_hub_path, main
 from unclip_diffusers.karlo import KARLO_MODEL_INDEX, write_random_karlo_layout
 
 from test_hub_cards import write_dataset, write_metrics
@@ -281,6 +281,8 @@ def test_bad_input_gets_a_clear_error(saved, pushed, tmp_path, capsys):
     assert "model card for someone/unclip-tiny is incomplete" in capsys.readouterr().err
     assert main([str(saved), REPO, "--dry-run", "--card", str(tmp_path / "nope.md")]) == 2
     assert "is not a file" in capsys.readouterr().err
+    assert main([str(saved), REPO, "--dry-run", "--no-grid", "--notes", str(tmp_path / "notes.md")]) == 2
+    assert "release notes" in capsys.readouterr().err
     assert main([str(saved), REPO, "--dry-run", "--no-grid", "--license", "wtfpl"]) == 2
     assert "not one of the Hub license ids" in capsys.readouterr().err
     assert main([str(saved), REPO, "--dry-run", "--grid-steps", "0"]) == 2
@@ -332,3 +334,11 @@ def test_online_push_creates_the_repo_and_uploads_the_same_files(saved, inputs, 
 def test_local_hub_revision_gets_its_own_folder(saved, tmp_path):
     assert main([str(saved), REPO, "--local-hub", str(tmp_path), "--revision", "v1", "--no-grid"]) == 0
     assert (tmp_path / "someone" / "unclip-tiny@v1" / "model_index.json").is_file()
+
+
+def test_release_notes_go_on_the_pushed_card(saved, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("Base resolution 16 px: chosen from measured throughput.\n")
+    assert main([str(saved), REPO, "--local-hub", str(tmp_path / "hub"), "--no-grid", "--notes", str(notes)]) == 0
+    card = (local_hub_path(tmp_path / "hub", REPO) / "README.md").read_text(encoding="utf-8")
+    assert "## About this release\n\nBase resolution 16 px: chosen from measured throughput." in card

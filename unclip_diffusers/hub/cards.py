@@ -62,6 +62,7 @@ class CardInputs:
     licenses_file: str | None = None  # path in the repo of the training data's LICENSES.md
     components: dict[str, str] = field(default_factory=dict)  # component → class (pipelines)
     provenance: dict[str, dict[str, Any]] | None = None  # a pipeline's training_provenance.json (stage → facts)
+    notes: str | None = None  # Markdown for the "About this release" section
 
 
 def _template(name: str) -> str:
@@ -145,7 +146,7 @@ def render_card(inputs: CardInputs) -> ModelCard:
         "code_files": inputs.code_files, "sample_grid": inputs.sample_grid,
         "training_samples": inputs.training_samples, "data": inputs.training_data,
         "licenses_file": inputs.licenses_file, "dataset_id": inputs.dataset_id,
-        "provenance": inputs.provenance,
+        "provenance": inputs.provenance, "notes": inputs.notes,
         "unfinished_stages": [k for k, v in (inputs.provenance or {}).items() if v.get("recorded") and not v["finished"]],
         **_metric_context(inputs),
     }

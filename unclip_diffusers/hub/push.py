@@ -59,6 +59,7 @@ class UploadOptions:
     card: str | None = None  # a hand-written card to use (validated) instead of the generated one
     grid: bool = True  # generate a sample grid for pipeline cards
     grid_steps: int | None = None  # denoising steps per stage for the grid; None = the pipeline's defaults
+    notes: str | None = None  # a Markdown file whose text becomes the card's "About this release" section
     grid_prompts: tuple[str, ...] = DEFAULT_PROMPTS
     grid_seeds: tuple[int, ...] = DEFAULT_SEEDS
 
@@ -136,6 +137,10 @@ def build_upload(folder: str | os.PathLike, repo_id: str, staging: str | os.Path
         samples = latest_training_samples(source.run_dir, source.kind)
         if samples is not None:
             inputs.training_samples = _copy_file(samples, staging, TRAINING_SAMPLES)
+    if options.notes is not None:
+        if not Path(options.notes).is_file():
+            raise ValueError(f"The release notes {options.notes!r} are not a file.")
+        inputs.notes = Path(options.notes).read_text(encoding="utf-8").strip()
     if options.card is not None:
         if not Path(options.card).is_file():
             raise ValueError(f"The card {options.card!r} is not a file.")
@@ -218,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset-id", default=None, help="the dataset's Hub id, listed in the card metadata")
     parser.add_argument("--license", default="apache-2.0", help="license id of the weights (default: %(default)s)")
     parser.add_argument("--card", default=None, help="use this README.md instead of the generated card (validated)")
+    parser.add_argument("--notes", default=None,
+                        help="a Markdown file shown on the card as its 'About this release' section")
     parser.add_argument("--no-grid", action="store_true", help="do not generate the sample grid of a pipeline card")
     parser.add_argument("--grid-steps", type=int, default=None,
                         help="denoising steps per stage for the sample grid (default: the pipeline's defaults)")
@@ -229,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = UploadOptions(metrics=args.metrics, data=args.data, dataset_id=args.dataset_id, license=args.license,
-                            card=args.card, grid=not args.no_grid, grid_steps=args.grid_steps)
+                            card=args.card, grid=not args.no_grid, grid_steps=args.grid_steps, notes=args.notes)
     try:
         result = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
                              dry_run=args.dry_run, local_hub=args.local_hub, options=options)
