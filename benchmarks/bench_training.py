@@ -45,8 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 2 rounds")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed rounds first (fp32 steps took 2-3 steps to settle: 1.4 s, 0.9 s, then 0.7 s)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 1 warm-up and 2 timed rounds")
     parser.add_argument("--no-dalle2", action="store_true", help="skip the dalle2-pytorch rows even if importable")
+    parser.add_argument("--dalle2-attention", choices=("ours", "default"), default="ours",
+                        help="self-attention in dalle2-pytorch's Unet: at our decoder's attention resolutions (ours) "
+                             "or only at the bottleneck (its default, self_attn=False)")
     parser.add_argument("--output", default="benchmarks/results/training.json")
     return parser
 
@@ -88,13 +93,18 @@ def import_dalle2_unet() -> tuple[type | None, str]:
     return Unet, f"run: dalle2-pytorch {__version__} (torchvision stubbed at import, unused in the step)"
 
 
-def dalle2_unet_candidates(num_levels: int, embed_dim: int, attention_head_dim: int) -> Iterator[dict[str, Any]]:
+def dalle2_unet_candidates(
+    num_levels: int, embed_dim: int, attention_head_dim: int, self_attn: tuple[bool, ...] | bool = False
+) -> Iterator[dict[str, Any]]:
     """dalle2-pytorch `Unet` settings to search: width, multipliers with `num_levels` resolutions, blocks, cond width.
 
     Conditioned like our decoder: on the image embedding (4 tokens + added to the time embedding) and on the text
     token encodings; `cond_dim` is never `embed_dim` (dalle2-pytorch's Unet crashes then: its image-to-tokens
-    projection becomes an identity with the wrong shape). Attention heads have our decoder's head width.
+    projection becomes an identity with the wrong shape). Attention heads have our decoder's head width; `self_attn`
+    (one flag per resolution, or one for all) says where the Unet adds self-attention besides its bottleneck.
     """
+    if isinstance(self_attn, tuple) and len(self_attn) != num_levels:
+        raise ValueError(f"self_attn needs one flag per resolution ({num_levels}), got {self_attn}.")
     multipliers = [(1, *m) for m in itertools.combinations_with_replacement((1, 2, 3, 4), num_levels - 1)]
     for dim, dim_mults, blocks, cond_dim in itertools.product((16, 32, 48, 64, 80, 96, 128), multipliers, (1, 2),
                                                                (32, 64, 128)):
@@ -103,7 +113,7 @@ def dalle2_unet_candidates(num_levels: int, embed_dim: int, attention_head_dim: 
         yield {"dim": dim, "dim_mults": dim_mults, "num_resnet_blocks": blocks, "cond_dim": cond_dim,
                "image_embed_dim": embed_dim, "text_embed_dim": embed_dim, "cond_on_image_embeds": True,
                "cond_on_text_encodings": True, "max_text_len": MAX_TEXT_LEN, "attn_dim_head": attention_head_dim,
-               "attn_heads": 4}
+               "attn_heads": 4, "self_attn": self_attn}
 
 
 def match_parameter_count(
@@ -210,18 +220,30 @@ def make_dalle2_step(unet: Any, batch: int, size: int, dim: int, bf16: bool) -> 
     return _training_step(list(unet.parameters()), predict, data, bf16)
 
 
-def build_dalle2_unet(unet_cls: type, decoder: Any, text_proj: Any) -> tuple[Any, dict[str, Any], int]:
+def decoder_attention_levels(decoder: Any) -> tuple[bool, ...]:
+    """Which resolutions of our decoder attend (diffusers' added-KV attention: over pixels and conditioning tokens)."""
+    return tuple("CrossAttn" in block for block in decoder.config.down_block_types)
+
+
+def build_dalle2_unet(
+    unet_cls: type, decoder: Any, text_proj: Any, attention: str = "ours"
+) -> tuple[Any, dict[str, Any], int]:
     """A seeded dalle2-pytorch `Unet` with the parameter count of `decoder` + `text_proj`: (unet, settings, count).
 
     Of the settings within the tolerance, the one whose per-resolution widths are closest to the decoder's wins, so
-    equal parameters also means a similar amount of work per pixel.
+    equal parameters also means a similar amount of work per pixel. `attention="ours"` gives the Unet
+    self-attention at the resolutions where our decoder attends; `"default"` keeps dalle2-pytorch's default (none
+    outside the bottleneck; conditioning then reaches the pixels only through the ResNet blocks' cross-attention).
     """
+    if attention not in ("ours", "default"):
+        raise ValueError(f"attention must be 'ours' or 'default', got {attention!r}.")
     import torch
 
     target = sum(p.numel() for p in decoder.parameters()) + sum(p.numel() for p in text_proj.parameters())
     head_dim = decoder.config.attention_head_dim
     candidates = dalle2_unet_candidates(len(decoder.config.block_out_channels), text_proj.config.clip_embeddings_dim,
-                                        head_dim if isinstance(head_dim, int) else head_dim[0])
+                                        head_dim if isinstance(head_dim, int) else head_dim[0],
+                                        decoder_attention_levels(decoder) if attention == "ours" else False)
     channels = tuple(decoder.config.block_out_channels)
     settings, count = match_parameter_count(target, candidates, lambda kw: count_parameters_on_meta(unet_cls, kw),
                                             preference=lambda kw: width_mismatch(kw, channels))
@@ -234,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     _common.setup_torch(args.threads)
     if args.quick:
-        args.batch, args.repeats = 2, 2
+        args.batch, args.repeats, args.warmup = 2, 2, 1
     import copy
 
     import torch
@@ -250,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size, dim = decoder.config.sample_size, text_proj.config.clip_embeddings_dim
     results: dict[str, Any] = {
         "machine": machine, "preset": args.preset, "batch": args.batch, "sample_size": size,
+        "warmup_rounds": args.warmup, "timed_rounds": args.repeats,
         "decoder_parameters": sum(p.numel() for p in decoder.parameters()),
         "text_proj_parameters": sum(p.numel() for p in text_proj.parameters()),
         "rows": {}, "ratios_ours_over_dalle2_images_per_s": {},
@@ -259,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = {"decoder step fp32": make_step(decoder, text_proj, args.batch, bf16=False)}
     pairs = {}
     if unet_cls is not None:
-        unet, settings, count = build_dalle2_unet(unet_cls, decoder, text_proj)
+        unet, settings, count = build_dalle2_unet(unet_cls, decoder, text_proj, args.dalle2_attention)
         results["dalle2_unet"] = {"settings": settings, "parameters": count, "parameter_ratio_to_ours": count / ours}
         print(f"parameters: ours {ours:,} (decoder + text_proj), dalle2-pytorch Unet {count:,} "
               f"({count / ours:.3f}x) with {settings}")
@@ -271,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         variants["dalle2-pytorch Unet bf16 autocast"] = make_dalle2_step(copy.deepcopy(unet), args.batch, size, dim,
                                                                          bf16=True)
         pairs["bf16 autocast"] = ("decoder step bf16 autocast", "dalle2-pytorch Unet bf16 autocast")
-    times = _common.interleaved(variants, args.repeats, warmup=1)
+    times = _common.interleaved(variants, args.repeats, warmup=args.warmup)
 
     table = []
     for name, ts in times.items():

@@ -3,8 +3,9 @@
 #
 # Why a separate venv: dalle2-pytorch declares torchvision, open-clip-torch, clip-anytorch and torchmetrics as
 # dependencies; torchvision has no CPU build here and installing it breaks `import diffusers`. So the venv reuses the
-# global torch/diffusers (--system-site-packages) and adds dalle2-pytorch plus only the pure-Python packages its
-# import chain really needs, all with --no-deps (the list was found by importing until nothing was missing).
+# global torch/diffusers (--system-site-packages) and adds dalle2-pytorch plus only the packages its import chain
+# really needs (pure Python except kornia_rs, a prebuilt wheel), all with --no-deps; the list was found by importing
+# until nothing was missing.
 # torchvision stays absent: bench_training.py puts an import-only stub in sys.modules while it imports the Unet.
 #
 #     bash benchmarks/dalle2_env.sh                  # then:
@@ -41,7 +42,8 @@ fi
 "$VENV/bin/python" -m pip install --quiet --no-deps "${PACKAGES[@]}"
 
 # Refuse an environment that got torchvision (or its heavy dependants) in any way.
-if "$VENV/bin/python" -m pip list 2>/dev/null | grep -iE '^(torchvision|open[-_]clip[-_]torch|timm|clip[-_]anytorch) '; then
+FORBIDDEN='^(torchvision|open[-_]clip[-_]torch|timm|clip[-_]anytorch) '
+if "$VENV/bin/python" -m pip list 2>/dev/null | grep -iE "$FORBIDDEN"; then
     echo "error: $VENV contains torchvision or a package that needs it; remove it (it breaks import diffusers)" >&2
     exit 1
 fi
