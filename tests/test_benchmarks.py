@@ -81,11 +81,88 @@ def test_roofline_quick_writes_json(bench, tmp_path):
 
 
 def test_training_quick_writes_json(bench, tmp_path):
+    training = bench("bench_training")
     out = tmp_path / "training.json"
-    bench("bench_training").main(["--preset", "tiny", "--quick", "--threads", "1", "--output", str(out)])
+    training.main(["--preset", "tiny", "--quick", "--threads", "1", "--output", str(out)])
     data = json.loads(out.read_text())
     assert all(_positive(row["images_per_s_median"]) for row in data["rows"].values())
-    assert data["dalle2_pytorch"].startswith("not run")
+    unet_cls, status = training.import_dalle2_unet()
+    assert data["dalle2_pytorch"] == status
+    skipped = training.main(["--preset", "tiny", "--quick", "--threads", "1", "--no-dalle2", "--output", str(out)])
+    assert skipped["dalle2_pytorch"] == "not run: --no-dalle2" and len(skipped["rows"]) == 2
+    if unet_cls is None:  # CI and the global environment: no dalle2-pytorch, the ImportError is reported
+        assert status.startswith("not run: ModuleNotFoundError") and "dalle2" in status
+        assert set(data["rows"]) == {"decoder step fp32", "decoder step bf16 autocast"}
+        assert "torchvision" not in sys.modules or sys.modules["torchvision"].__spec__ is not None
+    else:  # inside .venv-dalle2 (benchmarks/dalle2_env.sh)
+        assert len(data["rows"]) == 4 and set(data["ratios_ours_over_dalle2_images_per_s"]) == {"fp32", "bf16 autocast"}
+        assert abs(data["dalle2_unet"]["parameter_ratio_to_ours"] - 1) <= training.PARAMETER_TOLERANCE
+
+
+def test_training_parameter_matching_prefers_similar_widths_within_tolerance(bench):
+    training = bench("bench_training")
+    candidates = [{"dim": d, "dim_mults": m} for d, m in [(32, (1, 2)), (64, (1, 2)), (16, (1, 4))]]
+    count = {32: 1040, 64: 4000, 16: 1000}
+    channels = (64, 128)
+
+    def pick(target, **kwargs):
+        return training.match_parameter_count(target, candidates, lambda c: count[c["dim"]], **kwargs)
+
+    assert pick(1000) == (candidates[2], 1000)  # closest count without a preference
+    prefer = dict(preference=lambda c: training.width_mismatch(c, channels))
+    assert pick(1000, **prefer) == (candidates[0], 1040)  # (32, 64) is nearer to (64, 128) than (16, 64)
+    assert pick(4100, **prefer) == (candidates[1], 4000)
+    with pytest.raises(ValueError, match="closest has 4,000"):
+        pick(5000, **prefer)  # 20% away
+    with pytest.raises(ValueError, match="No candidate settings"):
+        training.match_parameter_count(10, [], lambda c: 1)
+    with pytest.raises(ValueError, match="2 levels"):
+        training.width_mismatch({"dim": 8, "dim_mults": (1, 2)}, (8, 16, 32))
+    assert training.width_mismatch({"dim": 64, "dim_mults": (1, 2, 2)}, (64, 128, 128)) == 0
+
+
+def test_training_builds_the_width_matched_dalle2_unet_with_our_attention_levels(bench):
+    training = bench("bench_training")
+    from unclip_diffusers.configs import build_components
+
+    class FakeUnet(torch.nn.Module):  # stands in for dalle2-pytorch's Unet: parameters grow with the widths
+        def __init__(self, dim, dim_mults, **kwargs):
+            super().__init__()
+            self.kwargs = kwargs
+            self.weight = torch.nn.Parameter(torch.zeros(dim * dim_mults[-1] * 13_750 - dim))
+
+    torch.manual_seed(0)
+    components = build_components("tiny")  # decoder 32/64 channels, attention at the 8-px level; 879,939 parameters
+    decoder, text_proj = components["decoder"], components["text_proj"]
+    assert training.decoder_attention_levels(decoder) == (False, True)
+    unet, settings, count = training.build_dalle2_unet(FakeUnet, decoder, text_proj)
+    # dim 64 x (1, 1) is closer in count (879,936) but dim 32 x (1, 2) (879,968) has our widths
+    assert (settings["dim"], settings["dim_mults"], count) == (32, (1, 2), 879_968)
+    assert settings["self_attn"] == (False, True) and unet.kwargs["cond_dim"] != 32 and unet.training
+    _, settings, _ = training.build_dalle2_unet(FakeUnet, decoder, text_proj, attention="default")
+    assert settings["self_attn"] is False
+    with pytest.raises(ValueError, match="'ours' or 'default'"):
+        training.build_dalle2_unet(FakeUnet, decoder, text_proj, attention="all")
+
+
+def test_training_dalle2_candidates_dodge_the_cond_dim_crash(bench):
+    training = bench("bench_training")
+    candidates = list(training.dalle2_unet_candidates(3, 64, 32, self_attn=(False, True, True)))
+    assert candidates and all(c["cond_dim"] != c["image_embed_dim"] == 64 for c in candidates)
+    assert all(len(c["dim_mults"]) == 3 and c["dim_mults"][0] == 1 for c in candidates)
+    with pytest.raises(ValueError, match="one flag per resolution"):
+        list(training.dalle2_unet_candidates(3, 64, 32, self_attn=(True,)))
+
+
+def test_torchvision_stub_is_import_only_and_removed_afterwards(bench):
+    training = bench("bench_training")
+    before = {name: sys.modules.get(name) for name in training.TORCHVISION_STUB_MODULES}
+    with training.torchvision_stub():
+        import torchvision.transforms as T  # resolved from the stub
+
+        assert T is sys.modules["torchvision.transforms"]
+        assert not hasattr(T, "ToPILImage")  # nothing callable: any real use fails loudly
+    assert {name: sys.modules.get(name) for name in training.TORCHVISION_STUB_MODULES} == before
 
 
 def test_bf16_autocast_keeps_float32_outputs_close_to_fp32():
