@@ -3,8 +3,9 @@
 # Re-runnable: a run with a `final/` folder is skipped, a started run resumes, so after an interruption run it
 # again. Two single-threaded jobs share the 2 cores (with the cores busy, two threads per job were slower): the
 # CLIP -> prior -> decoder chain, and beside it the evaluator CLIP that unclip-eval scores with (`evaluator-small`,
-# its own seed; first, so interim releases can be scored early) followed by the upsampler (needs no CLIP). At the end scripts/build_release.sh assembles,
-# evaluates and writes the release folder with its model card. Logs: $RUNS/<run>.log.
+# its own seed; first, so interim releases can be scored early) followed by the upsampler (needs no CLIP). At the
+# end scripts/build_release.sh assembles, evaluates and writes the release folder with its model card.
+# Logs: $RUNS/<run>.log.
 # Environment: DATA (default data/emoji), RUNS (default runs), OUT (default checkpoints/unclip-emoji), THREADS
 # (default 1); build_release.sh reads more (EVAL, EVALUATOR, REPO, MAX_EXAMPLES).
 set -euo pipefail
