@@ -8,7 +8,8 @@
 # MAX_EXAMPLES (held-out examples per split scored, default 200), THREADS (default 1), PRESET (the runs' training
 # preset, default small: runs are $RUNS/<stage>-$PRESET), EVAL_ARGS (extra unclip-eval flags, e.g. --quick),
 # SKIP_EVAL (set to 1 to write the folder without scoring it, e.g. before the evaluator CLIP is trained; the card
-# then says "not measured").
+# then says "not measured"), NOTES (the card's "About this release" text, default
+# model_cards/unclip-emoji.notes.md).
 set -euo pipefail
 DATA=${DATA:-data/emoji}
 RUNS=${RUNS:-runs}
@@ -21,6 +22,7 @@ export OMP_NUM_THREADS=$THREADS  # every command here: on a busy CPU, extra thre
 PRESET=${PRESET:-small}
 EVALUATOR=${EVALUATOR:-$RUNS/evaluator-clip-$PRESET}
 EVAL_ARGS=${EVAL_ARGS:-}
+NOTES=${NOTES:-$(dirname "$0")/../model_cards/unclip-emoji.notes.md}
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
 
 stage_folder() {  # stage_folder STAGE: the run's final/, or a fresh EMA snapshot of its newest checkpoint
@@ -45,7 +47,9 @@ if [ -z "${SKIP_EVAL:-}" ]; then
         --max-examples "$MAX_EXAMPLES" --num-threads "$THREADS" $EVAL_ARGS
     metrics=(--metrics "$EVAL")
 fi
-unclip-push "$staging/pipeline" "$REPO" --local-hub "$staging/hub" "${metrics[@]}" --data "$DATA"
+notes=()
+[ -f "$NOTES" ] && notes=(--notes "$NOTES")
+unclip-push "$staging/pipeline" "$REPO" --local-hub "$staging/hub" "${metrics[@]}" "${notes[@]}" --data "$DATA"
 # Replace the release folder in one rename, so an interrupted build never leaves half a checkpoint behind.
 mkdir -p "$(dirname "$OUT")"
 rm -rf "$OUT.new" "$OUT.old"
