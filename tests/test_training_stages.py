@@ -98,6 +98,8 @@ def test_stage_overfits_and_logs(name):
     if name in ("decoder", "upsampler"):
         grid = run_dir / "samples" / f"{name}-step-0000030.png"
         assert grid.exists()
+    if name == "upsampler":  # from pure noise and from the noised input (the release's super_res_strength)
+        assert {"heldout_psnr", "heldout_psnr_strength0.3", "heldout_bicubic_psnr"} <= set(validation[0])
 
 
 def test_final_weights_are_the_ema_weights():

@@ -140,6 +140,7 @@ class UpsamplerTrainingConfig(TrainingConfig):
     learning_rate: float = 2e-4
     validation_inference_steps: int = 10
     num_validation_images: int = 4
+    validation_strength: float = 0.3  # also validate starting from the noised input (the release's super_res_strength)
     snr_gamma: float = 0.0  # Min-SNR-γ loss weighting (training/losses.py); 0 = plain epsilon MSE
 
     def validate(self) -> None:
@@ -150,6 +151,8 @@ class UpsamplerTrainingConfig(TrainingConfig):
             raise ValueError(f"crop_size must be 0 or a positive multiple of 8, got {self.crop_size}.")
         if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
             raise ValueError(f"blur_kernel_size must be a positive odd number, got {self.blur_kernel_size}.")
+        if not 0.0 < self.validation_strength <= 1.0:
+            raise ValueError(f"validation_strength must be in (0, 1], got {self.validation_strength}.")
         if self.blur_sigma <= 0:
             raise ValueError(f"blur_sigma must be > 0, got {self.blur_sigma}.")
 

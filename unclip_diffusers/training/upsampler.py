@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..configs import build_sampling_scheduler, build_super_res, build_train_scheduler
+from ..pipelines.sampling import steps_for_strength
 from ..utils.images import upsample_for_super_res
 from .batches import (
     TRAIN_SPLIT,
@@ -95,13 +96,24 @@ def random_crops(tensors: list[torch.Tensor], crop_size: int, generator: torch.G
 
 @torch.no_grad()
 def sample_super_res(
-    model: nn.Module, conditioning: torch.Tensor, num_inference_steps: int = 10, generator: torch.Generator | None = None
+    model: nn.Module, conditioning: torch.Tensor, num_inference_steps: int = 10, generator: torch.Generator | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
-    """Upsample: denoise at the conditioning's size with DPMSolver; returns images in [-1, 1]."""
+    """Upsample: denoise at the conditioning's size with DPMSolver; returns images in [-1, 1].
+
+    `strength < 1` starts from the conditioning noised to where the last `strength` of the steps begin, as the
+    pipeline's `super_res_strength` does.
+    """
     scheduler = build_sampling_scheduler("epsilon")
     scheduler.set_timesteps(num_inference_steps)
+    timesteps = scheduler.timesteps
     latents = torch.randn(conditioning.shape, generator=generator)
-    for t in scheduler.timesteps:
+    if strength < 1.0:
+        begin = len(timesteps) - steps_for_strength(len(timesteps), strength)
+        timesteps = timesteps[begin:]
+        scheduler.set_begin_index(begin)
+        latents = scheduler.add_noise(conditioning, latents, timesteps[:1])
+    for t in timesteps:
         noise = model(torch.cat([latents, conditioning], dim=1), t, return_dict=False)[0]
         latents = scheduler.step(noise, t, latents).prev_sample
     return latents.clamp(-1.0, 1.0)
@@ -167,7 +179,8 @@ class UpsamplerStage(Stage):
     def validate(self, model: nn.Module, step: int, output_dir: Path) -> dict[str, float]:
         """Loss (fixed noise) and full-size upsampling of held-out images: PSNR vs bicubic, and a grid.
 
-        Grid rows: the bicubic-upsampled low-res input (unblurred, as at inference), the upsampler's output, the target.
+        Grid rows: the bicubic-upsampled low-res input (unblurred, as at inference), the upsampler's output from pure
+        noise, its output from the noised input at `validation_strength` (when < 1), the target.
         """
         count = self.config.num_validation_examples or 64
         metrics = {"train_loss": self.diffusion_loss(
@@ -181,10 +194,17 @@ class UpsamplerStage(Stage):
         cond = conditioning_image(shown, blur=False)
         samples = sample_super_res(model, cond, self.config.validation_inference_steps, generator)
         metrics[f"{name}_psnr"] = psnr(samples, shown)
+        rows = [to_uint8(cond), to_uint8(samples)]
+        strength = self.config.validation_strength
+        if strength < 1.0:
+            truncated = sample_super_res(model, cond, self.config.validation_inference_steps,
+                                         torch.Generator().manual_seed(self.config.seed), strength)
+            metrics[f"{name}_psnr_strength{strength:g}"] = psnr(truncated, shown)
+            rows.append(to_uint8(truncated))
         metrics[f"{name}_bicubic_psnr"] = psnr(cond.clamp(-1, 1), shown)
         grid_dir = output_dir / "samples"
         grid_dir.mkdir(exist_ok=True)
-        save_image_grid([to_uint8(cond), to_uint8(samples), to_uint8(shown)], grid_dir / f"upsampler-step-{step:07d}.png")
+        save_image_grid([*rows, to_uint8(shown)], grid_dir / f"upsampler-step-{step:07d}.png")
         return metrics
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
