@@ -3,8 +3,9 @@
 # stages in fp16, score them with unclip-eval on the held-out splits, and write the Hub layout with its model card
 # (unclip-push --local-hub). A stage whose run has not finished is taken from an EMA snapshot of its newest
 # checkpoint (unclip-train export) and the card says so. Environment: DATA (default data/emoji), RUNS (default
-# runs), OUT (default checkpoints/unclip-emoji), EVAL (default outputs/eval-release), EVALUATOR (default
-# $RUNS/evaluator-clip-$PRESET, trained there on first use), REPO (default unclip-diffusers/unclip-emoji),
+# runs), OUT (default checkpoints/unclip-emoji), EVAL (default outputs/eval-release), EVALUATOR (default: the one
+# shipped beside OUT, $(dirname $OUT)/evaluator-clip-$PRESET, else $RUNS/evaluator-clip-$PRESET, trained there on
+# first use and then shipped beside OUT in fp16 so later releases are scored by the same model), REPO (default unclip-diffusers/unclip-emoji),
 # MAX_EXAMPLES (held-out examples per split scored, default 200), THREADS (default 1), PRESET (the runs' training
 # preset, default small: runs are $RUNS/<stage>-$PRESET), EVAL_ARGS (extra unclip-eval flags, e.g. --quick),
 # SKIP_EVAL (set to 1 to write the folder without scoring it, e.g. before the evaluator CLIP is trained; the card
@@ -20,16 +21,25 @@ MAX_EXAMPLES=${MAX_EXAMPLES:-200}
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS  # every command here: on a busy CPU, extra threads were up to 40x slower
 PRESET=${PRESET:-small}
-EVALUATOR=${EVALUATOR:-$RUNS/evaluator-clip-$PRESET}
+SHIPPED_EVALUATOR=$(dirname "$OUT")/evaluator-clip-$PRESET
+if [ -z "${EVALUATOR:-}" ]; then
+    EVALUATOR=$RUNS/evaluator-clip-$PRESET
+    [ -f "$SHIPPED_EVALUATOR/evaluator/evaluator.json" ] && EVALUATOR=$SHIPPED_EVALUATOR
+fi
 EVAL_ARGS=${EVAL_ARGS:-}
 NOTES=${NOTES:-$(dirname "$0")/../model_cards/unclip-emoji.notes.md}
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
 
-stage_folder() {  # stage_folder STAGE: the run's final/, or a fresh EMA snapshot of its newest checkpoint
+stage_folder() {  # stage_folder STAGE: the run's final/, a fresh EMA snapshot of its newest checkpoint, or (a run
+    # restored from the release that has not checkpointed since) its newest snapshot
     local dir="$RUNS/$1-$PRESET"
     if [ -d "$dir/final" ]; then echo "$dir/final"; return; fi
     [ -f "$dir/config.json" ] || { echo "No $1 run in $dir: train it first (scripts/train_release.sh)." >&2; exit 2; }
-    unclip-train export "$dir" | tail -n 1
+    if ls -d "$dir"/checkpoint-* >/dev/null 2>&1; then unclip-train export "$dir" | tail -n 1; return; fi
+    local snapshot
+    snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -t- -k2 -n | tail -n 1)
+    [ -n "$snapshot" ] || { echo "No checkpoint or snapshot in $dir yet." >&2; exit 2; }
+    echo "$snapshot"
 }
 
 clip=$(stage_folder clip)
@@ -46,6 +56,10 @@ if [ -z "${SKIP_EVAL:-}" ]; then
     unclip-eval --pipeline "$staging/pipeline" --data "$DATA" --output "$EVAL" --evaluator "$EVALUATOR" \
         --max-examples "$MAX_EXAMPLES" --num-threads "$THREADS" $EVAL_ARGS
     metrics=(--metrics "$EVAL")
+    if [ "$EVALUATOR" != "$SHIPPED_EVALUATOR" ] && [ -f "$EVALUATOR/evaluator/evaluator.json" ]; then
+        python -c "import sys; from unclip_diffusers.evaluation.evaluator import export_evaluator as e; e(*sys.argv[1:])" \
+            "$EVALUATOR/evaluator" "$SHIPPED_EVALUATOR/evaluator"
+    fi
 fi
 notes=()
 [ -f "$NOTES" ] && notes=(--notes "$NOTES")

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Train (or continue training) the release checkpoint `checkpoints/unclip-emoji` from the built emoji dataset.
 # Re-runnable: a run with a `final/` folder is skipped, a started run resumes, so after an interruption run it
-# again. Two single-threaded jobs share the 2 cores (with the cores busy, two threads per job were slower): the
-# CLIP -> prior -> decoder chain, and beside it the evaluator CLIP that unclip-eval scores with (`evaluator-small`,
-# its own seed; first, so interim releases can be scored early) followed by the upsampler (needs no CLIP). At the
-# end scripts/build_release.sh assembles, evaluates and writes the release folder with its model card.
+# again. On a fresh machine (no run folders) the runs are first restored from the committed release
+# (`unclip-train restore`: finished stages come back as `final/`, interim ones as `snapshot-<step>/`, which training
+# continues from with `--init_from`), so every session adds to the last release instead of starting over. Two
+# single-threaded jobs share the 2 cores (with the cores busy, two threads per job were slower): the CLIP -> prior
+# -> decoder chain, and beside it the evaluator CLIP that unclip-eval scores with (`evaluator-small`, its own seed;
+# skipped when the release's evaluator is committed beside it) followed by the upsampler (needs no CLIP). At the end
+# scripts/build_release.sh assembles, evaluates and writes the release folder with its model card.
 # Logs: $RUNS/<run>.log.
 # Environment: DATA (default data/emoji), RUNS (default runs), OUT (default checkpoints/unclip-emoji), THREADS
 # (default 1); build_release.sh reads more (EVAL, EVALUATOR, REPO, MAX_EXAMPLES).
@@ -14,22 +17,32 @@ RUNS=${RUNS:-runs}
 OUT=${OUT:-checkpoints/unclip-emoji}
 THREADS=${THREADS:-1}
 EVALUATOR_SEED=20220413  # unclip_diffusers.evaluation.evaluator.EVALUATOR_SEED
+SHIPPED_EVALUATOR=$(dirname "$OUT")/evaluator-clip-small
 mkdir -p "$RUNS"
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
+if [ -f "$OUT/training_provenance.json" ]; then
+    unclip-train restore "$OUT" --runs "$RUNS"  # only runs missing here; existing run folders are left alone
+fi
 
 train() {  # train RUN STAGE [extra flags]: skip when finished, resume when started; output in $RUNS/RUN.log
     local run=$1 stage=$2; shift 2
     local dir="$RUNS/$run"
     if [ -d "$dir/final" ]; then echo "$run: finished ($dir/final)"; return; fi
-    local resume=()
+    local resume=() snapshot
     [ -f "$dir/config.json" ] && resume=(--resume)
+    snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -t- -k2 -n | tail -n 1)
+    if [ -n "$snapshot" ] && ! ls -d "$dir"/checkpoint-* >/dev/null 2>&1; then
+        resume+=(--init_from "$snapshot")  # restored from the release: continue from its weights and step
+    fi
     echo "$run: training (log: $RUNS/$run.log)"
     unclip-train "$stage" --config small --data_path "$DATA" --output_dir "$dir" --num_threads "$THREADS" \
         "${resume[@]}" "$@" >> "$RUNS/$run.log" 2>&1
 }
 
 (
-    train evaluator-clip-small clip --model_preset evaluator-small --seed "$EVALUATOR_SEED"
+    if [ ! -f "$SHIPPED_EVALUATOR/evaluator/evaluator.json" ]; then
+        train evaluator-clip-small clip --model_preset evaluator-small --seed "$EVALUATOR_SEED"
+    fi
     train upsampler-small upsampler
 ) &
 side=$!

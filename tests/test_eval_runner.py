@@ -252,3 +252,34 @@ def test_cached_evaluator_is_reused_only_for_the_same_training_data(dataset_path
     (tmp_path / "evaluator" / INFO_FILE).write_text(json.dumps(dict(info, train_fingerprint="other data")))
     with pytest.raises(ValueError, match="trained on other data"):
         load_or_train_evaluator(dataset_path, tmp_path, preset="tiny")
+
+
+def test_dataset_fingerprint_is_a_content_hash(dataset_path, tmp_path):
+    import datasets as hf_datasets
+
+    fingerprint = dataset_fingerprint(dataset_path)
+    copy = tmp_path / "copy"  # the same data saved elsewhere (another machine's build): the same fingerprint
+    hf_datasets.load_from_disk(str(dataset_path)).save_to_disk(str(copy))
+    assert dataset_fingerprint(copy) == fingerprint
+    changed = tmp_path / "changed"
+    data = hf_datasets.load_from_disk(str(dataset_path))
+    data["train"] = data["train"].select(range(1, len(data["train"])))
+    data.save_to_disk(str(changed))
+    assert dataset_fingerprint(changed) != fingerprint
+
+
+def test_exported_evaluator_is_fp16_on_disk_and_loads_in_fp32(dataset_path, tmp_path):
+    from safetensors.torch import load_file
+
+    from unclip_diffusers.evaluation.evaluator import export_evaluator
+
+    evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
+    evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True)
+    evaluator.save_pretrained(tmp_path / "run" / "evaluator")
+    target = export_evaluator(tmp_path / "run" / "evaluator", tmp_path / "shipped" / "evaluator")
+    weights = load_file(next(target.glob("*.safetensors")))
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
+    loaded = load_or_train_evaluator(dataset_path, tmp_path / "shipped", preset="tiny")
+    assert loaded.model.dtype == torch.float32
+    for a, b in zip(evaluator.model.state_dict().values(), loaded.model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)

@@ -8,14 +8,17 @@ another seed, and never used for generation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -54,8 +57,20 @@ def default_evaluator_dir(preset: str, root: str | os.PathLike = "runs") -> Path
 
 
 def dataset_fingerprint(data_path: str | os.PathLike, split: str = "train") -> str:
-    """The `datasets` fingerprint of the split the evaluator trains on (changes when the data change)."""
-    return load_image_text_dataset(data_path, split)._fingerprint
+    """A content hash of the split the evaluator trains on: its captions and encoded image bytes, in order.
+
+    Content rather than `datasets`' own fingerprint (which depends on how and where the split was built), so an
+    evaluator committed with a release is accepted on a fresh machine that rebuilt the same data.
+    """
+    dataset = load_image_text_dataset(data_path, split)
+    digest = hashlib.sha256(f"{len(dataset)}\n".encode())
+    for caption in dataset["caption"]:
+        digest.update(caption.encode() + b"\n")
+    if isinstance(dataset.features.get("image"), datasets.Image):
+        table = dataset.cast_column("image", datasets.Image(decode=False)).data.column("image")
+        for image in table.to_pylist():
+            digest.update((image.get("bytes") or (image.get("path") or "").encode()) if image else b"")
+    return digest.hexdigest()[:16]
 
 
 def clip_model_config(size: CLIPSize) -> CLIPConfig:
@@ -99,7 +114,7 @@ class EvaluatorCLIP:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ValueError(f"{str(path)!r} holds no CLIP model (no config.json).")
-        model = CLIPModel.from_pretrained(path, use_safetensors=True)
+        model = CLIPModel.from_pretrained(path, use_safetensors=True, dtype=torch.float32)  # shipped in fp16
         info = json.loads((path / INFO_FILE).read_text()) if (path / INFO_FILE).is_file() else {}
         info["path"] = str(path)
         size = CLIPSize(**info["clip_size"]) if "clip_size" in info else None
@@ -177,6 +192,14 @@ class EvaluatorCLIP:
         return l2_normalize(torch.cat(out).float())
 
 
+def _trained_steps(final_dir: Path, default: int) -> int:
+    """Steps the CLIP run of `final_dir` trained for (its recorded `max_steps`), e.g. when trained by `unclip-train`."""
+    config_file = final_dir / "config.json"
+    if config_file.is_file():
+        return int(json.loads(config_file.read_text(encoding="utf-8")).get("training", {}).get("max_steps", default))
+    return default
+
+
 def train_evaluator(
     data_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -221,12 +244,30 @@ def train_evaluator(
         "dataset": str(data_path),
         "train_fingerprint": dataset_fingerprint(data_path),
         "trained_on_split": "train",
-        "training_steps": config.max_steps,
+        "training_steps": _trained_steps(final, config.max_steps),
         "trained": True,
     }
     evaluator.save_pretrained(output_dir / "evaluator")
     evaluator.info["path"] = str(output_dir / "evaluator")
     return evaluator
+
+
+def export_evaluator(source: str | os.PathLike, target: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a saved evaluator (`<run>/evaluator`) to `target` with its weights in `dtype`, replacing `target` whole.
+
+    The release ships its evaluator this way (`checkpoints/evaluator-clip-small/evaluator`), so later releases are
+    scored by the same model without retraining it; it loads back in float32.
+    """
+    evaluator = EvaluatorCLIP.from_pretrained(source)
+    evaluator.model.to(dtype)
+    evaluator.info.pop("path", None)
+    target = Path(target)
+    temporary = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    evaluator.save_pretrained(temporary)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(temporary, target)
+    return target
 
 
 def load_or_train_evaluator(

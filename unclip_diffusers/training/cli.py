@@ -1,4 +1,4 @@
-"""`unclip-train {clip,prior,decoder,upsampler,embed,export} ...`: the console script over the training library.
+"""`unclip-train {clip,prior,decoder,upsampler,embed,export,restore} ...`: the console script over the training library.
 
 Every training setting of a stage is a command-line flag generated from its config dataclass; `--config` picks the
 preset (`tiny` or `small`) the flags override. Before torch is imported, `main()` re-executes the process with
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("run_dir", help="a training run folder (holds config.json and checkpoint-<step>/)")
     export.add_argument("--checkpoint", default=None, help="a checkpoint folder of that run (default: the newest)")
+    restore = sub.add_parser(
+        "restore", help="recreate run folders (final/ or snapshot-<step>/) from a pipeline folder's provenance"
+    )
+    restore.add_argument("pipeline_dir", help="a pipeline folder written by unclip-assemble (e.g. the release)")
+    restore.add_argument("--runs", default="runs", help="where the run folders go (existing ones are left alone)")
     return parser
 
 
@@ -90,6 +95,12 @@ def run(args: argparse.Namespace) -> str:
         from .export import export_checkpoint
 
         return str(export_checkpoint(args.run_dir, args.checkpoint))
+
+    if args.stage == "restore":
+        from .restore import restore_runs
+
+        restored = restore_runs(args.pipeline_dir, args.runs)
+        return "\n".join(f"{stage}: {folder}" for stage, folder in restored.items())
 
     names = {f.name for f in dataclasses.fields(get_training_config(args.stage, args.config))}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}

@@ -23,6 +23,7 @@ from ..data import sample_caption
 from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples, clip_pixel_values, images_to_uint8, load_split
 from .config import CLIPTrainingConfig
 from .trainer import Stage, run_training
+from .warm_start import load_component, load_clip_halves
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,13 @@ class CLIPStage(Stage):
                 metrics[f"{name}_text_to_image_top{k}"] = t2i
             metrics[f"{name}_pairs"] = float(len(captions))
         return metrics
+
+    def load_weights(self, model: nn.Module, folder: Path) -> None:
+        """`clip/` (a CLIP run's whole model), else the pipeline's `text_encoder/` and `image_encoder/`."""
+        if (folder / "clip").is_dir():
+            load_component(model, folder / "clip")
+        else:
+            load_clip_halves(model, folder)
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
         """`clip/` (the whole CLIPModel), `text_encoder/`, `image_encoder/`, `tokenizer/`, `feature_extractor/`."""

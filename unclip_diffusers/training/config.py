@@ -50,6 +50,7 @@ class TrainingConfig:
     num_threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default
     max_train_examples: int = 0  # use only the first N training examples (overfitting, smoke runs); 0 = all
     num_validation_examples: int = 64  # held-out examples used by validation
+    init_from: str = ""  # start from these weights (training/warm_start.py): a final/, snapshot or pipeline folder
 
     stage = ""  # class attribute, set by each subclass
 

@@ -47,6 +47,7 @@ from .embeddings import (
 from .losses import epsilon_loss
 from .prior import write_clip_reference
 from .trainer import Stage, run_training
+from .warm_start import load_component
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,11 @@ class DecoderStage(Stage):
         grid_dir.mkdir(exist_ok=True)
         save_image_grid([images[shown], to_uint8(samples)], grid_dir / f"decoder-step-{step:07d}.png")
         return metrics
+
+    def load_weights(self, model: nn.Module, folder: Path) -> None:
+        """`decoder/` and `text_proj/`."""
+        load_component(model.decoder, folder / "decoder")
+        load_component(model.text_proj, folder / "text_proj")
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
         """`decoder/`, `text_proj/` and `clip_reference.json`."""

@@ -47,7 +47,8 @@ def export_checkpoint(run_dir: str | os.PathLike, checkpoint: str | os.PathLike 
         raise ValueError(f"{str(run_dir)!r} has no checkpoint yet; wait for the first `checkpoint-<step>` folder.")
     config, _ = load_config(config_file)
     # Only the model is needed: set the stage up on one batch of training data and no validation set.
-    config = replace(config, output_dir=str(run_dir), max_train_examples=config.batch_size, num_validation_examples=0)
+    config = replace(config, output_dir=str(run_dir), max_train_examples=config.batch_size, num_validation_examples=0,
+                     init_from="")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     stage = stage_for(config)

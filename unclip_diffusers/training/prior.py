@@ -32,6 +32,7 @@ from .embeddings import (
     split_with_embeddings,
 )
 from .trainer import Stage, run_training
+from .warm_start import load_component
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ class PriorStage(Stage):
             # Reference: how close the caption's own text embedding is to the image embedding.
             metrics[f"{name}_text_cosine"] = F.cosine_similarity(text[0], target).mean().item()
         return metrics
+
+    def load_weights(self, model: nn.Module, folder: Path) -> None:
+        """`prior/`, with the embedding statistics it was trained with."""
+        load_component(model, folder / "prior")
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
         """`prior/` (with its embedding statistics) and `clip_reference.json`."""

@@ -58,6 +58,7 @@ def stage_provenance(folder: str | os.PathLike) -> dict[str, Any]:
         "learning_rate": training.get("learning_rate"),
         "mixed_precision": training.get("mixed_precision"),
         "data_path": training.get("data_path"),
+        "config": config,  # the run's whole config.json: `unclip-train restore` recreates the run folder from it
     }
 
 

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -35,6 +36,7 @@ from .checkpointing import (
     save_checkpoint,
 )
 from .config import TrainingConfig, load_config, save_config
+from .warm_start import initial_step, require_folder
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class Stage(ABC):
     @abstractmethod
     def save_final(self, model: nn.Module, directory: Path) -> None:
         """Export the (EMA) weights with `save_pretrained`, as safetensors, into `directory`."""
+
+    @abstractmethod
+    def load_weights(self, model: nn.Module, folder: Path) -> None:
+        """Load trained weights saved under the pipeline's component names in `folder` (see `warm_start.py`)."""
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -230,6 +236,17 @@ def prepare_run(stage: Stage, accelerator: Accelerator) -> PreparedRun:
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
         torch.manual_seed(config.seed)
         model = stage.setup(accelerator)
+    start_step = 0
+    if config.init_from:
+        folder = require_folder(config.init_from)
+        stage.load_weights(model, folder)
+        start_step = initial_step(folder, config.stage)
+        if start_step >= config.max_steps:
+            raise ValueError(
+                f"init_from {str(folder)!r} was trained for {start_step} steps, not fewer than max_steps "
+                f"({config.max_steps}); raise max_steps to train it further."
+            )
+        logger.info("Initialised from %s (continuing at step %d)", folder, start_step)
     stage.module = model
     optimizer = make_optimizer(model, config)
     lr_scheduler = get_scheduler(
@@ -238,6 +255,12 @@ def prepare_run(stage: Stage, accelerator: Accelerator) -> PreparedRun:
     ema = make_ema(model, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
+    if start_step:
+        state.step = ema.optimization_step = start_step
+        lr_scheduler.last_epoch = start_step - 1
+        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            lr_scheduler.step()
     accelerator.register_for_checkpointing(lr_scheduler, ema, state)
     return PreparedRun(accelerator, model, optimizer, lr_scheduler, ema, state)
 

@@ -33,6 +33,7 @@ from .batches import (
 from .config import UpsamplerTrainingConfig
 from .losses import epsilon_loss
 from .trainer import Stage, run_training
+from .warm_start import load_component
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,10 @@ class UpsamplerStage(Stage):
         grid_dir.mkdir(exist_ok=True)
         save_image_grid([*rows, to_uint8(shown)], grid_dir / f"upsampler-step-{step:07d}.png")
         return metrics
+
+    def load_weights(self, model: nn.Module, folder: Path) -> None:
+        """`super_res_first/`."""
+        load_component(model, folder / "super_res_first")
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
         """`super_res_first/`."""

@@ -1,0 +1,96 @@
+"""Start a training run from trained weights instead of a random initialisation (`--init_from FOLDER`).
+
+A stage's weights are found under the component names the pipeline uses (`prior/`, `decoder/` + `text_proj/`,
+`super_res_first/`, and `clip/` or `text_encoder/` + `image_encoder/`), so FOLDER can be a run's `final/`, a
+`snapshot-<step>/` from `unclip-train export`, a run folder restored by `unclip-train restore`, or an assembled
+pipeline folder such as the release `checkpoints/unclip-emoji`. Only weights are loaded: optimizer moments start
+fresh. When FOLDER is an interim snapshot (or a pipeline folder whose provenance marks the stage unfinished) the
+run continues counting from that step, so the LR schedule and the EMA warm-up carry on where training stopped;
+otherwise it starts at step 0 (fine-tuning).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from .provenance import read_provenance
+
+logger = logging.getLogger(__name__)
+
+_SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)$")
+
+
+def component_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of the safetensors files of one saved component folder (sharded files merged)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.glob("*.bin")) if folder.is_dir() else []
+        detail = f"; pickled weights ({', '.join(pickled)}) are never loaded" if pickled else ""
+        raise ValueError(f"No safetensors weights in {str(folder)!r}{detail}.")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(file))
+    return state
+
+
+def load_component(module: nn.Module, folder: str | os.PathLike) -> None:
+    """Load a saved component's weights into `module` (strict: every key must match; cast to the module's dtype)."""
+    state = component_state_dict(folder)
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"The weights in {str(folder)!r} do not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); was it trained with the same model preset?"
+        )
+    mismatched = [k for k in own if own[k].shape != state[k].shape]
+    if mismatched:
+        raise ValueError(
+            f"The weights in {str(folder)!r} have other shapes than this model ({mismatched[:5]}); "
+            "was it trained with the same model preset?"
+        )
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def load_clip_halves(model: nn.Module, folder: Path) -> None:
+    """Load a `CLIPModel` from the pipeline's `text_encoder/` and `image_encoder/` (the temperature stays as built)."""
+    state = {**component_state_dict(folder / "text_encoder"), **component_state_dict(folder / "image_encoder")}
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if unexpected or any(name != "logit_scale" for name in missing):
+        raise ValueError(
+            f"The CLIP halves in {str(folder)!r} do not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); was it trained with the same model preset?"
+        )
+    state["logit_scale"] = own["logit_scale"]
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    logger.warning("Loaded CLIP from text_encoder/ and image_encoder/ of %s; its temperature is re-initialised.", folder)
+
+
+def initial_step(folder: str | os.PathLike, stage: str) -> int:
+    """The step a run started from `folder` continues from: a snapshot's step, an unfinished pipeline stage's, or 0."""
+    folder = Path(folder)
+    match = _SNAPSHOT_RE.match(folder.name)
+    if match:
+        return int(match.group(1))
+    provenance = read_provenance(folder) or {}
+    entry = provenance.get(stage, {})
+    if entry.get("recorded") and not entry.get("finished", True):
+        return int(entry.get("step", 0))
+    return 0
+
+
+def require_folder(folder: str | os.PathLike) -> Path:
+    """`folder` as a Path, or a clear error when it does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"init_from: {str(folder)!r} is not a folder.")
+    return folder
