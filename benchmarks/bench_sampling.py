@@ -5,6 +5,7 @@ Rows (timed interleaved in one process, same weights):
   ours-fast         the same plus `enable_cpu_bf16_autocast` (bf16 autocast per model, channels-last UNets)
   stock-25/25/7     diffusers' stock `UnCLIPPipeline` at its defaults (UnCLIPScheduler, 25/25/7 steps)
   ours-25/25/7      this pipeline at the stock step counts
+  ours-fast-P/D/SR  ours-fast at other step counts (`--fast-steps 10/15/10 ...`: the step sweep)
 Peak RSS of each row is measured in a fresh subprocess (one process per row), so rows do not share a high-water mark.
 The quality proxy is the mean absolute difference (0-255 scale) of the final images to a many-step reference from the
 same noise (deterministic solvers only); CLIP-FD and R-precision come from `unclip-eval --quick` when a trained
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--rows", nargs="+", default=None, help="subset of rows to run")
     parser.add_argument("--reference-steps", type=int, default=100, help="steps per stage of the quality reference")
+    parser.add_argument("--fast-steps", nargs="*", default=[], metavar="P/D/SR",
+                        help="extra rows: ours-fast at these prior/decoder/super-res step counts (a step sweep)")
     parser.add_argument("--eval-data", default=None, help="dataset folder for unclip-eval --quick")
     parser.add_argument("--evaluator", default=None, help="evaluator CLIP folder for unclip-eval --quick")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, no warm-up, batch 1, 4-step "
@@ -88,20 +91,31 @@ def default_steps(pipe: Any) -> dict[str, int]:
 STOCK_STEPS = {"prior_num_inference_steps": 25, "decoder_num_inference_steps": 25, "super_res_num_inference_steps": 7}
 
 
-def make_rows(pipe: Any) -> dict[str, tuple[Any, dict[str, int]]]:
-    """Row name -> (callable pipeline, step counts)."""
+def parse_steps(text: str) -> dict[str, int]:
+    """`"10/15/5"` -> the three step-count arguments of the pipeline; a clear error for anything else."""
+    parts = text.split("/")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--fast-steps takes PRIOR/DECODER/SUPER_RES positive step counts, e.g. 10/15/10; got {text!r}.")
+    return dict(zip(STOCK_STEPS, (int(p) for p in parts)))
+
+
+def make_rows(pipe: Any, fast_steps: list[str] = ()) -> dict[str, tuple[Any, dict[str, int]]]:
+    """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows."""
     from stock import build_stock_pipeline
 
     from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
 
     fast = copy.deepcopy(pipe)
     enable_cpu_bf16_autocast(fast)
-    return {
+    rows = {
         "ours-default": (pipe, default_steps(pipe)),
         "ours-fast": (fast, default_steps(fast)),
         "stock-25/25/7": (build_stock_pipeline(pipe), STOCK_STEPS),
         "ours-25/25/7": (pipe, STOCK_STEPS),
     }
+    for text in fast_steps:
+        rows[f"ours-fast-{text}"] = (fast, parse_steps(text))
+    return rows
 
 
 def run_row(pipeline: Any, steps: dict[str, int], batch: int, seed: int = 0) -> Any:
@@ -170,7 +184,7 @@ def measure_rss(row: str, args: argparse.Namespace) -> float | str:
 def rss_child(args: argparse.Namespace) -> None:
     """Internal: build only what `args.rss_row` needs, run it once, print the peak RSS in GiB."""
     pipe, _, _ = load_pipeline(args.model, args.preset)
-    if args.rss_row == "ours-fast":
+    if args.rss_row.startswith("ours-fast"):
         from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
 
         enable_cpu_bf16_autocast(pipe)
@@ -181,6 +195,8 @@ def rss_child(args: argparse.Namespace) -> None:
         pipeline, steps = build_stock_pipeline(pipe), STOCK_STEPS
     elif args.rss_row == "ours-25/25/7":
         steps = STOCK_STEPS
+    elif args.rss_row.startswith("ours-fast-"):
+        steps = parse_steps(args.rss_row.removeprefix("ours-fast-"))
     run_row(pipeline, steps, batch=1)
     print(_common.peak_rss_gib())
 
@@ -202,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": _common.machine_info(args.threads)}
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
-        rows = make_rows(pipe)
+        rows = make_rows(pipe, args.fast_steps)
         if args.rows:
             unknown = sorted(set(args.rows) - set(rows))
             if unknown:

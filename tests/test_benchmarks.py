@@ -46,6 +46,19 @@ def test_sampling_benchmark_quick_writes_json(bench, tmp_path):
     assert len(data["machine"]["loadavg_start"]) == 3 and len(data["loadavg_end"]) == 3
 
 
+def test_sampling_benchmark_step_sweep_rows(bench, tmp_path):
+    out = tmp_path / "sweep.json"
+    bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "ours-fast",
+                                  "ours-fast-2/3/1", "--fast-steps", "2/3/1", "--output", str(out)])
+    data = json.loads(out.read_text())
+    assert data["steps"]["ours-fast-2/3/1"] == {"prior_num_inference_steps": 2, "decoder_num_inference_steps": 3,
+                                                "super_res_num_inference_steps": 1}
+    assert _positive(data["quality_proxy_mad255"]["ours-fast-2/3/1"])
+    with pytest.raises(ValueError, match="PRIOR/DECODER/SUPER_RES"):
+        bench("bench_sampling").main(["--preset", "tiny", "--quick", "--fast-steps", "10/0/2",
+                                      "--output", str(tmp_path / "x.json")])
+
+
 def test_sampling_benchmark_rejects_unknown_rows(bench, tmp_path):
     with pytest.raises(ValueError, match="Unknown --rows"):
         bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "nope",
