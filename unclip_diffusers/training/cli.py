@@ -125,7 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("unclip_diffusers").setLevel(logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    result = run(args)
+    from .stopping import TrainingInterrupted
+
+    try:
+        result = run(args)
+    except TrainingInterrupted as stopped:
+        logging.getLogger(__name__).warning("%s", stopped)
+        sys.exit(stopped.exit_code)
     if os.environ.get("RANK", "0") == "0":
         print(result)
 

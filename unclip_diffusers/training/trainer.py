@@ -36,6 +36,7 @@ from .checkpointing import (
     save_checkpoint,
 )
 from .config import TrainingConfig, load_config, save_config
+from .stopping import StopOnSignal, TrainingInterrupted
 from .warm_start import initial_step, require_folder
 
 logger = logging.getLogger(__name__)
@@ -295,45 +296,54 @@ def _run_training(stage: Stage, resume: bool) -> Path:
     )
     window_loss, window_steps, window_time = 0.0, 0, 0.0
     model.train()
-    while state.step < config.max_steps:
-        start = time.perf_counter()
-        step_loss = optimizer_step(stage, accelerator, model, optimizer, state.step)
-        lr_scheduler.step()
-        ema.step(unwrapped.parameters())
-        stage.after_optimizer_step(unwrapped)
-        state.step += 1
-        window_time += time.perf_counter() - start
-        window_loss += step_loss
-        window_steps += 1
-        progress.update(1)
+    with StopOnSignal() as stop:
+        while state.step < config.max_steps:
+            start = time.perf_counter()
+            step_loss = optimizer_step(stage, accelerator, model, optimizer, state.step)
+            lr_scheduler.step()
+            ema.step(unwrapped.parameters())
+            stage.after_optimizer_step(unwrapped)
+            state.step += 1
+            window_time += time.perf_counter() - start
+            window_loss += step_loss
+            window_steps += 1
+            progress.update(1)
 
-        if state.step % config.log_every == 0 or state.step == config.max_steps:
-            mean_loss = accelerator.reduce(torch.tensor(window_loss / window_steps), "mean").item()
-            images_per_s = samples_per_step * window_steps / max(window_time, 1e-9)
-            progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images_per_s:.1f}")
-            metrics.write({
-                "step": state.step, "loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0],
-                "images_per_s": images_per_s, "epoch": state.step * samples_per_step / stage.num_train_examples,
-                "processes": accelerator.num_processes,
-            })
-            window_loss, window_steps, window_time = 0.0, 0, 0.0
+            if state.step % config.log_every == 0 or state.step == config.max_steps:
+                mean_loss = accelerator.reduce(torch.tensor(window_loss / window_steps), "mean").item()
+                images_per_s = samples_per_step * window_steps / max(window_time, 1e-9)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images_per_s:.1f}")
+                metrics.write({
+                    "step": state.step, "loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0],
+                    "images_per_s": images_per_s, "epoch": state.step * samples_per_step / stage.num_train_examples,
+                    "processes": accelerator.num_processes,
+                })
+                window_loss, window_steps, window_time = 0.0, 0, 0.0
 
-        finished = state.step == config.max_steps
-        if (config.validate_every and state.step % config.validate_every == 0) or finished:
-            if accelerator.is_main_process:
-                ema.store(unwrapped.parameters())
-                ema.copy_to(unwrapped.parameters())
-                unwrapped.eval()
-                with torch.no_grad():
-                    values = stage.validate(unwrapped, state.step, output_dir)
-                unwrapped.train()
-                ema.restore(unwrapped.parameters())
-                if values:
-                    metrics.write({"step": state.step, "validation": values})
-                    logger.info("step %d validation: %s", state.step, values)
-            accelerator.wait_for_everyone()
-        if state.step % config.checkpoint_every == 0 or finished:
-            save_checkpoint(accelerator, output_dir, state.step, config.checkpoints_total_limit, output_dir / "config.json")
+            finished = state.step == config.max_steps
+            if (config.validate_every and state.step % config.validate_every == 0) or finished:
+                if accelerator.is_main_process:
+                    ema.store(unwrapped.parameters())
+                    ema.copy_to(unwrapped.parameters())
+                    unwrapped.eval()
+                    with torch.no_grad():
+                        values = stage.validate(unwrapped, state.step, output_dir)
+                    unwrapped.train()
+                    ema.restore(unwrapped.parameters())
+                    if values:
+                        metrics.write({"step": state.step, "validation": values})
+                        logger.info("step %d validation: %s", state.step, values)
+                accelerator.wait_for_everyone()
+            if state.step % config.checkpoint_every == 0 or finished:
+                save_checkpoint(accelerator, output_dir, state.step, config.checkpoints_total_limit, output_dir / "config.json")
+            signal_number = stop.requested(accelerator)
+            if signal_number and not finished:  # stop cleanly: nothing trained so far is lost
+                checkpoint = output_dir / f"checkpoint-{state.step}"
+                if state.step % config.checkpoint_every:
+                    checkpoint = save_checkpoint(accelerator, output_dir, state.step, config.checkpoints_total_limit,
+                                                 output_dir / "config.json")
+                progress.close()
+                raise TrainingInterrupted(signal_number, state.step, checkpoint)
     progress.close()
 
     if accelerator.is_main_process:
