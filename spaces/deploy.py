@@ -4,7 +4,8 @@
     python spaces/deploy.py USER/SPACE --dry-run       # list what would be uploaded, touch nothing
     python spaces/deploy.py USER/SPACE --local-dir DIR # write exactly what would be uploaded into DIR
 
-The Space gets `README.md` and `requirements.txt` from this folder, the repo's `app.py`, the `unclip_diffusers`
+The Space gets `README.md` and `requirements.txt` from this folder (pins and `sdk_version` set to the versions
+installed where it is deployed from, which the tests ran with), the repo's `app.py`, the `unclip_diffusers`
 package, and the bundled release weights (`checkpoints/unclip-emoji`) when they exist.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,13 +25,42 @@ WEIGHTS = Path("checkpoints") / "unclip-emoji"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
 
 
+def installed_version(name: str) -> str:
+    """The installed version of distribution `name` without a local label (`2.13.0+cpu` -> `2.13.0`)."""
+    from importlib.metadata import version
+
+    return version(name).split("+")[0]
+
+
+def pinned_to_installed(requirements: str) -> str:
+    """`requirements.txt` text with every `name==version` pin set to the version installed here.
+
+    The committed file names the packages and the versions last deployed; a deploy pins the versions this
+    environment (the one the tests ran in) has, so the Space runs what was tested.
+    """
+    lines = []
+    for line in requirements.splitlines():
+        name, separator, _ = line.partition("==")
+        if separator and not line.lstrip().startswith(("#", "-")):
+            line = f"{name.strip()}=={installed_version(name.strip())}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def with_installed_gradio(readme: str) -> str:
+    """The Space README with `sdk_version:` set to the installed gradio (Spaces installs gradio from it)."""
+    return re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {installed_version('gradio')}", readme, count=1)
+
+
 def stage(target: Path, repo_root: Path = REPO_ROOT, include_weights: bool = True) -> list[str]:
     """Copy the Space's files into the empty or missing folder `target`; returns the relative paths written."""
     if target.exists() and any(target.iterdir()):
         raise ValueError(f"{target} is not empty; pick a new or empty folder so nothing stale is uploaded.")
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(SPACES_DIR / "README.md", target / "README.md")
-    shutil.copy2(SPACES_DIR / "requirements.txt", target / "requirements.txt")
+    readme = (SPACES_DIR / "README.md").read_text(encoding="utf-8")
+    (target / "README.md").write_text(with_installed_gradio(readme), encoding="utf-8")
+    requirements = (SPACES_DIR / "requirements.txt").read_text(encoding="utf-8")
+    (target / "requirements.txt").write_text(pinned_to_installed(requirements), encoding="utf-8")
     shutil.copy2(repo_root / "app.py", target / "app.py")
     shutil.copytree(repo_root / "unclip_diffusers", target / "unclip_diffusers", ignore=IGNORE)
     weights = repo_root / WEIGHTS
