@@ -173,7 +173,9 @@ print("modules", sorted(m for m in sys.modules if "unclip_diffusers" in m and "f
     assert "stages UnCLIPPriorTransformer UnCLIPTextProjection" in lines and "modules []" in lines
     assert "Expected types" not in result.stderr  # the pipeline's type check accepts the shipped components
     expected = pipe("a cat", generator=torch.Generator().manual_seed(0), **FAST).images
-    np.testing.assert_array_equal(np.load(tmp_path / "images.npy"), expected)  # the same code, the same image
+    # the same code and weights, the same image (up to float noise: weights loaded from safetensors sit at other
+    # memory alignments than freshly built ones, and CPU kernels sum in another order for them)
+    np.testing.assert_allclose(np.load(tmp_path / "images.npy"), expected, rtol=0, atol=1e-4)
     stages = torch.load(tmp_path / "stages.pt")
     torch.testing.assert_close(stages["clip_std"], pipe.prior.clip_std)
     torch.testing.assert_close(stages["null"], pipe.text_proj.learned_classifier_free_guidance_embeddings)
@@ -184,7 +186,8 @@ def test_with_the_package_no_code_from_the_folder_runs(pipe, pushed):
     assert type(loaded.prior) is UnCLIPPriorTransformer and type(loaded.text_proj) is UnCLIPTextProjection
     loaded.set_progress_bar_config(disable=True)
     a = pipe("a dog", generator=torch.Generator().manual_seed(3), **FAST).images
-    np.testing.assert_array_equal(loaded("a dog", generator=torch.Generator().manual_seed(3), **FAST).images, a)
+    np.testing.assert_allclose(loaded("a dog", generator=torch.Generator().manual_seed(3), **FAST).images, a, rtol=0,
+                               atol=1e-4)  # float noise only (see above)
     with pytest.raises(ValueError, match="trust_remote_code"):
         DiffusionPipeline.from_pretrained(pushed)
 

@@ -56,7 +56,9 @@ def test_round_trip_gives_identical_outputs(pipe, saved):
     assert loaded.config.normalize_embeddings is True and loaded.super_res_last is None
     a = pipe("a cat", generator=_generator(), **FAST)
     b = loaded("a cat", generator=_generator(), **FAST)
-    np.testing.assert_array_equal(a.images, b.images)
+    # Equal up to float noise: weights loaded from safetensors sit at other memory alignments than freshly built
+    # ones, and CPU kernels then sum in another order (differences ~1e-6 per layer).
+    np.testing.assert_allclose(a.images, b.images, rtol=0, atol=1e-4)
     torch.testing.assert_close(a.image_embeds, b.image_embeds)
     image = pipe.numpy_to_pil(a.base_images)[0]
     torch.testing.assert_close(pipe.encode_image(image), loaded.encode_image(image))
@@ -70,7 +72,7 @@ def test_diffusion_pipeline_loads_it_with_trust_remote_code(pipe, saved):
     loaded.set_progress_bar_config(disable=True)
     a = pipe("a cat", generator=_generator(1), **FAST)
     b = loaded("a cat", generator=_generator(1), **FAST)
-    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_allclose(a.images, b.images, rtol=0, atol=1e-4)  # float noise only (see above)
 
 
 def test_a_fresh_process_loads_it_without_importing_the_package_first(saved, tmp_path):
