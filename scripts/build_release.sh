@@ -37,7 +37,7 @@ stage_folder() {  # stage_folder STAGE: the run's final/, a fresh EMA snapshot o
     [ -f "$dir/config.json" ] || { echo "No $1 run in $dir: train it first (scripts/train_release.sh)." >&2; exit 2; }
     if ls -d "$dir"/checkpoint-* >/dev/null 2>&1; then unclip-train export "$dir" | tail -n 1; return; fi
     local snapshot
-    snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -t- -k2 -n | tail -n 1)
+    snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -V | tail -n 1 || true)
     [ -n "$snapshot" ] || { echo "No checkpoint or snapshot in $dir yet." >&2; exit 2; }
     echo "$snapshot"
 }

@@ -10,14 +10,16 @@
 # scripts/build_release.sh assembles, evaluates and writes the release folder with its model card.
 # Logs: $RUNS/<run>.log.
 # Environment: DATA (default data/emoji), RUNS (default runs), OUT (default checkpoints/unclip-emoji), THREADS
-# (default 1); build_release.sh reads more (EVAL, EVALUATOR, REPO, MAX_EXAMPLES).
+# (default 1), PRESET (training preset, default small; runs are $RUNS/<stage>-$PRESET); build_release.sh reads more
+# (EVAL, EVALUATOR, REPO, MAX_EXAMPLES, EVAL_ARGS).
 set -euo pipefail
 DATA=${DATA:-data/emoji}
 RUNS=${RUNS:-runs}
 OUT=${OUT:-checkpoints/unclip-emoji}
 THREADS=${THREADS:-1}
+PRESET=${PRESET:-small}
 EVALUATOR_SEED=20220413  # unclip_diffusers.evaluation.evaluator.EVALUATOR_SEED
-SHIPPED_EVALUATOR=$(dirname "$OUT")/evaluator-clip-small
+SHIPPED_EVALUATOR=$(dirname "$OUT")/evaluator-clip-$PRESET
 mkdir -p "$RUNS"
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
 if [ -f "$OUT/training_provenance.json" ]; then
@@ -30,24 +32,24 @@ train() {  # train RUN STAGE [extra flags]: skip when finished, resume when star
     if [ -d "$dir/final" ]; then echo "$run: finished ($dir/final)"; return; fi
     local resume=() snapshot
     [ -f "$dir/config.json" ] && resume=(--resume)
-    snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -t- -k2 -n | tail -n 1)
+    snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -V | tail -n 1 || true)
     if [ -n "$snapshot" ] && ! ls -d "$dir"/checkpoint-* >/dev/null 2>&1; then
         resume+=(--init_from "$snapshot")  # restored from the release: continue from its weights and step
     fi
     echo "$run: training (log: $RUNS/$run.log)"
-    unclip-train "$stage" --config small --data_path "$DATA" --output_dir "$dir" --num_threads "$THREADS" \
+    unclip-train "$stage" --config "$PRESET" --data_path "$DATA" --output_dir "$dir" --num_threads "$THREADS" \
         "${resume[@]}" "$@" >> "$RUNS/$run.log" 2>&1
 }
 
 (
     if [ ! -f "$SHIPPED_EVALUATOR/evaluator/evaluator.json" ]; then
-        train evaluator-clip-small clip --model_preset evaluator-small --seed "$EVALUATOR_SEED"
+        train "evaluator-clip-$PRESET" clip --model_preset "evaluator-$PRESET" --seed "$EVALUATOR_SEED"
     fi
-    train upsampler-small upsampler
+    train "upsampler-$PRESET" upsampler
 ) &
 side=$!
-train clip-small clip
-train prior-small prior --clip_dir "$RUNS/clip-small"
-train decoder-small decoder --clip_dir "$RUNS/clip-small"
+train "clip-$PRESET" clip
+train "prior-$PRESET" prior --clip_dir "$RUNS/clip-$PRESET"
+train "decoder-$PRESET" decoder --clip_dir "$RUNS/clip-$PRESET"
 wait "$side"
-DATA=$DATA RUNS=$RUNS OUT=$OUT THREADS=$THREADS bash "$(dirname "$0")/build_release.sh"
+DATA=$DATA RUNS=$RUNS OUT=$OUT THREADS=$THREADS PRESET=$PRESET bash "$(dirname "$0")/build_release.sh"

@@ -67,3 +67,26 @@ def test_train_release_trains_the_evaluator_with_the_evaluation_seed():
     script = (REPO_ROOT / "scripts" / "train_release.sh").read_text(encoding="utf-8")
     assert f"EVALUATOR_SEED={EVALUATOR_SEED}" in script
     assert subprocess.run(["bash", "-n", str(REPO_ROOT / "scripts" / "train_release.sh")]).returncode == 0
+
+
+def test_train_release_on_a_fresh_machine_restores_the_committed_release(tmp_path):
+    """Train the tiny chain with the script, then lose the runs (a new machine): the script restores them from the
+    release folder, skips the finished stages and writes the same weights again."""
+    out = tmp_path / "checkpoints" / "unclip-emoji"
+    env = dict(os.environ, DATA=str(dataset_path()), RUNS=str(tmp_path / "runs"), OUT=str(out), PRESET="tiny",
+               EVAL=str(tmp_path / "eval"), REPO="someone/unclip-tiny", EVAL_ARGS="--quick", HF_HUB_OFFLINE="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    script = str(REPO_ROOT / "scripts" / "train_release.sh")
+    first = subprocess.run(["bash", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "evaluator-clip-tiny" / "evaluator" / "evaluator.json").is_file()
+    released = load_file(out / "decoder" / "diffusion_pytorch_model.safetensors")
+
+    shutil.rmtree(tmp_path / "runs")
+    second = subprocess.run(["bash", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    for stage in ("clip", "prior", "decoder", "upsampler"):
+        assert f"{stage}-tiny: finished" in second.stdout  # restored as final/, not retrained
+    assert "evaluator-clip-tiny" not in second.stdout  # the shipped evaluator is used, not retrained
+    again = load_file(out / "decoder" / "diffusion_pytorch_model.safetensors")
+    assert again.keys() == released.keys() and all(torch.equal(again[k], released[k]) for k in again)
