@@ -146,3 +146,15 @@ def test_encodings_can_feed_training_code(pipe):
     layer = torch.nn.Linear(32, 1)
     layer(encodings.text_embeds).sum().backward()
     assert layer.weight.grad is not None
+
+
+def test_a_folder_saved_in_fp16_loads_in_fp32_unless_a_dtype_is_given(tmp_path):
+    from conftest import make_tiny_pipeline
+
+    folder = tmp_path / "fp16"
+    make_tiny_pipeline().to(torch.float16).save_pretrained(folder)
+    names = ("text_encoder", "image_encoder", "prior", "text_proj", "decoder", "super_res_first")
+    for loaded in (UnCLIPPipeline.from_pretrained(folder), DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)):
+        assert {getattr(loaded, n).dtype for n in names if getattr(loaded, n) is not None} == {torch.float32}
+    half = UnCLIPPipeline.from_pretrained(folder, dtype=torch.float16)
+    assert {getattr(half, n).dtype for n in names if getattr(half, n) is not None} == {torch.float16}

@@ -23,6 +23,8 @@ import json
 import os
 from typing import Any
 
+import torch
+
 from diffusers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -115,7 +117,8 @@ class UnCLIPLoadingMixin:
         Load a saved pipeline folder or Hub repository; safetensors weights only.
 
         With no path, loads `unclip_diffusers.defaults.default_pretrained_path()` (the release checkpoint). A folder
-        laid out like `kakaobrain/karlo-v1-alpha` is recognised and loaded with `unclip_diffusers.karlo`.
+        laid out like `kakaobrain/karlo-v1-alpha` is recognised and loaded with `unclip_diffusers.karlo`. Without
+        `dtype` every component is loaded in float32, whatever dtype its weights were saved in.
         """
         from ..defaults import default_pretrained_path
         from ..karlo import is_karlo_layout, load_karlo_pipeline
@@ -123,6 +126,10 @@ class UnCLIPLoadingMixin:
         if kwargs.get("use_safetensors") is False:
             raise ValueError("unclip-diffusers loads safetensors weights only; use_safetensors must be True.")
         kwargs["use_safetensors"] = True
+        # The release ships fp16 weights; transformers would keep the CLIP encoders in fp16 (slow and lossy on CPU)
+        # while diffusers upcasts its models, so without a requested dtype every component loads in float32.
+        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
+            kwargs["dtype"] = torch.float32
         path = str(pretrained_model_name_or_path or default_pretrained_path())
         if not os.path.isdir(path):
             if os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1:
@@ -134,9 +141,9 @@ class UnCLIPLoadingMixin:
                     " (the default: no bundled checkpoints/unclip-emoji and no UNCLIP_PRETRAINED folder)")
                 raise OSError(f"Could not load the pipeline {path!r}{hint}: {error}") from error
         if is_karlo_layout(read_model_index(path)):
-            ignored = sorted(set(kwargs) - {"torch_dtype", "use_safetensors", "revision", "cache_dir", "token",
+            ignored = sorted(set(kwargs) - {"dtype", "torch_dtype", "use_safetensors", "revision", "cache_dir", "token",
                                             "local_files_only", "force_download"})
             if ignored:
                 logger.warning(f"Loading a Karlo-layout folder ignores {ignored}.")
-            return load_karlo_pipeline(path, torch_dtype=kwargs.get("torch_dtype"))
+            return load_karlo_pipeline(path, torch_dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"))
         return super().from_pretrained(path, **kwargs)

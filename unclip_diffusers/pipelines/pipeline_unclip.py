@@ -138,6 +138,13 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             raise ValueError("super_res_first needs a super_res_scheduler.")
         if super_res_last is not None and super_res_first is None:
             raise ValueError("super_res_last is only used together with super_res_first.")
+        for encoder in (text_encoder, image_encoder):
+            # transformers keeps the dtype weights were saved in (the release's fp16) where diffusers upcasts its
+            # models, e.g. through `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`: the CLIP
+            # encoders follow the decoder's dtype so one pipeline never mixes precisions.
+            if encoder is not None and encoder.dtype != decoder.dtype:
+                logger.info(f"Casting {type(encoder).__name__} from {encoder.dtype} to the decoder's {decoder.dtype}.")
+                encoder.to(decoder.dtype)
         self.register_modules(
             tokenizer=tokenizer,
             text_encoder=text_encoder,
