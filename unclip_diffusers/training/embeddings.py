@@ -224,7 +224,7 @@ def load_or_compute_embeddings(clip_dir: str | os.PathLike, data, split: str, wr
     cache = compute_embeddings(clip, data)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")  # per process: two runs may fill the same cache at once
         metadata = {"clip_fingerprint": fingerprint, "version": CACHE_VERSION, "split": split, "examples": str(len(data))}
         save_file(cache.to_tensors(), str(temporary), metadata=metadata)
         os.replace(temporary, path)
