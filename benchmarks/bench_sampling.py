@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="saved pipeline folder (default: checkpoints/unclip-emoji if "
                         "present, else seeded random components of --preset)")
-    parser.add_argument("--preset", default="small", help="component sizes when no --model is used")
+    parser.add_argument("--preset", default=None, help="benchmark seeded random components of this size preset instead "
+                        "of the bundled release (default when no release is bundled: small)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed interleaved rounds per batch size")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
@@ -66,8 +67,9 @@ def load_pipeline(model: str | None, preset: str) -> tuple[Any, str, bool]:
     from unclip_diffusers.configs import build_components
 
     default = Path("checkpoints/unclip-emoji")
-    if model is None and default.is_dir():
+    if model is None and preset is None and default.is_dir():
         model = str(default)
+    preset = preset or "small"
     if model is not None:
         pipe = UnCLIPPipeline.from_pretrained(model)
         source, trained = model, True
@@ -172,7 +174,9 @@ def eval_quality(pipeline: Any, steps: dict[str, int], trained: bool, args: argp
 
 def measure_rss(row: str, args: argparse.Namespace) -> float | str:
     """Peak RSS (GiB) of a fresh process that loads the pipeline and generates one batch-1 image with `row`."""
-    command = [sys.executable, __file__, "--rss-row", row, "--preset", args.preset, "--threads", str(args.threads)]
+    command = [sys.executable, __file__, "--rss-row", row, "--threads", str(args.threads)]
+    if args.preset:
+        command += ["--preset", args.preset]
     if args.model:
         command += ["--model", args.model]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **_common.MALLOC_ENV})
