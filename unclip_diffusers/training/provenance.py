@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PROVENANCE_FILE = "training_provenance.json"
-_SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)$")
+SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)$")
 
 
 def _processes(run_dir: Path) -> int:
@@ -41,7 +41,7 @@ def stage_provenance(folder: str | os.PathLike) -> dict[str, Any]:
     config = json.loads(config_file.read_text(encoding="utf-8"))
     training = config.get("training", {})
     max_steps = int(training.get("max_steps", 0))
-    snapshot = _SNAPSHOT_RE.match(folder.name)
+    snapshot = SNAPSHOT_RE.match(folder.name)
     finished = snapshot is None
     step = int(snapshot.group(1)) if snapshot else max_steps
     processes = _processes(folder.parent)

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .provenance import read_provenance
+from .provenance import SNAPSHOT_RE, read_provenance
 
 logger = logging.getLogger(__name__)
-
-_SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)$")
 
 
 def component_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -78,7 +75,7 @@ def load_clip_halves(model: nn.Module, folder: Path) -> None:
 def initial_step(folder: str | os.PathLike, stage: str) -> int:
     """The step a run started from `folder` continues from: a snapshot's step, an unfinished pipeline stage's, or 0."""
     folder = Path(folder)
-    match = _SNAPSHOT_RE.match(folder.name)
+    match = SNAPSHOT_RE.match(folder.name)
     if match:
         return int(match.group(1))
     provenance = read_provenance(folder) or {}
