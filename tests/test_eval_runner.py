@@ -276,10 +276,31 @@ def test_exported_evaluator_is_fp16_on_disk_and_loads_in_fp32(dataset_path, tmp_
     evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
     evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True)
     evaluator.save_pretrained(tmp_path / "run" / "evaluator")
-    target = export_evaluator(tmp_path / "run" / "evaluator", tmp_path / "shipped" / "evaluator")
-    weights = load_file(next(target.glob("*.safetensors")))
+    source, shipped = tmp_path / "run" / "evaluator", tmp_path / "shipped" / "evaluator"
+    target = export_evaluator(source, shipped, max_shard_size="200KB")
+    shards = sorted(target.glob("*.safetensors"))
+    assert len(shards) > 1 and all(shard.stat().st_size <= 400_000 for shard in shards)  # split to fit git's limit
+    assert (target / "model.safetensors.index.json").is_file()
+    weights = {k: v for shard in shards for k, v in load_file(shard).items()}
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
     loaded = load_or_train_evaluator(dataset_path, tmp_path / "shipped", preset="tiny")
     assert loaded.model.dtype == torch.float32
     for a, b in zip(evaluator.model.state_dict().values(), loaded.model.state_dict().values()):
         torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
+
+
+def test_shipped_evaluator_is_the_default_when_trained_on_the_data(dataset_path, tmp_path, monkeypatch):
+    from unclip_diffusers import defaults
+    from unclip_diffusers.evaluation.evaluator import export_evaluator, shipped_evaluator_dir
+
+    monkeypatch.setattr(defaults, "repo_root", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path)  # runs/ (the fallback) is empty here
+    assert shipped_evaluator_dir("tiny") is None
+    evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
+    evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True)
+    evaluator.save_pretrained(tmp_path / "run" / "evaluator")
+    export_evaluator(tmp_path / "run" / "evaluator", tmp_path / "checkpoints" / "evaluator-clip-tiny" / "evaluator")
+    assert shipped_evaluator_dir("tiny") == tmp_path / "checkpoints" / "evaluator-clip-tiny"
+    loaded = load_or_train_evaluator(dataset_path, preset="tiny")
+    assert loaded.info["path"] == str(tmp_path / "checkpoints" / "evaluator-clip-tiny" / "evaluator")
+    assert not (tmp_path / "runs").exists()  # nothing trained

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="prompts per pipeline call")
     p.add_argument("--evaluator", default=None,
                    help="evaluator CLIP run folder; trained there on the train split if it holds none "
-                        "(default runs/evaluator-clip-<evaluator preset>)")
+                        "(default: the one shipped in checkpoints/evaluator-clip-<evaluator preset> when it was "
+                        "trained on --data, else runs/evaluator-clip-<evaluator preset>)")
     p.add_argument("--evaluator-preset", choices=sorted(EVALUATOR_MODEL_PRESETS), default=None,
                    help="evaluator size (default small; tiny with --quick)")
     p.add_argument("--evaluator-steps", type=int, default=None, help="override the evaluator's training steps")

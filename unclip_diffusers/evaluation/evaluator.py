@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 EVALUATOR_SEED = 20220413  # the generation CLIP trains with seed 0 by default; the evaluator never shares it
 EVALUATOR_MODEL_PRESETS = {"tiny": "evaluator-tiny", "small": "evaluator-small"}  # generation preset -> evaluator's
 INFO_FILE = "evaluator.json"  # written last: a folder without it holds no finished evaluator
+SHIPPED_SHARD_SIZE = "15MB"  # the shipped evaluator's weight files stay under the repository's 20 MiB per-file limit
 
 
 def evaluator_size(preset: str) -> CLIPSize:
@@ -54,6 +55,15 @@ def default_evaluator_dir(preset: str, root: str | os.PathLike = "runs") -> Path
     """Where an evaluator is trained and cached unless told otherwise: `runs/evaluator-clip-<preset>`."""
     evaluator_size(preset)
     return Path(root) / f"evaluator-clip-{EVALUATOR_MODEL_PRESETS.get(preset, preset).removeprefix('evaluator-')}"
+
+
+def shipped_evaluator_dir(preset: str, root: str | os.PathLike | None = None) -> Path | None:
+    """The evaluator committed beside the release, `checkpoints/evaluator-clip-<preset>` under the repository root
+    (or `root`), if it holds a finished one; else `None`."""
+    from ..defaults import repo_root
+
+    folder = Path(root if root is not None else repo_root()) / "checkpoints" / default_evaluator_dir(preset).name
+    return folder if (folder / "evaluator" / INFO_FILE).is_file() else None
 
 
 def dataset_fingerprint(data_path: str | os.PathLike, split: str = "train") -> str:
@@ -146,11 +156,13 @@ class EvaluatorCLIP:
         processor = CLIPImageProcessorPil.from_pretrained(final_dir / "feature_extractor")
         return cls(model, tokenizer, processor, {"path": str(final_dir)})
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Save weights (safetensors), tokenizer, image processor and `evaluator.json` (written last)."""
+    def save_pretrained(self, path: str | os.PathLike, max_shard_size: str | int | None = None) -> None:
+        """Save weights (safetensors, split into files of at most `max_shard_size` when given), tokenizer, image
+        processor and `evaluator.json` (written last)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path, safe_serialization=True)
+        shard = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        self.model.save_pretrained(path, safe_serialization=True, **shard)
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
         (path / INFO_FILE).write_text(json.dumps(self.info, indent=2, sort_keys=True) + "\n")
@@ -252,11 +264,17 @@ def train_evaluator(
     return evaluator
 
 
-def export_evaluator(source: str | os.PathLike, target: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+def export_evaluator(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+    max_shard_size: str | int = SHIPPED_SHARD_SIZE,
+) -> Path:
     """Copy a saved evaluator (`<run>/evaluator`) to `target` with its weights in `dtype`, replacing `target` whole.
 
     The release ships its evaluator this way (`checkpoints/evaluator-clip-small/evaluator`), so later releases are
-    scored by the same model without retraining it; it loads back in float32.
+    scored by the same model without retraining it; it loads back in float32. The weights are split into safetensors
+    shards of at most `max_shard_size` so that the folder can be committed.
     """
     evaluator = EvaluatorCLIP.from_pretrained(source)
     evaluator.model.to(dtype)
@@ -264,7 +282,7 @@ def export_evaluator(source: str | os.PathLike, target: str | os.PathLike, dtype
     target = Path(target)
     temporary = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(temporary, ignore_errors=True)
-    evaluator.save_pretrained(temporary)
+    evaluator.save_pretrained(temporary, max_shard_size=max_shard_size)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(temporary, target)
     return target
@@ -277,13 +295,26 @@ def load_or_train_evaluator(
     seed: int = EVALUATOR_SEED,
     **overrides: Any,
 ) -> EvaluatorCLIP:
-    """The evaluator cached in `evaluator_dir` (default `runs/evaluator-clip-<preset>`), trained there first if it
-    holds none; a cached evaluator trained on a different `train` split is refused with a `ValueError`."""
+    """The evaluator cached in `evaluator_dir`, trained there first if it holds none; a cached evaluator trained on
+    a different `train` split is refused with a `ValueError`.
+
+    Without `evaluator_dir`: the one shipped beside the release (`shipped_evaluator_dir`) when it was trained on this
+    data, else `runs/evaluator-clip-<preset>`.
+    """
+    fingerprint = None
+    if evaluator_dir is None:
+        shipped = shipped_evaluator_dir(preset)
+        if shipped is not None:
+            evaluator = EvaluatorCLIP.from_pretrained(shipped / "evaluator")
+            fingerprint = dataset_fingerprint(data_path)
+            if evaluator.info.get("train_fingerprint") == fingerprint:
+                logger.info("Using the evaluator CLIP shipped with the release, %s.", shipped / "evaluator")
+                return evaluator
     run_dir = Path(evaluator_dir) if evaluator_dir is not None else default_evaluator_dir(preset)
     cached = run_dir / "evaluator"
     if (cached / INFO_FILE).is_file():
         evaluator = EvaluatorCLIP.from_pretrained(cached)
-        fingerprint = dataset_fingerprint(data_path)
+        fingerprint = fingerprint or dataset_fingerprint(data_path)
         if evaluator.info.get("train_fingerprint") == fingerprint:
             logger.info("Using the cached evaluator CLIP in %s.", cached)
             return evaluator
