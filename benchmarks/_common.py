@@ -45,8 +45,19 @@ def setup_torch(threads: int) -> None:
 
 
 def peak_rss_gib() -> float:
-    """Peak resident set size of this process so far, in GiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Peak resident set size of this process image so far, in GiB.
+
+    Linux's `VmHWM` (KiB) belongs to the address space and starts afresh at `exec`, whereas `ru_maxrss` keeps the
+    high-water mark of the parent that forked us: a child started by a 3 GiB benchmark would report 3 GiB.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 def summarize(times: Sequence[float]) -> dict[str, float]:
@@ -117,7 +128,8 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 def write_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `results` (with the final load average) as indented JSON, creating parent folders."""
-    results = {**results, "loadavg_end": os.getloadavg(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    # Results updated in place (`bench_sampling.py --sections`) keep the command and load of the run that made them.
+    results = {"loadavg_end": os.getloadavg(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **results}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -34,6 +34,7 @@ import _common  # noqa: E402
 PROMPTS = ["a smiling cat face, Noto style", "red heart, Twemoji style", "thumbs up: medium skin tone, Fluent flat style",
            "rocket, OpenMoji style"]
 NOT_MEASURED = "not measured (no trained checkpoint)"
+SECTIONS = ("timing", "quality", "rss")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra rows: ours-fast at these prior/decoder/super-res step counts (a step sweep)")
     parser.add_argument("--eval-data", default=None, help="dataset folder for unclip-eval --quick")
     parser.add_argument("--evaluator", default=None, help="evaluator CLIP folder for unclip-eval --quick")
+    parser.add_argument("--quality-examples", type=int, default=8,
+                        help="held-out prompts per split behind each row's CLIP-FD and R-precision (quick: 8)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, no warm-up, batch 1, 4-step "
                         "reference, no RSS")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-row subprocesses that measure peak RSS")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="what to measure (default all); a subset rewrites only those sections of --output")
     parser.add_argument("--output", default="benchmarks/results/sampling.json")
     parser.add_argument("--rss-row", default=None, help=argparse.SUPPRESS)  # internal: measure one row's peak RSS
     return parser
@@ -146,30 +151,61 @@ def quality_proxy(pipe: Any, rows: dict[str, tuple[Any, dict[str, int]]], refere
     return proxy
 
 
-def eval_quality(pipeline: Any, steps: dict[str, int], trained: bool, args: argparse.Namespace) -> dict[str, Any]:
-    """CLIP-FD and R-precision from `unclip-eval --quick` at this row's steps, or why they were not measured."""
-    if not trained:
-        return {"clip_fd": NOT_MEASURED, "r_precision": NOT_MEASURED}
-    if not (args.eval_data and args.evaluator):
-        reason = "not measured (pass --eval-data and --evaluator)"
-        return {"clip_fd": reason, "r_precision": reason}
-    try:
-        from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP
-        from unclip_diffusers.evaluation.runner import get_eval_settings, run_evaluation
-    except ImportError as error:
-        reason = f"not measured (evaluation module unavailable: {error})"
-        return {"clip_fd": reason, "r_precision": reason}
-    settings = get_eval_settings("quick", **steps)
-    results, _ = run_evaluation(pipeline, args.eval_data, EvaluatorCLIP.from_pretrained(args.evaluator), settings)
+QUALITY_ONLY = dict(  # the quality columns need text-to-image only: skip the report's other sections
+    text_embedding_ablation=False, num_variation_inputs=0, num_interpolation_pairs=0, grid_prompts=0,
+    prior_guidance_sweep=(), prior_sample_counts=(1,),
+)
+
+
+def load_evaluator(args: argparse.Namespace) -> Any:
+    """The evaluator CLIP for the quality columns, loaded once; its text embeddings (the whole caption pool, the
+    same for every row) are cached across rows."""
+    from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP
+
+    evaluator = EvaluatorCLIP.from_pretrained(args.evaluator)
+    embed_texts, cache = evaluator.embed_texts, {}
+
+    def cached_embed_texts(texts: Any, **kwargs: Any) -> Any:
+        key = tuple(texts)
+        if key not in cache:
+            cache[key] = embed_texts(texts, **kwargs)
+        return cache[key]
+
+    evaluator.embed_texts = cached_embed_texts
+    return evaluator
+
+
+def eval_quality(pipeline: Any, steps: dict[str, int], evaluator: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """CLIP-FD (with its real-vs-real floor) and R-precision per held-out split from `unclip-eval`'s `quick`
+    settings at this row's steps, on `--quality-examples` prompts per split."""
+    from unclip_diffusers.evaluation.runner import get_eval_settings, run_evaluation
+
+    settings = get_eval_settings("quick", max_examples=args.quality_examples, **QUALITY_ONLY, **steps)
+    results, _ = run_evaluation(pipeline, args.eval_data, evaluator, settings)
     out: dict[str, Any] = {}
-    for split, sections in results["splits"].items():
-        for section in sections.values():
-            if isinstance(section, dict) and "clip_fd" in section:
-                out[f"clip_fd/{split}"] = section["clip_fd"]
-                r_precision = section.get("r_precision")
-                out[f"r_precision/{split}"] = r_precision.get("r_precision") if isinstance(r_precision, dict) \
-                    else r_precision
+    for split, section in results["splits"].items():
+        scores = section["text_to_image"]["via_prior"]
+        too_few = f"not measured ({scores['count']} examples are too few)"  # FD needs 2 per half, R-precision 2
+        out[f"clip_fd/{split}"] = scores.get("clip_fd", too_few)
+        out[f"clip_fd_floor/{split}"] = scores.get("clip_fd_floor", too_few)
+        out[f"r_precision/{split}"] = scores["r_precision"]["r_precision"] if "r_precision" in scores else too_few
     return out
+
+
+def quality_columns(rows: dict[str, tuple[Any, dict[str, int]]], pipe: Any, trained: bool,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """The quality columns of every row, or why they were not measured. The stock row is scored through this
+    pipeline with the stock samplers and steps: the Karlo parity test shows the two sample identically."""
+    reason = None
+    if not trained:
+        reason = NOT_MEASURED
+    elif not (args.eval_data and args.evaluator):
+        reason = "not measured (pass --eval-data and --evaluator)"
+    if reason:
+        return {name: {"clip_fd": reason, "r_precision": reason} for name in rows}
+    evaluator = load_evaluator(args)
+    return {name: eval_quality(pipe if name.startswith("stock") else p, s, evaluator, args)
+            for name, (p, s) in rows.items()}
 
 
 def measure_rss(row: str, args: argparse.Namespace) -> float | str:
@@ -205,6 +241,42 @@ def rss_child(args: argparse.Namespace) -> None:
     print(_common.peak_rss_gib())
 
 
+def time_rows(rows: dict[str, tuple[Any, dict[str, int]]], args: argparse.Namespace, warmup: int) -> dict[str, Any]:
+    """Seconds per image of every row and batch size, interleaved, with the per-round ratio to the stock row."""
+    timings: dict[str, Any] = {}
+    for batch in args.batch_sizes:
+        variants = {name: (lambda p=p, s=s: run_row(p, s, batch)) for name, (p, s) in rows.items()}
+        times = _common.interleaved(variants, args.repeats, warmup=warmup)
+        per_image = {name: [t / batch for t in ts] for name, ts in times.items()}
+        entry: dict[str, Any] = {name: _common.summarize(ts) for name, ts in per_image.items()}
+        if "stock-25/25/7" in per_image:
+            entry["speedup_vs_stock"] = {name: _common.ratio_stats(per_image["stock-25/25/7"], ts)
+                                         for name, ts in per_image.items() if name != "stock-25/25/7"}
+        entry["loadavg"] = os.getloadavg()
+        timings[f"batch{batch}"] = entry
+    return timings
+
+
+def merge(results: dict[str, Any], key: str, values: dict[str, Any]) -> None:
+    """Set `results[key]` to `values`, keeping the entries of rows not measured this time (a `--rows` subset)."""
+    results[key] = {**results.get(key, {}), **values}
+
+
+def load_earlier_results(output: str, sections: list[str]) -> dict[str, Any]:
+    """The results in `output` from an earlier run, to which the re-measured `sections` are written back (e.g. the
+    load-independent quality and RSS columns re-measured while other jobs run, keeping timings from an idle machine).
+    """
+    path = Path(output)
+    if not path.is_file():
+        raise ValueError(f"--sections {' '.join(sections)} updates an earlier run's results, but {output!r} does not "
+                         "exist; run all sections first.")
+    results = json.loads(path.read_text())
+    updates = results.setdefault("section_updates", [])
+    updates.append({"sections": sections, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                    "loadavg": os.getloadavg()})
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     _common.setup_torch(args.threads)
@@ -220,6 +292,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     results: dict[str, Any] = {"machine": _common.machine_info(args.threads)}
+    sections = set(args.sections)
+    if sections != set(SECTIONS):  # re-measure some sections of an earlier run's results, keep the rest
+        results = load_earlier_results(args.output, args.sections)
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
         rows = make_rows(pipe, args.fast_steps)
@@ -228,54 +303,58 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if unknown:
                 raise ValueError(f"Unknown --rows {unknown}; choose from {sorted(rows)}.")
             rows = {k: v for k, v in rows.items() if k in args.rows}
-        results.update(weights=source, output_size=list(pipe.output_size), base_size=list(pipe.base_size),
-                       steps={name: steps for name, (_, steps) in rows.items()}, repeats=args.repeats)
-        timings: dict[str, Any] = {}
-        for batch in args.batch_sizes:
-            variants = {name: (lambda p=p, s=s: run_row(p, s, batch)) for name, (p, s) in rows.items()}
-            times = _common.interleaved(variants, args.repeats, warmup=warmup)
-            per_image = {name: [t / batch for t in ts] for name, ts in times.items()}
-            entry: dict[str, Any] = {name: _common.summarize(ts) for name, ts in per_image.items()}
-            if "stock-25/25/7" in per_image:
-                entry["speedup_vs_stock"] = {name: _common.ratio_stats(per_image["stock-25/25/7"], ts)
-                                             for name, ts in per_image.items() if name != "stock-25/25/7"}
-            entry["loadavg"] = os.getloadavg()
-            timings[f"batch{batch}"] = entry
-        results["seconds_per_image"] = timings
-        results["quality_proxy_mad255"] = quality_proxy(pipe, rows, args.reference_steps)
-        # The stock row's quality is measured through this pipeline with the stock samplers and steps: the Karlo
-        # parity test shows the two sample identically.
-        results["quality"] = {name: eval_quality(pipe if name.startswith("stock") else p, s, trained, args)
-                              for name, (p, s) in rows.items()}
-    results["peak_rss_gib"] = {name: "not measured (--no-rss)" if args.no_rss else measure_rss(name, args)
-                               for name in rows}
+        results.update(weights=source, output_size=list(pipe.output_size), base_size=list(pipe.base_size))
+        merge(results, "steps", {name: steps for name, (_, steps) in rows.items()})
+        if "timing" in sections:
+            results.update(seconds_per_image=time_rows(rows, args, warmup), repeats=args.repeats)
+        if "quality" in sections:
+            merge(results, "quality_proxy_mad255", quality_proxy(pipe, rows, args.reference_steps))
+            merge(results, "quality", quality_columns(rows, pipe, trained, args))
+    if "rss" in sections:
+        merge(results, "peak_rss_gib", {name: "not measured (--no-rss)" if args.no_rss else measure_rss(name, args)
+                                        for name in rows})
     print_table(results)
     path = _common.write_json(results, args.output)
     print(f"wrote {path}")
     return results
 
 
+def quality_cell(quality: dict[str, Any], metric: str) -> str:
+    """One quality column of a row: the value per held-out split (with the real-vs-real floor for CLIP-FD), or
+    why it was not measured."""
+    if metric in quality:
+        return str(quality[metric])
+    values = []
+    for key, value in quality.items():
+        if key.startswith(f"{metric}/"):
+            split = key.split("/", 1)[1].removeprefix("heldout_")
+            text = f"{value:.3f}" if isinstance(value, float) else str(value)
+            floor = quality.get(f"{metric}_floor/{key.split('/', 1)[1]}")
+            if isinstance(floor, float):
+                text += f" (floor {floor:.3f})"
+            values.append(f"{split} {text}")
+    return "; ".join(values) or "–"
+
+
 def print_table(results: dict[str, Any]) -> None:
     """Print the per-row table: s/image per batch size, speed-up vs stock, RSS and the quality columns."""
     header = ["row", "steps p/d/sr"]
-    batches = list(results["seconds_per_image"])
+    timings = results.get("seconds_per_image", {})
+    batches = list(timings)
     header += [f"s/img {b} median (min–max)" for b in batches] + [f"x vs stock ({b})" for b in batches]
     header += ["peak RSS GiB", "MAD to ref", "CLIP-FD", "R-precision"]
     rows = []
     for name, steps in results["steps"].items():
         row: list[Any] = [name, "/".join(str(v) for v in steps.values())]
-        row += [_common.fmt_stats(results["seconds_per_image"][b][name], "") for b in batches]
+        row += [_common.fmt_stats(timings[b][name], "") if name in timings[b] else "–" for b in batches]
         for b in batches:
-            ratio = results["seconds_per_image"][b].get("speedup_vs_stock", {}).get(name)
-            row.append(_common.fmt_stats(ratio, "") if ratio else "1")
-        rss = results["peak_rss_gib"][name]
-        mad = results["quality_proxy_mad255"][name]
-        quality = results["quality"][name]
+            ratio = timings[b].get("speedup_vs_stock", {}).get(name)
+            row.append(_common.fmt_stats(ratio, "") if ratio else "1" if name == "stock-25/25/7" else "–")
+        rss = results.get("peak_rss_gib", {}).get(name, "–")
+        mad = results.get("quality_proxy_mad255", {}).get(name, "–")
+        quality = results.get("quality", {}).get(name, {})
         row += [f"{rss:.2f}" if isinstance(rss, float) else rss, f"{mad:.2f}" if isinstance(mad, float) else mad]
-        row += [json.dumps({k: v for k, v in quality.items() if "clip_fd" in k}) if "clip_fd" not in quality
-                else quality["clip_fd"],
-                json.dumps({k: v for k, v in quality.items() if "r_precision" in k}) if "r_precision" not in quality
-                else quality["r_precision"]]
+        row += [quality_cell(quality, "clip_fd"), quality_cell(quality, "r_precision")]
         rows.append(row)
     print(_common.format_table(header, rows))
 

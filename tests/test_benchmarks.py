@@ -72,6 +72,38 @@ def test_peak_rss_is_measured_in_a_subprocess(bench):
     assert _positive(rss) and rss < 8, rss
 
 
+def test_peak_rss_of_a_child_does_not_inherit_the_parents(bench):
+    import subprocess
+
+    ballast = bytearray(768 * 2**20)
+    ballast[:: 4096] = b"\1" * len(ballast[:: 4096])  # touch every page: the parent's RSS is now over 0.75 GiB
+    code = f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import _common; print(_common.peak_rss_gib())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < child < 0.5, child
+    del ballast
+
+
+def test_sampling_benchmark_quality_columns_on_saved_weights(bench, tmp_path):
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_components
+    from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP, evaluator_size
+
+    torch.manual_seed(0)
+    UnCLIPPipeline(**build_components("tiny")).save_pretrained(tmp_path / "pipe")
+    EvaluatorCLIP.from_size(evaluator_size("tiny")).save_pretrained(tmp_path / "evaluator")
+    out = tmp_path / "quality.json"
+    bench("bench_sampling").main([
+        "--model", str(tmp_path / "pipe"), "--quick", "--threads", "1", "--rows", "ours-fast", "stock-25/25/7",
+        "--eval-data", str(FIXTURE), "--evaluator", str(tmp_path / "evaluator"), "--quality-examples", "4",
+        "--output", str(out),
+    ])
+    quality = json.loads(out.read_text())["quality"]
+    for row in ("ours-fast", "stock-25/25/7"):
+        for split in ("heldout_pairs", "heldout_concepts"):
+            assert _positive(quality[row][f"clip_fd/{split}"]) and _positive(quality[row][f"clip_fd_floor/{split}"])
+            assert 0 <= quality[row][f"r_precision/{split}"] <= 1
+
+
 def test_stock_pipeline_shares_our_weights_and_runs(bench):
     from unclip_diffusers import UnCLIPPipeline
     from unclip_diffusers.configs import build_components
@@ -214,3 +246,19 @@ def test_upsampler_benchmark_measures_each_setting_against_bicubic(bench, pipe, 
     assert out.with_suffix(".png").is_file()
     with pytest.raises(SystemExit, match="bad setting"):
         bench("bench_upsampler").main(["--pipeline", str(folder), "--settings", "2:3"])
+
+
+def test_sampling_benchmark_sections_update_an_earlier_run(bench, tmp_path):
+    out = tmp_path / "sampling.json"
+    sampling = bench("bench_sampling")
+    with pytest.raises(ValueError, match="does not exist"):
+        sampling.main(["--preset", "tiny", "--quick", "--sections", "quality", "--output", str(out)])
+    sampling.main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "ours-default", "--output", str(out)])
+    first = json.loads(out.read_text())
+    sampling.main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "ours-fast", "--sections", "quality",
+                   "--output", str(out)])
+    updated = json.loads(out.read_text())
+    assert updated["seconds_per_image"] == first["seconds_per_image"]  # timings kept
+    assert updated["command"] == first["command"] and updated["section_updates"][0]["sections"] == ["quality"]
+    assert set(updated["quality_proxy_mad255"]) - {"reference"} == {"ours-default", "ours-fast"}  # new row added, old kept
+    assert updated["quality_proxy_mad255"]["ours-default"] == first["quality_proxy_mad255"]["ours-default"]

@@ -505,7 +505,8 @@ def run_evaluation(
             direct = decode_embeddings(pipe, z_t[data.picked], captions, settings, seed_offset=0)
             section["text_to_image"]["text_embedding_direct"] = image_set_section(
                 evaluator.embed_images(direct), real_sub, text_sub, captions, concepts, settings, pool, pool_eval)
-        grids[f"text_to_image_{split}"] = _prompt_seed_grid(pipe, data, images, settings)
+        if settings.grid_prompts:  # 0 = no grid (e.g. the sampling benchmark's quality columns)
+            grids[f"text_to_image_{split}"] = _prompt_seed_grid(pipe, data, images, settings)
         timings[f"{split}/text_to_image"] = time.perf_counter() - t0
         say(f"[{split}] text-to-image done")
 
