@@ -19,6 +19,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on (0.0.0.0 to serve a network)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="bf16 autocast of the denoising models (auto: on for trained weights on CPUs with native "
+                             "bf16)")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="simultaneous generations")
     parser.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="requests allowed to wait")
     parser.add_argument("--no-cache-examples", action="store_true", help="do not cache example outputs")
@@ -28,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    loaded = load_pipeline(args.model, device=args.device)
+    bf16 = {"auto": None, "fp32": False, "bf16": True}[args.precision]
+    loaded = load_pipeline(args.model, device=args.device, bf16=bf16)
     service = UnCLIPService(loaded.pipe, placeholder=loaded.placeholder)
     demo = build_demo(service, loaded.source, concurrency_limit=args.concurrency, queue_size=args.queue_size,
                       cache_examples=not args.no_cache_examples)

@@ -194,8 +194,8 @@ def eval_quality(pipeline: Any, steps: dict[str, int], evaluator: Any, args: arg
 
 def quality_columns(rows: dict[str, tuple[Any, dict[str, int]]], pipe: Any, trained: bool,
                     args: argparse.Namespace) -> dict[str, Any]:
-    """The quality columns of every row, or why they were not measured. The stock row is scored through this
-    pipeline with the stock samplers and steps: the Karlo parity test shows the two sample identically."""
+    """The quality columns of every row, or why they were not measured. The stock row is scored through
+    `stock_sampling_pipeline`, this pipeline sampling exactly as the stock one (same images from the same seed)."""
     reason = None
     if not trained:
         reason = NOT_MEASURED
@@ -203,8 +203,10 @@ def quality_columns(rows: dict[str, tuple[Any, dict[str, int]]], pipe: Any, trai
         reason = "not measured (pass --eval-data and --evaluator)"
     if reason:
         return {name: {"clip_fd": reason, "r_precision": reason} for name in rows}
+    from stock import stock_sampling_pipeline
+
     evaluator = load_evaluator(args)
-    return {name: eval_quality(pipe if name.startswith("stock") else p, s, evaluator, args)
+    return {name: eval_quality(stock_sampling_pipeline(pipe) if name.startswith("stock") else p, s, evaluator, args)
             for name, (p, s) in rows.items()}
 
 

@@ -136,3 +136,16 @@ def build_stock_pipeline(pipe: Any, normalize: bool = True) -> Any:
     )
     stock.set_progress_bar_config(disable=True)
     return stock
+
+
+def stock_sampling_pipeline(pipe: Any) -> Any:
+    """This project's pipeline over the same modules, sampling as the stock one does: `UnCLIPScheduler` for every
+    stage (the epsilon-only decoder with `fixed_small_log`, which is `learned_range` at v = -1, see
+    `VarianceChannels`) and the upsampler from pure noise. `unclip-eval` drives this project's pipeline API, so the
+    benchmark scores the stock row's quality through this twin."""
+    schedulers = stock_schedulers()
+    schedulers["decoder_scheduler"] = UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="epsilon")
+    twin = type(pipe)(**{**pipe.components, **schedulers}, normalize_embeddings=pipe.config.normalize_embeddings,
+                      super_res_strength=1.0)
+    twin.set_progress_bar_config(disable=True)
+    return twin

@@ -60,3 +60,18 @@ def test_app_py_assembles_and_launches(monkeypatch, saved_pipeline):
     assert launched["server_port"] == 7999 and launched["ssr_mode"] is False and launched["theme"] is not None
     fns = launched["demo"].fns.values()
     assert {fn.concurrency_limit for fn in fns if fn.api_visibility == "public"} == {2}
+
+
+def test_bf16_autocast_is_automatic_on_native_bf16_cpus_for_trained_weights(monkeypatch, saved_pipeline):
+    from unclip_diffusers.pipelines import sampling
+
+    monkeypatch.setattr(sampling, "cpu_has_native_bf16", lambda: True)
+    loaded = load_pipeline(saved_pipeline, device="cpu")
+    assert loaded.bf16 and loaded.pipe.decoder._bf16_autocast and loaded.pipe.prior._bf16_autocast
+    assert not load_pipeline(saved_pipeline, device="cpu", bf16=False).bf16  # --precision fp32
+    monkeypatch.setattr(unclip_diffusers.defaults, "default_pretrained_path", lambda: str(saved_pipeline / "none"))
+    assert not load_pipeline(device="cpu").bf16  # the random placeholder stays in fp32
+    monkeypatch.setattr(sampling, "cpu_has_native_bf16", lambda: False)
+    plain = load_pipeline(saved_pipeline, device="cpu")
+    assert not plain.bf16 and not getattr(plain.pipe.decoder, "_bf16_autocast", False)
+    assert load_pipeline(saved_pipeline, device="cpu", bf16=True).bf16  # --precision bf16 forces it

@@ -104,6 +104,20 @@ def test_sampling_benchmark_quality_columns_on_saved_weights(bench, tmp_path):
             assert 0 <= quality[row][f"r_precision/{split}"] <= 1
 
 
+def test_stock_sampling_twin_makes_the_stock_pipelines_images(bench):
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_components
+
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny"), super_res_strength=0.3)
+    stock = bench("stock")
+    steps = dict(prior_num_inference_steps=3, decoder_num_inference_steps=3, super_res_num_inference_steps=2)
+    images = [p(["a cat", "a dog"], generator=torch.Generator().manual_seed(0), output_type="np", **steps).images
+              for p in (stock.build_stock_pipeline(pipe), stock.stock_sampling_pipeline(pipe))]
+    np.testing.assert_allclose(images[0], images[1], atol=1e-5)
+    assert pipe.config.super_res_strength == 0.3  # the twin leaves the original alone
+
+
 def test_stock_pipeline_shares_our_weights_and_runs(bench):
     from unclip_diffusers import UnCLIPPipeline
     from unclip_diffusers.configs import build_components
