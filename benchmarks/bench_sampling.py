@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference, no RSS")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-row subprocesses that measure peak RSS")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="what to measure (default all); a subset rewrites only those sections of --output")
+                        help="what to measure (default all); a subset writes only those sections into --output, "
+                        "keeping the others already there")
     parser.add_argument("--output", default="benchmarks/results/sampling.json")
     parser.add_argument("--rss-row", default=None, help=argparse.SUPPRESS)  # internal: measure one row's peak RSS
     return parser
@@ -266,12 +267,11 @@ def merge(results: dict[str, Any], key: str, values: dict[str, Any]) -> None:
 
 def load_earlier_results(output: str, sections: list[str]) -> dict[str, Any]:
     """The results in `output` from an earlier run, to which the re-measured `sections` are written back (e.g. the
-    load-independent quality and RSS columns re-measured while other jobs run, keeping timings from an idle machine).
-    """
+    load-independent quality and RSS columns measured while other jobs run, timings on an idle machine); `{}` when
+    there is none yet."""
     path = Path(output)
     if not path.is_file():
-        raise ValueError(f"--sections {' '.join(sections)} updates an earlier run's results, but {output!r} does not "
-                         "exist; run all sections first.")
+        return {}  # nothing earlier: these sections start the file
     results = json.loads(path.read_text())
     updates = results.setdefault("section_updates", [])
     updates.append({"sections": sections, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": _common.machine_info(args.threads)}
     sections = set(args.sections)
     if sections != set(SECTIONS):  # re-measure some sections of an earlier run's results, keep the rest
-        results = load_earlier_results(args.output, args.sections)
+        results = load_earlier_results(args.output, args.sections) or results
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
         rows = make_rows(pipe, args.fast_steps)
