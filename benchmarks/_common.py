@@ -102,19 +102,16 @@ def machine_info(threads: int) -> dict[str, Any]:
     """What the figures were measured on: CPU model and flags of interest, threads, library versions, load."""
     import torch
 
+    from unclip_diffusers.pipelines.sampling import cpu_flags
+
     cpu = platform.processor() or "unknown"
-    flags: list[str] = []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu in ("unknown", "x86_64", ""):
-                    cpu = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    flags = sorted(present & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-                    break
-    except OSError:
-        pass
+    if cpu in ("unknown", "x86_64", ""):
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+        except OSError:
+            pass
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
     import diffusers
     import transformers
 

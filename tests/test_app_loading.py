@@ -75,3 +75,23 @@ def test_bf16_autocast_is_automatic_on_native_bf16_cpus_for_trained_weights(monk
     plain = load_pipeline(saved_pipeline, device="cpu")
     assert not plain.bf16 and not getattr(plain.pipe.decoder, "_bf16_autocast", False)
     assert load_pipeline(saved_pipeline, device="cpu", bf16=True).bf16  # --precision bf16 forces it
+
+
+def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    from unclip_diffusers.pipelines import sampling
+
+    real_open = builtins.open
+    cpuinfo = tmp_path / "cpuinfo"
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert {"avx2", "avx512_bf16"} <= sampling.cpu_flags() and sampling.cpu_has_native_bf16()
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")  # AVX-512 without BF16: emulated
+    assert not sampling.cpu_has_native_bf16()
+    cpuinfo.unlink()  # not Linux: no flags, no bf16
+    assert sampling.cpu_flags() == frozenset() and not sampling.cpu_has_native_bf16()

@@ -274,7 +274,8 @@ def test_exported_evaluator_is_fp16_on_disk_and_loads_in_fp32(dataset_path, tmp_
     from unclip_diffusers.evaluation.evaluator import export_evaluator
 
     evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
-    evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True)
+    evaluator.info.update(train_fingerprint=dataset_fingerprint(dataset_path), trained=True,
+                          dataset="/some/machine/data/emoji")  # older evaluators recorded the full path
     evaluator.save_pretrained(tmp_path / "run" / "evaluator")
     source, shipped = tmp_path / "run" / "evaluator", tmp_path / "shipped" / "evaluator"
     target = export_evaluator(source, shipped, max_shard_size="200KB")
@@ -285,6 +286,7 @@ def test_exported_evaluator_is_fp16_on_disk_and_loads_in_fp32(dataset_path, tmp_
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
     loaded = load_or_train_evaluator(dataset_path, tmp_path / "shipped", preset="tiny")
     assert loaded.model.dtype == torch.float32
+    assert loaded.info["dataset"] == "emoji"  # the shipped metadata names the data, not the machine's path
     for a, b in zip(evaluator.model.state_dict().values(), loaded.model.state_dict().values()):
         torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
 

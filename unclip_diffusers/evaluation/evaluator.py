@@ -253,7 +253,7 @@ def train_evaluator(
         "preset": model_preset,
         "seed": seed,
         "clip_size": asdict(size),
-        "dataset": str(data_path),
+        "dataset": Path(data_path).name,  # the folder's name, not this machine's path; the fingerprint identifies it
         "train_fingerprint": dataset_fingerprint(data_path),
         "trained_on_split": "train",
         "training_steps": _trained_steps(final, config.max_steps),
@@ -279,6 +279,8 @@ def export_evaluator(
     evaluator = EvaluatorCLIP.from_pretrained(source)
     evaluator.model.to(dtype)
     evaluator.info.pop("path", None)
+    if "dataset" in evaluator.info:  # older evaluators recorded the training machine's full path
+        evaluator.info["dataset"] = Path(evaluator.info["dataset"]).name
     target = Path(target)
     temporary = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(temporary, ignore_errors=True)
