@@ -230,6 +230,13 @@ def test_metrics_json_meets_the_model_card_schema(evaluation, tmp_path):
             assert (value is None) == (row.spec.key == "fid"), (row.spec.key, split)
 
 
+def test_grid_prompts_are_spread_over_the_scored_examples():
+    from unclip_diffusers.evaluation.runner import spread_positions
+
+    assert spread_positions(100, 8) == [0, 12, 25, 37, 50, 62, 75, 87]  # not the first 8 (one category)
+    assert spread_positions(3, 8) == [0, 1, 2] and spread_positions(0, 8) == [] and spread_positions(5, 0) == []
+
+
 def test_only_heldout_splits_are_evaluated():
     with pytest.raises(ValueError, match="Only held-out splits"):
         get_eval_settings("quick", splits=("train",))

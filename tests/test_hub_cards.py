@@ -125,6 +125,38 @@ def test_pipeline_card_reports_the_measured_metrics_and_validates(tmp_path):
     assert ModelCard.load(path).data.to_dict() == data.to_dict()
 
 
+def test_quality_bars_are_checked_per_split_with_their_references():
+    from unclip_diffusers.hub.quality_bars import QualityBar, check_bars
+
+    splits = {"a": {"fd": 3.0, "floor": 2.0, "cos": 0.8, "base": 0.8, "top1": 0.75},
+              "b": {"fd": 2.9, "floor": 2.0, "cos": 0.81, "base": 0.8, "top1": float("nan")}}
+    bars = (QualityBar("fd", ("fd",), 1.5, reference=("floor",), higher_is_better=False, evaluator=True),
+            QualityBar("above", ("cos",), 1.0, reference=("base",), strict=True),
+            QualityBar("top1", ("top1",), 0.75),
+            QualityBar("missing", ("nowhere",), 0.5))
+    fd, above, top1, missing = check_bars(splits, evaluator_trained=True, bars=bars)
+    assert fd.limits == {"a": 3.0, "b": 3.0} and fd.met == {"a": True, "b": True}  # <= 1.5 x floor
+    assert above.met == {"a": False, "b": True}  # a tie with the baseline is not above it
+    assert top1.met == {"a": True, "b": None}  # NaN is not measured, neither met nor unmet
+    assert missing.met == {"a": None, "b": None} and missing.values == {"a": None, "b": None}
+    assert not check_bars(splits, evaluator_trained=False, bars=bars)[0].meaningful
+
+
+def test_pipeline_card_states_each_quality_bar_as_met_or_not(tmp_path):
+    card = render_card(CardInputs(kind="pipeline", repo_id="a/b", metrics=read_metrics(write_metrics(tmp_path))))
+    assert validate_card(card, "pipeline") == []
+    text = card.text
+    section = text[text.index("### Quality bars"):]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    assert "**not met**: 0.4167 (needs ≥ 0.75)" in rows["CLIP image→caption top-1 among all held-out captions ≥ 0.75"]
+    prior = rows["prior mean cos(ẑ_i, z_i) above the text-embedding baseline"]
+    assert "met: 0.6123 (needs > 0.2871)" in prior and "met: 0.7011 (needs > 0.3)" in prior
+    fd = rows["CLIP-FD ≤ 1.5 × the real-vs-real floor"]
+    assert "**not met**: 41.25 (needs ≤ 18.75)" in fd and NOT_MEASURED in fd  # heldout_pairs has no CLIP-FD
+    stage = render_card(CardInputs(kind="prior", repo_id="a/b", metrics=read_metrics(write_metrics(tmp_path))))
+    assert "### Quality bars" not in stage.text  # the bars are the whole pipeline's
+
+
 def test_untrained_evaluator_metrics_stay_out_of_the_metadata(tmp_path):
     inputs = CardInputs(kind="pipeline", repo_id="a/b", metrics=read_metrics(write_metrics(tmp_path, trained=False)))
     card = render_card(inputs)
@@ -200,7 +232,7 @@ def test_validate_card_names_what_is_wrong(tmp_path):
         text.replace("pipeline_tag: text-to-image\n", ""), "pipeline")
     assert "unrendered template syntax is left in the text" in validate_card(text + "\n{{ oops }}\n", "pipeline")
     assert any("tags lack ['dalle-2']" in p for p in validate_card(text.replace("- dalle-2\n", ""), "pipeline"))
-    tampered = text.replace("0.45 (chance: 0.05)", "0.5 (chance: 0.05)")
+    tampered = text.replace("0.45 (chance: 0.05)", "0.5 (chance: 0.05)").replace("0.45 (needs", "0.5 (needs")
     assert "the metadata's r_precision = 0.45 is not in the text" in validate_card(tampered, "pipeline")
     assert validate_card("no metadata at all", "pipeline")[0] == "the card does not start with YAML metadata"
     assert validate_card(text, "clip") == ["library_name is 'diffusers'"]

@@ -566,14 +566,22 @@ def _train_concept_means(pipe: Any, data_path: str, settings: EvalSettings) -> d
     return metrics.group_means(embeds, list(subset["concept"]))
 
 
+def spread_positions(total: int, count: int) -> list[int]:
+    """`min(count, total)` positions in `range(total)`, evenly spaced from the first."""
+    count = min(count, total)
+    return [i * total // count for i in range(count)]
+
+
 def _prompt_seed_grid(pipe: Any, data: SplitData, first_seed: list[Image.Image], settings: EvalSettings) -> Image.Image:
-    """Rows: held-out prompts; columns: the real image, then one generated image per seed."""
-    n = min(settings.grid_prompts, len(data.picked))
-    captions = data.subset("captions")[:n]
-    columns = [first_seed[:n]]
+    """Rows: held-out prompts spread evenly over the scored ones (the splits keep the emoji's code-point order, so
+    the first few would all be one kind, e.g. flags); columns: the real image, then one generated image per seed."""
+    chosen = spread_positions(len(data.picked), settings.grid_prompts)  # positions in data.picked
+    all_captions = data.subset("captions")
+    captions = [all_captions[i] for i in chosen]
+    columns = [[first_seed[i] for i in chosen]]
     for seed in range(1, settings.grid_seeds):
         columns.append(generate_images(pipe, captions, settings, seed_offset=1000 * seed)[0])
-    rows = [[data.images[data.picked[i]]] + [col[i] for col in columns] for i in range(n)]
+    rows = [[data.images[data.picked[i]]] + [col[row] for col in columns] for row, i in enumerate(chosen)]
     seeds = [f"seed {s}" for s in range(settings.grid_seeds)]
     return make_grid(rows, row_labels=captions, column_labels=["real"] + seeds,
                      title=f"Text-to-image on {data.name} prompts (prompt x seed)")

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .quality_bars import BarCheck, check_bars, lookup_number
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -105,20 +107,11 @@ class Metrics:
     evaluator_trained: bool | None = None
     mode: str | None = None
     grids: list[Path] = field(default_factory=list)  # image grids written next to metrics.json
+    bars: list[BarCheck] = field(default_factory=list)  # the release's quality bars on every split
 
     def for_card(self, kind: str) -> list[MetricRow]:
         """The rows shown on a card of this kind."""
         return [row for row in self.rows if kind in row.spec.cards]
-
-
-def _lookup(data: Any, path: tuple[str, ...]) -> float | None:
-    for key in path:
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data):
-        return None
-    return float(data)
 
 
 def read_metrics(path: str | os.PathLike | None) -> Metrics:
@@ -143,12 +136,12 @@ def read_metrics(path: str | os.PathLike | None) -> Metrics:
     names = sorted(splits)
     rows = []
     for spec in METRICS:
-        values = {s: _lookup(splits[s], spec.path) for s in names}
-        references = {s: _lookup(splits[s], spec.reference) if spec.reference else None for s in names}
+        values = {s: lookup_number(splits[s], spec.path) for s in names}
+        references = {s: lookup_number(splits[s], spec.reference) if spec.reference else None for s in names}
         rows.append(MetricRow(spec, values, references, meaningful=not (spec.evaluator and trained is False)))
     grids = sorted(p for p in folder.glob("*.png") if p.is_file())
     return Metrics(source=str(file), splits=names, rows=rows, evaluator_trained=trained, mode=meta.get("mode"),
-                   grids=grids)
+                   grids=grids, bars=check_bars(splits, trained))
 
 
 def format_value(value: float | None) -> str:
