@@ -262,6 +262,33 @@ def test_upsampler_benchmark_measures_each_setting_against_bicubic(bench, pipe, 
         bench("bench_upsampler").main(["--pipeline", str(folder), "--settings", "2:3"])
 
 
+def test_guidance_sweep_scores_each_scale_on_the_same_prompts(bench, tmp_path):
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_components
+    from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP, evaluator_size
+
+    torch.manual_seed(0)
+    UnCLIPPipeline(**build_components("tiny")).save_pretrained(tmp_path / "pipe")
+    EvaluatorCLIP.from_size(evaluator_size("tiny")).save_pretrained(tmp_path / "evaluator")
+    out = tmp_path / "guidance.json"
+    common = ["--pipeline", str(tmp_path / "pipe"), "--data", str(FIXTURE), "--evaluator", str(tmp_path / "evaluator"),
+              "--threads", "1", "--steps", "2/2/2", "--output", str(out)]
+    data = bench("bench_guidance").main(common + ["--prior-scales", "1", "4", "--examples", "4"])
+    assert list(data["rows"]) == ["prior 1", "prior 4"] and json.loads(out.read_text())["rows"] == data["rows"]
+    for row in data["rows"].values():
+        for split in ("heldout_pairs", "heldout_concepts"):
+            scores = row["splits"][split]
+            assert 0 <= scores["r_precision"] <= 1 and scores["count"] == 4 and _positive(scores["clip_fd"])
+            assert -1 <= scores["cos_prior"] <= 1
+    one, four = (data["rows"][k]["splits"]["heldout_pairs"]["cos_prior"] for k in ("prior 1", "prior 4"))
+    assert one != four  # the guidance reached the prior
+    assert out.with_suffix(".png").is_file()
+    for bad, message in ((["--examples", "1"], "must be >= 2"), (["--prior-scales", "-1"], ">= 0"),
+                         (["--steps", "2/2"], "PRIOR/DECODER/SUPER_RES")):
+        with pytest.raises(SystemExit, match=message):
+            bench("bench_guidance").main(common + bad)
+
+
 def test_sampling_benchmark_sections_update_an_earlier_run(bench, tmp_path):
     out = tmp_path / "sampling.json"
     sampling = bench("bench_sampling")
