@@ -146,6 +146,6 @@ def stock_sampling_pipeline(pipe: Any) -> Any:
     schedulers = stock_schedulers()
     schedulers["decoder_scheduler"] = UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="epsilon")
     twin = type(pipe)(**{**pipe.components, **schedulers}, normalize_embeddings=pipe.config.normalize_embeddings,
-                      super_res_strength=1.0)
+                      super_res_strength=1.0, prior_guidance_scale=4.0)  # the stock pipeline's defaults
     twin.set_progress_bar_config(disable=True)
     return twin

@@ -172,7 +172,8 @@ def test_defaults_follow_the_pipeline_signature(service):
 
     parameters = inspect.signature(type(service.pipe).__call__).parameters
     assert defaults["decoder_steps"] == parameters["decoder_num_inference_steps"].default
-    assert defaults["prior_guidance"] == parameters["prior_guidance_scale"].default
+    assert parameters["prior_guidance_scale"].default is None  # None: the checkpoint's saved value
+    assert defaults["prior_guidance"] == service.pipe.config.prior_guidance_scale
 
 
 class RecordingProgress:

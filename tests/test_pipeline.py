@@ -364,3 +364,25 @@ def test_super_res_strength_is_saved_with_the_pipeline_and_validated(pipe, tmp_p
             UnCLIPPipeline(**components, super_res_strength=bad)
         with pytest.raises(ValueError, match="strength"):
             pipe.super_resolve(torch.rand(1, 3, 16, 16), strength=bad)
+
+
+def test_prior_guidance_default_is_saved_with_the_pipeline_and_an_argument_overrides_it(pipe, tmp_path):
+    assert pipe.config.prior_guidance_scale == 4.0  # diffusers' and Karlo's default
+    tuned = UnCLIPPipeline(**pipe.components, prior_guidance_scale=2.0)
+    tuned.save_pretrained(tmp_path)
+    loaded = UnCLIPPipeline.from_pretrained(tmp_path)
+    assert loaded.config.prior_guidance_scale == 2.0
+
+    def prior(p, **kwargs):
+        return p.sample_prior("a cat", num_inference_steps=2, generator=_generator(), **kwargs)
+
+    torch.testing.assert_close(prior(loaded), prior(pipe, guidance_scale=2.0))  # the saved value is the default
+    torch.testing.assert_close(prior(loaded, guidance_scale=4.0), prior(pipe))  # an argument overrides it
+    assert not torch.allclose(prior(loaded), prior(pipe))
+    call = dict(prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
+                output_type="pt")
+    torch.testing.assert_close(loaded("a cat", generator=_generator(), **call).image_embeds,
+                               pipe("a cat", generator=_generator(), prior_guidance_scale=2.0, **call).image_embeds)
+    for bad in (-1, "high", float("nan")):
+        with pytest.raises(ValueError, match="prior_guidance_scale"):
+            UnCLIPPipeline(**pipe.components, prior_guidance_scale=bad)

@@ -69,11 +69,15 @@ def user_errors(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]
 
 def pipeline_defaults(pipe: Any) -> dict[str, float]:
     """Step counts and guidance scales from the pipeline's own `__call__` defaults (so the app follows the tuned
-    defaults), falling back to `validation.LIMITS` for anything the signature does not name."""
+    defaults), where a default of `None` means the value saved in the pipeline's config (e.g. the checkpoint's
+    `prior_guidance_scale`), falling back to `validation.LIMITS` for anything neither names."""
     parameters = inspect.signature(type(pipe).__call__).parameters
+    config = getattr(pipe, "config", None) or {}
     defaults = {}
     for setting, argument in STAGE_SETTINGS.items():
         value = parameters[argument].default if argument in parameters else inspect.Parameter.empty
+        if value is None:
+            value = config.get(argument, inspect.Parameter.empty)
         limit = LIMITS[setting]
         ok = isinstance(value, (int, float)) and limit.minimum <= value <= limit.maximum
         defaults[setting] = value if ok else limit.default

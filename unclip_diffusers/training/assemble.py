@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--super-res-strength", type=float, default=0.3,
                         help="the pipeline's super_res_strength: 1 starts the upsampler from pure noise, below 1 from "
                              "the noised bicubic upsample (default 0.3, chosen with benchmarks/bench_upsampler.py)")
+    parser.add_argument("--prior-guidance-scale", type=float, default=2.0,
+                        help="the pipeline's default prior guidance scale (default 2.0: better R-precision, CLIP-FD "
+                             "and prior cosine than 4.0 on the emoji release, benchmarks/bench_guidance.py)")
     return parser
 
 
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         from unclip_diffusers import UnCLIPPipeline
     except ImportError as error:  # the pipeline package is a separate part of the project
         raise ImportError("unclip_diffusers.UnCLIPPipeline is not available in this install.") from error
-    pipeline = UnCLIPPipeline(**components, super_res_strength=args.super_res_strength)
+    pipeline = UnCLIPPipeline(**components, super_res_strength=args.super_res_strength,
+                              prior_guidance_scale=args.prior_guidance_scale)
     if args.fp16:
         import torch
 
