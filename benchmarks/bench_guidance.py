@@ -25,7 +25,7 @@ import _common  # noqa: E402
 
 QUALITY_ONLY = dict(  # text-to-image only: skip the report's other sections
     text_embedding_ablation=False, num_variation_inputs=0, num_interpolation_pairs=0, grid_prompts=0,
-    prior_guidance_sweep=(), prior_sample_counts=(1,),
+    prior_guidance_sweep=(), prior_sample_counts=(1,), clip_retrieval=False,
 )
 
 

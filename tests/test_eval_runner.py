@@ -4,6 +4,7 @@ answers are known: generated-vs-real scores equal the real-vs-real ones, the pri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
@@ -228,6 +229,38 @@ def test_metrics_json_meets_the_model_card_schema(evaluation, tmp_path):
     for row in metrics.rows:  # every number a card shows is there, except Inception FID (not available offline)
         for split, value in row.values.items():
             assert (value is None) == (row.spec.key == "fid"), (row.spec.key, split)
+
+
+def test_generation_only_runs_score_the_same_without_the_whole_splits():
+    from unclip_diffusers import UnCLIPPipeline
+
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny"))
+    pipe.set_progress_bar_config(disable=True)
+    evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
+    fixture = str(Path(__file__).parent / "fixtures" / "emoji_tiny")  # 4 rows per held-out split: 3 are scored
+    settings = dict(max_examples=3, grid_prompts=0, num_variation_inputs=1, num_interpolation_pairs=1)
+    full, _ = run_evaluation(pipe, fixture, evaluator, get_eval_settings("quick", **settings), progress=lambda _: 0)
+    only, _ = run_evaluation(pipe, fixture, evaluator, get_eval_settings("quick", clip_retrieval=False, **settings),
+                             progress=lambda _: 0)
+    for split, section in only["splits"].items():
+        reference = full["splits"][split]
+        assert "clip" in reference and "clip" not in section
+        assert section["num_examples"] == reference["num_examples"] == 4 and section["num_scored"] == 3
+        for name in ("text_to_image", "prior", "variations", "interpolation"):
+            got, want = _flatten(section[name]), _flatten(reference[name])
+            if name == "variations":  # its "random image" reference averages over the rows loaded
+                assert got.pop("cos_input_random") != want.pop("cos_input_random")
+            assert got.keys() == want.keys() and got == pytest.approx(want, rel=1e-5, abs=1e-7), name
+
+
+def _flatten(value, prefix=""):
+    """Nested dicts and lists of numbers as {"a/b/0": number} (pytest.approx compares flat mappings)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}/").items()}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}{i}/").items()}
+    return {prefix.rstrip("/"): value}
 
 
 def test_grid_prompts_are_spread_over_the_scored_examples():

@@ -55,6 +55,9 @@ class EvalSettings:
     grid_seeds: int = 8  # the card shows an 8 x 8 grid: grid_prompts held-out prompts x grid_seeds seeds
     batch_size: int = 16  # prompts per pipeline call
     seed: int = 0  # every random draw (example pick, noise, distractors) derives from it
+    clip_retrieval: bool = True  # CLIP retrieval and accuracies over whole splits; False (sampler benchmarks) loads
+    # and embeds only the scored rows: the generation metrics come out the same, except that the variations'
+    # "random image" reference then averages over the scored rows instead of the whole split
 
     def validate(self) -> None:
         """Raise a `ValueError` naming the first bad setting."""
@@ -225,6 +228,7 @@ class SplitData:
     styles: list[str]
     images: list[Image.Image]
     picked: list[int] = field(default_factory=list)  # rows used for the generation metrics
+    num_rows: int = 0  # rows of the split (more than are held here when only the picked rows were loaded)
 
     def subset(self, attr: str) -> list[Any]:
         values = getattr(self, attr)
@@ -238,15 +242,17 @@ def load_split(data_path: str, split: str, settings: EvalSettings) -> SplitData:
     data = load_image_text_dataset(data_path, split)
     if len(data) < 2:
         raise ValueError(f"Split {split!r} of {data_path!r} has {len(data)} rows; at least 2 are needed.")
+    n = len(data)
+    k = n if settings.max_examples == 0 else min(n, settings.max_examples)
+    picked = sorted(torch.randperm(n, generator=_seeded(settings.seed))[:k].tolist())
+    if not settings.clip_retrieval:  # retrieval is what needs every row: load only the scored ones
+        data, picked = data.select(picked), list(range(k))
     columns = data.column_names
     captions = list(data["caption"])
     concepts = list(data["concept"]) if "concept" in columns else list(captions)
     styles = list(data["style"]) if "style" in columns else [""] * len(captions)
     images = [im.convert("RGB") for im in data["image"]]
-    n = len(captions)
-    k = n if settings.max_examples == 0 else min(n, settings.max_examples)
-    picked = sorted(torch.randperm(n, generator=_seeded(settings.seed))[:k].tolist())
-    return SplitData(split, captions, concepts, styles, images, picked)
+    return SplitData(split, captions, concepts, styles, images, picked, num_rows=n)
 
 
 def caption_pool(data_path: str) -> tuple[list[str], list[str], list[str]]:
@@ -469,9 +475,8 @@ def run_evaluation(
     splits: dict[str, Any] = {}
 
     pool = caption_pool(data_path)
-    pool_gen = text_embeddings(pipe, pool[0]) if pool[0] else torch.empty(0)
+    pool_gen = text_embeddings(pipe, pool[0]) if pool[0] and settings.clip_retrieval else torch.empty(0)
     pool_eval = evaluator.embed_texts(pool[0], progress=True) if pool[0] else torch.empty(0)
-    concept_means = _train_concept_means(pipe, data_path, settings)
 
     for split in settings.splits:
         t0 = time.perf_counter()
@@ -480,15 +485,17 @@ def run_evaluation(
         z_i = image_embeddings(pipe, data.images)
         e_text = evaluator.embed_texts(data.captions, progress=True)
         e_real = evaluator.embed_images(data.images, progress=True)
-        section: dict[str, Any] = {"num_examples": len(data.captions), "num_scored": len(data.picked)}
-        section["clip"] = {
-            "generation_clip": clip_section(z_t, z_i, data, pool, pool_gen),
-            "evaluator_clip": clip_section(e_text, e_real, data, pool, pool_eval),
-        }
+        section: dict[str, Any] = {"num_examples": data.num_rows, "num_scored": len(data.picked)}
+        if settings.clip_retrieval:
+            section["clip"] = {
+                "generation_clip": clip_section(z_t, z_i, data, pool, pool_gen),
+                "evaluator_clip": clip_section(e_text, e_real, data, pool, pool_eval),
+            }
+            say(f"[{split}] CLIP retrieval done")
         timings[f"{split}/clip"] = time.perf_counter() - t0
-        say(f"[{split}] CLIP retrieval done")
 
         t0 = time.perf_counter()
+        concept_means = _train_concept_means(pipe, data_path, set(data.subset("concepts")))
         section["prior"] = prior_section(pipe, data, z_t, z_i, settings, concept_means)
         timings[f"{split}/prior"] = time.perf_counter() - t0
         say(f"[{split}] prior done")
@@ -548,13 +555,9 @@ def _num_parameters(module: Any) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
-def _train_concept_means(pipe: Any, data_path: str, settings: EvalSettings) -> dict[str, torch.Tensor]:
-    """Mean (normalised) generation-CLIP image embedding of each training concept, for the concepts scored."""
-    wanted: set[str] = set()
-    for split in settings.splits:
-        data = load_image_text_dataset(data_path, split)
-        if "concept" in data.column_names:
-            wanted |= set(data["concept"])
+def _train_concept_means(pipe: Any, data_path: str, wanted: set[str]) -> dict[str, torch.Tensor]:
+    """Mean (normalised) generation-CLIP image embedding of each training concept in `wanted` (the concepts of the
+    scored rows: only their training images are embedded)."""
     train = load_image_text_dataset(data_path, "train")
     if "concept" not in train.column_names or not wanted:
         return {}
