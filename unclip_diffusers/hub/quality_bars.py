@@ -41,7 +41,8 @@ _T2I = ("text_to_image", "via_prior")
 _CLIP = ("clip", "generation_clip")
 # The release bars (issue "The release checkpoint"), measured on held-out (concept, style) pairs.
 QUALITY_BARS: tuple[QualityBar, ...] = (
-    QualityBar("CLIP image→caption top-1 among all held-out captions ≥ 0.75", _CLIP + ("image_to_text", "top1"), 0.75),
+    QualityBar("CLIP image→caption top-1 among all the split's captions ≥ 0.75", _CLIP + ("image_to_text", "top1"),
+               0.75),
     QualityBar("CLIP style accuracy ≥ 0.95", _CLIP + ("style_accuracy", "accuracy"), 0.95),
     QualityBar("prior mean cos(ẑ_i, z_i) ≥ 0.8", ("prior", "cos_prior"), 0.8),
     QualityBar("prior mean cos(ẑ_i, z_i) above the text-embedding baseline", ("prior", "cos_prior"), 1.0,
