@@ -84,7 +84,7 @@ class UnCLIPEditingMixin:
         prior_num_inference_steps: int = 25,
         decoder_num_inference_steps: int = 25,
         super_res_num_inference_steps: int = 10,
-        prior_guidance_scale: float = 4.0,
+        prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
@@ -105,7 +105,8 @@ class UnCLIPEditingMixin:
             prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps for caption endpoints.
             decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
-            prior_guidance_scale (`float`, *optional*, defaults to 4.0): prior guidance for caption endpoints.
+            prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for caption endpoints;
+                `None` uses the pipeline's `prior_guidance_scale`.
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
             generator (`torch.Generator`, *optional*, defaults to `None`): one generator for the whole path.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
@@ -142,7 +143,7 @@ class UnCLIPEditingMixin:
         prior_num_inference_steps: int = 25,
         decoder_num_inference_steps: int = 25,
         super_res_num_inference_steps: int = 10,
-        prior_guidance_scale: float = 4.0,
+        prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
@@ -165,7 +166,8 @@ class UnCLIPEditingMixin:
             prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps for a caption source.
             decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
-            prior_guidance_scale (`float`, *optional*, defaults to 4.0): prior guidance for a caption source.
+            prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for a caption source;
+                `None` uses the pipeline's `prior_guidance_scale`.
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
             generator (`torch.Generator`, *optional*, defaults to `None`): one generator for all frames.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
@@ -249,7 +251,7 @@ class UnCLIPEditingMixin:
         value: Any,
         name: str,
         prior_num_inference_steps: int,
-        prior_guidance_scale: float,
+        prior_guidance_scale: float | None,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         """`z_i` of one endpoint, shape (1, D): the CLIP embedding of an image, or a prior sample for a caption."""

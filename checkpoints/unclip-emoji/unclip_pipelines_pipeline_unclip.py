@@ -75,6 +75,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             from pure noise (the paper, diffusers' UnCLIPPipeline); below 1 it starts from the bicubic-upsampled base
             image noised to that level and runs only the last `strength` of its steps, as image-to-image pipelines
             do. Saved with the pipeline, since the best value depends on the trained upsampler.
+        prior_guidance_scale (`float`, defaults to 4.0): the prior's classifier-free guidance scale wherever a call
+            passes none (4.0 is diffusers' and Karlo's default). Saved with the pipeline, since the best value
+            depends on the trained prior and decoder (`benchmarks/bench_guidance.py` measures it).
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
@@ -111,9 +114,11 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         super_res_last: UNet2DModel | None = None,
         normalize_embeddings: bool = True,
         super_res_strength: float = 1.0,
+        prior_guidance_scale: float = 4.0,
     ):
         super().__init__()
         check_strength(super_res_strength, "super_res_strength")
+        check_guidance(prior_guidance_scale, "prior_guidance_scale")
         if (image_encoder is None) != (feature_extractor is None):
             raise ValueError("Pass both image_encoder and feature_extractor, or neither.")
         if super_res_first is not None and super_res_scheduler is None:
@@ -142,7 +147,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             super_res_last=super_res_last,
         )
         self.register_to_config(normalize_embeddings=bool(normalize_embeddings),
-                                super_res_strength=float(super_res_strength))
+                                super_res_strength=float(super_res_strength),
+                                prior_guidance_scale=float(prior_guidance_scale))
 
     # ------------------------------------------------------------------------------------------------ sizes
 
@@ -277,7 +283,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int = 1,
         num_inference_steps: int = 25,
-        guidance_scale: float = 4.0,
+        guidance_scale: float | None = None,
         sample_count: int = 1,
         generator: Generator = None,
         latents: torch.Tensor | None = None,
@@ -293,8 +299,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
                 `encode_prompt(..., do_classifier_free_guidance=False)` (one row per caption).
             num_images_per_prompt (`int`, *optional*, defaults to 1): embeddings per caption.
             num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
-            guidance_scale (`float`, *optional*, defaults to 4.0): classifier-free guidance scale (1 disables it;
-                the unconditional branch sees the empty caption).
+            guidance_scale (`float`, *optional*, defaults to `None`): classifier-free guidance scale (1 disables
+                it; the unconditional branch sees the empty caption); `None` uses the pipeline's
+                `prior_guidance_scale`.
             sample_count (`int`, *optional*, defaults to 1): candidates per embedding; with 2 or more the one with
                 the highest dot product with the caption's text embedding is kept (the paper's draw-2-keep-best).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
@@ -318,6 +325,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         check_positive_int(num_images_per_prompt, "num_images_per_prompt")
         check_positive_int(num_inference_steps, "num_inference_steps")
         check_positive_int(sample_count, "sample_count")
+        guidance_scale = self.config.prior_guidance_scale if guidance_scale is None else guidance_scale
         check_guidance(guidance_scale, "guidance_scale")
         callback_on_step_end_tensor_inputs = self._check_callback(
             callback_on_step_end, callback_on_step_end_tensor_inputs
@@ -646,7 +654,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         prior_num_inference_steps: int,
         decoder_num_inference_steps: int,
         super_res_num_inference_steps: int,
-        prior_guidance_scale: float,
+        prior_guidance_scale: float | None,
         decoder_guidance_scale: float,
         prior_sample_count: int,
         generator: Generator,
@@ -663,7 +671,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         check_positive_int(prior_num_inference_steps, "prior_num_inference_steps")
         check_positive_int(decoder_num_inference_steps, "decoder_num_inference_steps")
         check_positive_int(super_res_num_inference_steps, "super_res_num_inference_steps")
-        check_guidance(prior_guidance_scale, "prior_guidance_scale")
+        if prior_guidance_scale is not None:  # None: the pipeline's saved default
+            check_guidance(prior_guidance_scale, "prior_guidance_scale")
         check_guidance(decoder_guidance_scale, "decoder_guidance_scale")
         check_positive_int(prior_sample_count, "prior_sample_count")
         num_images = len(prompts) * num_images_per_prompt
@@ -687,7 +696,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         prior_num_inference_steps: int = 25,
         decoder_num_inference_steps: int = 25,
         super_res_num_inference_steps: int = 10,
-        prior_guidance_scale: float = 4.0,
+        prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
         prior_sample_count: int = 1,
         generator: Generator = None,
@@ -709,7 +718,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             prior_num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
             decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
-            prior_guidance_scale (`float`, *optional*, defaults to 4.0): prior classifier-free guidance (1 = off).
+            prior_guidance_scale (`float`, *optional*, defaults to `None`): prior classifier-free guidance (1 =
+                off); `None` uses the pipeline's `prior_guidance_scale` (saved in `model_index.json`).
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance (1 = off).
             prior_sample_count (`int`, *optional*, defaults to 1): prior candidates per image; 2 is the paper's "draw
                 two, keep the one closer to the caption" trick.
@@ -736,6 +746,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if prior_guidance_scale is None:
+            prior_guidance_scale = self.config.prior_guidance_scale
         self.check_inputs(prompt, num_images_per_prompt, prior_num_inference_steps, decoder_num_inference_steps,
                           super_res_num_inference_steps, prior_guidance_scale, decoder_guidance_scale,
                           prior_sample_count, generator, prior_latents, decoder_latents, super_res_latents,

@@ -105,17 +105,22 @@ def check_generator(generator: Any, num_images: int) -> None:
         )
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 dot products natively (AVX512-BF16 or AMX), where bf16 autocast was measured
-    faster at unchanged quality (`benchmarks/RESULTS.md`); elsewhere bfloat16 is emulated and can be slower."""
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this CPU from `/proc/cpuinfo` (empty where it cannot be read, e.g. not Linux)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
-                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 dot products natively (AVX512-BF16 or AMX), where bf16 autocast was measured
+    faster at unchanged quality (`benchmarks/RESULTS.md`); elsewhere bfloat16 is emulated and can be slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def enable_cpu_bf16_autocast(pipe: Any, channels_last: bool = True) -> Any:
