@@ -22,11 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-
-QUALITY_ONLY = dict(  # text-to-image only: skip the report's other sections
-    text_embedding_ablation=False, num_variation_inputs=0, num_interpolation_pairs=0, grid_prompts=0,
-    prior_guidance_sweep=(), prior_sample_counts=(1,), clip_retrieval=False,
-)
+from bench_sampling import QUALITY_ONLY, load_evaluator, parse_steps  # noqa: E402  (text-to-image metrics only)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,23 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Refuse settings that cannot be measured, with the reason."""
+def check_args(args: argparse.Namespace) -> dict[str, int]:
+    """Refuse settings that cannot be measured, with the reason; return the `--steps` as pipeline arguments."""
     if args.examples < 2:
         raise SystemExit("bench_guidance: --examples must be >= 2 (R-precision and CLIP-FD need pairs).")
     bad = [s for s in args.prior_scales + [s for s in args.decoder_scales if s is not None] if not s >= 0]
     if bad:
         raise SystemExit(f"bench_guidance: guidance scales must be >= 0, got {bad}.")
-    if args.steps is not None:
-        from bench_sampling import parse_steps
-
-        try:
-            parse_steps(args.steps)
-        except ValueError as error:
-            raise SystemExit(f"bench_guidance: {error}")
     for name in ("pipeline", "data", "evaluator"):
         if not Path(getattr(args, name)).exists():
             raise SystemExit(f"bench_guidance: --{name} {getattr(args, name)!r} does not exist.")
+    try:
+        return parse_steps(args.steps) if args.steps is not None else {}
+    except ValueError as error:
+        raise SystemExit(f"bench_guidance: {error}")
 
 
 def fmt(value: float | None) -> str:
@@ -123,11 +116,9 @@ def plot(rows: dict[str, dict[str, Any]], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    check_args(args)
+    steps = check_args(args)
     _common.setup_torch(args.threads)
     from tqdm.auto import tqdm
-
-    from bench_sampling import load_evaluator, parse_steps
 
     from unclip_diffusers import UnCLIPPipeline
     from unclip_diffusers.evaluation.runner import get_eval_settings, run_evaluation
@@ -138,7 +129,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.bf16:
         enable_cpu_bf16_autocast(pipe)
     evaluator = load_evaluator(args)  # its caption embeddings are computed once for all settings
-    steps = parse_steps(args.steps) if args.steps else {}
     settings_list = [(p, d) for d in args.decoder_scales for p in args.prior_scales]
     rows: dict[str, dict[str, Any]] = {}
     for prior_scale, decoder_scale in tqdm(settings_list, desc="guidance settings"):
@@ -150,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "prior_guidance_scale": prior_scale, "decoder_guidance_scale": decoder_scale, "splits": score(results)}
     output = Path(args.output)
     result = {"command": " ".join(sys.argv), "pipeline": args.pipeline, "examples_per_split": args.examples,
-              "seed": args.seed, "bf16": args.bf16, "steps": steps or "pipeline defaults", "machine": _common.machine_info(args.threads), "rows": rows}
+              "seed": args.seed, "bf16": args.bf16, "steps": steps or "pipeline defaults",
+              "machine": _common.machine_info(args.threads), "rows": rows}
     _common.write_json(result, output)
     figure = plot(rows, output.with_suffix(".png"))
     table = [[name] + [f"{s['r_precision']:.2f}±{s['r_precision_se']:.2f} / {fmt(s['clip_fd'])} / {s['cos_prior']:.3f}"

@@ -86,24 +86,27 @@ def _metric_context(inputs: CardInputs) -> dict[str, Any]:
             cells.append(text)
         rows.append({"label": row.spec.label, "key": row.spec.key, "cells": cells, "meaningful": row.meaningful,
                      "direction": "higher is better" if row.spec.higher_is_better else "lower is better"})
-    bar_rows = []
-    if kind == "pipeline":
-        for check in inputs.metrics.bars:
-            cells = []
-            for split in inputs.metrics.splits:
-                value, limit, met = check.values.get(split), check.limits.get(split), check.met.get(split)
-                if met is None:
-                    cells.append(NOT_MEASURED)
-                    continue
-                sign = ("≥" if check.bar.higher_is_better else "≤") if not check.bar.strict else (
-                    ">" if check.bar.higher_is_better else "<")
-                cells.append(f"{'met' if met else '**not met**'}: {format_value(value)} (needs {sign} "
-                             f"{format_value(limit)})")
-            bar_rows.append({"label": check.bar.label, "cells": cells, "meaningful": check.meaningful})
-    return {"metric_rows": rows, "bar_rows": bar_rows, "metric_splits": inputs.metrics.splits, "metrics_source": inputs.metrics.source,
-            "metrics_mode": inputs.metrics.mode, "metric_specs": [m.label for m in METRICS if kind in m.cards],
+    bar_rows = _bar_rows(inputs.metrics) if kind == "pipeline" else []
+    return {"metric_rows": rows, "bar_rows": bar_rows, "metric_splits": inputs.metrics.splits,
+            "metrics_source": inputs.metrics.source, "metrics_mode": inputs.metrics.mode, "metric_specs": [m.label for m in METRICS if kind in m.cards],
             "evaluator_trained": inputs.metrics.evaluator_trained, "eval_grids": inputs.eval_grids,
             "validation": inputs.validation, "not_measured": NOT_MEASURED}
+
+
+def _bar_rows(metrics: Metrics) -> list[dict[str, Any]]:
+    """The quality-bar table of a pipeline card: per split, met or not, the value and the limit it needs."""
+    rows = []
+    for check in metrics.bars:
+        cells = []
+        for split in metrics.splits:
+            met = check.met.get(split)
+            if met is None:
+                cells.append(NOT_MEASURED)
+            else:
+                cells.append(f"{'met' if met else '**not met**'}: {format_value(check.values[split])} (needs "
+                             f"{check.bar.comparison} {format_value(check.limits[split])})")
+        rows.append({"label": check.bar.label, "cells": cells, "meaningful": check.meaningful})
+    return rows
 
 
 def eval_results(inputs: CardInputs) -> list[EvalResult]:

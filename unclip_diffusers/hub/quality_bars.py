@@ -36,6 +36,17 @@ class QualityBar:
     evaluator: bool = False  # scored by the evaluator CLIP (not meaningful when it was untrained)
     strict: bool = False  # "above the baseline": a tie does not meet it
 
+    @property
+    def comparison(self) -> str:
+        """How a value must compare with the limit: `≥`, `≤`, `>` or `<`."""
+        if self.strict:
+            return ">" if self.higher_is_better else "<"
+        return "≥" if self.higher_is_better else "≤"
+
+    def passes(self, value: float, limit: float) -> bool:
+        """Whether `value` meets the bar at `limit`."""
+        return {"≥": value >= limit, "≤": value <= limit, ">": value > limit, "<": value < limit}[self.comparison]
+
 
 _T2I = ("text_to_image", "via_prior")
 _CLIP = ("clip", "generation_clip")
@@ -81,11 +92,6 @@ def check_bars(
                 reference = lookup_number(splits[split], bar.reference)
                 limit = None if reference is None else bar.threshold * reference
             values[split], limits[split] = value, limit
-            if value is None or limit is None:
-                met[split] = None
-            elif bar.strict:
-                met[split] = value > limit if bar.higher_is_better else value < limit
-            else:
-                met[split] = value >= limit if bar.higher_is_better else value <= limit
+            met[split] = None if value is None or limit is None else bar.passes(value, limit)
         checks.append(BarCheck(bar, values, limits, met, meaningful=not (bar.evaluator and evaluator_trained is False)))
     return checks
