@@ -10,7 +10,8 @@
 # preset, default small: runs are $RUNS/<stage>-$PRESET), EVAL_ARGS (extra unclip-eval flags, e.g. --quick),
 # SKIP_EVAL (set to 1 to write the folder without scoring it, e.g. before the evaluator CLIP is trained; the card
 # then says "not measured"), NOTES (the card's "About this release" text, default
-# model_cards/unclip-emoji.notes.md).
+# model_cards/unclip-emoji.notes.md). With the evaluation it also writes the CLIP's style diagnosis
+# (scripts/probe_clip.py, $EVAL/style_probe/), whose figure goes into the card as images/eval/style_probe.png.
 set -euo pipefail
 DATA=${DATA:-data/emoji}
 RUNS=${RUNS:-runs}
@@ -55,6 +56,13 @@ if [ -z "${SKIP_EVAL:-}" ]; then
     rm -rf "$EVAL"
     unclip-eval --pipeline "$staging/pipeline" --data "$DATA" --output "$EVAL" --evaluator "$EVALUATOR" \
         --max-examples "$MAX_EXAMPLES" --num-threads "$THREADS" $EVAL_ARGS
+    # A diagnosis, not part of the release: a dataset without concept/style columns skips it with a warning.
+    if python "$(dirname "$0")/probe_clip.py" --clip "$staging/pipeline" --data "$DATA" --threads "$THREADS" \
+        --max-train 8000 --output "$EVAL/style_probe"; then
+        cp "$EVAL/style_probe/confusion.png" "$EVAL/style_probe.png"
+    else
+        echo "warning: scripts/probe_clip.py failed; the card has no style diagnosis." >&2
+    fi
     metrics=(--metrics "$EVAL")
     if [ "$EVALUATOR" != "$SHIPPED_EVALUATOR" ] && [ -f "$EVALUATOR/evaluator/evaluator.json" ]; then
         python -c "import sys; from unclip_diffusers.evaluation.evaluator import export_evaluator as e; e(*sys.argv[1:])" \

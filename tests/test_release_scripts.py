@@ -43,6 +43,8 @@ def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snaps
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["meta"]["mode"] == "quick"
     assert (out / "TRAINING_DATA_LICENSES.md").is_file()
+    assert (tmp_path / "eval" / "style_probe" / "probe.json").is_file() and "warning" not in result.stderr
+    assert (out / "images" / "eval" / "style_probe.png").is_file() and "images/eval/style_probe.png" in card
     shipped = tmp_path / "evaluator-clip-tiny" / "evaluator"  # beside the release, for the next release's scoring
     assert (shipped / "evaluator.json").is_file()
     assert {v.dtype for v in load_file(next(shipped.glob("*.safetensors"))).values()} == {torch.float16}

@@ -13,6 +13,7 @@ from unclip_diffusers.training.batches import (
     caption_examples,
     clip_pixel_values,
     column_images,
+    grouped_batch_indices,
     images_to_uint8,
     load_split,
     resize_center_crop,
@@ -37,6 +38,25 @@ def test_batch_indices_cover_each_epoch_once_and_split_processes():
     assert torch.equal(batch_indices(n, bs, 7, 0, 1, seed=3), batch_indices(n, bs, 7, 0, 1, seed=3))
     with pytest.raises(ValueError, match="no usable examples"):
         batch_indices(0, bs, 0, 0, 1, seed=0)
+
+
+def test_grouped_batches_hold_whole_groups_and_are_seeded():
+    groups = [torch.arange(10 * g, 10 * g + n) for g, n in enumerate([8, 1, 5, 3, 8, 2, 6, 7, 4, 8])]
+    batch = grouped_batch_indices(groups, 12, 4, micro_step=3, process_index=0, seed=1)
+    assert len(batch) == 12 and len(set(batch.tolist())) == 12
+    counts = torch.bincount(batch // 10, minlength=10)
+    assert counts.max() <= 4  # at most per_group examples of one group
+    assert (counts == torch.tensor([min(4, len(g)) for g in groups])).sum() >= 2  # groups arrive whole (up to 4)
+    assert torch.equal(batch, grouped_batch_indices(groups, 12, 4, micro_step=3, process_index=0, seed=1))
+    assert not torch.equal(batch, grouped_batch_indices(groups, 12, 4, micro_step=4, process_index=0, seed=1))
+    assert not torch.equal(batch, grouped_batch_indices(groups, 12, 4, micro_step=3, process_index=1, seed=1))
+    # fewer groups than the batch needs at `per_group` each: a second round takes more of each group, no repeats
+    few = grouped_batch_indices(groups[:3], 12, 2, micro_step=0, process_index=0, seed=0)
+    assert sorted(few.tolist()) == sorted(set(few.tolist())) and len(few) == 12
+    with pytest.raises(ValueError, match="fewer than a batch"):
+        grouped_batch_indices(groups[:2], 12, 4, micro_step=0, process_index=0, seed=0)
+    with pytest.raises(ValueError, match="per_group"):
+        grouped_batch_indices(groups, 12, 0, micro_step=0, process_index=0, seed=0)
 
 
 def test_step_generators_are_deterministic_and_distinct():

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from test_training_data import dataset_path
-from unclip_diffusers.training.clip import CLIPStage, retrieval_accuracy
+from unclip_diffusers.training.clip import CLIPStage, contrastive_loss, retrieval_accuracy
 from unclip_diffusers.training.config import get_training_config
 from unclip_diffusers.training.decoder import DecoderStage
 from unclip_diffusers.training.embeddings import (
@@ -100,6 +101,43 @@ def test_stage_overfits_and_logs(name):
         assert grid.exists()
     if name == "upsampler":  # from pure noise and from the noised input (the release's super_res_strength)
         assert {"heldout_psnr", "heldout_psnr_strength0.3", "heldout_bicubic_psnr"} <= set(validation[0])
+
+
+def test_contrastive_loss_is_clips_and_counts_identical_captions_as_matches():
+    logits = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    diagonal = torch.arange(4)
+    expected = 0.5 * (torch.nn.functional.cross_entropy(logits, diagonal)
+                      + torch.nn.functional.cross_entropy(logits.T, diagonal))
+    torch.testing.assert_close(contrastive_loss(logits, ["a", "b", "c", "d"]), expected)
+    # images 0 and 1 drew the same caption text: matching both captions is right, matching only "its own" is not
+    block = torch.full((4, 4), -10.0)
+    block[:2, :2] = 10.0
+    block[2, 2] = block[3, 3] = 10.0
+    only_own = torch.full((4, 4), -10.0).fill_diagonal_(10.0)
+    captions = ["x emoji", "x emoji", "y, Noto style", "z, Noto style"]
+    assert contrastive_loss(block, captions) < contrastive_loss(only_own, captions)
+    assert contrastive_loss(block, list("abcd")) > contrastive_loss(only_own, list("abcd"))
+
+
+def test_clip_batches_group_a_concepts_styles(tmp_path):
+    stage = CLIPStage(_config("clip", tmp_path, max_train_examples=0, styles_per_concept=4))
+    stage.setup(None)
+    concepts = [stage.examples[i]["caption"].split(",")[0] for i in range(stage.num_train_examples)]
+    batch = stage.batch_indices(micro_step=0, process_index=0, num_processes=1).tolist()
+    assert len(batch) == 8 and len(set(batch)) == 8
+    assert len({concepts[i] for i in batch}) < 8  # some concept appears in several styles
+    assert torch.isfinite(_fixed_loss(stage, stage.model) * torch.ones(1)).all()
+    with pytest.raises(ValueError, match="styles_per_concept must be >= 1"):
+        _config("clip", tmp_path, styles_per_concept=0)
+    folder = tmp_path / "no-concepts"  # an imagefolder has captions but no concept column to group by
+    folder.mkdir()
+    with open(folder / "metadata.jsonl", "w") as f:
+        for i, color in enumerate(["red", "blue"]):
+            Image.new("RGB", (8, 8), color).save(folder / f"{i}.png")
+            f.write(json.dumps({"file_name": f"{i}.png", "caption": f"a {color} square"}) + "\n")
+    with pytest.raises(ValueError, match="no 'concept' column"):
+        CLIPStage(_config("clip", tmp_path, data_path=str(folder), styles_per_concept=2,
+                          num_validation_examples=0)).setup(None)
 
 
 def test_final_weights_are_the_ema_weights():

@@ -1,9 +1,10 @@
 """Stage 1: CLIP, trained with the symmetric contrastive loss over each batch and a learnable temperature.
 
 Each batch holds N matching (image, caption) pairs; the loss is the mean of the cross-entropies of the N x N
-similarity matrix over rows (image -> caption) and columns (caption -> image). Under data parallelism each process
-contrasts its own micro-batch (no all-gather of features). The caption of each image is drawn per step from its
-alternative captions. The result is frozen for every later stage.
+similarity matrix over rows (image -> caption) and columns (caption -> image); identical caption texts count as
+matches. Batches are random examples or, with `styles_per_concept > 1`, groups of one concept's styles. Under data
+parallelism each process contrasts its own micro-batch (no all-gather of features). The caption of each image is
+drawn per step from its alternative captions. The result is frozen for every later stage.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection, CLI
 
 from ..configs import UnCLIPModelConfig, build_image_processor, build_tokenizer, clip_text_config, clip_vision_config
 from ..data import sample_caption
-from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples, clip_pixel_values, images_to_uint8, load_split
+from .batches import (
+    TRAIN_SPLIT,
+    VALIDATION_SPLIT,
+    caption_examples,
+    clip_pixel_values,
+    grouped_batch_indices,
+    images_to_uint8,
+    load_split,
+)
 from .config import CLIPTrainingConfig
 from .trainer import Stage, run_training
 from .warm_start import load_component, load_clip_halves
@@ -48,6 +57,21 @@ def split_clip_model(model: CLIPModel) -> tuple[CLIPTextModelWithProjection, CLI
     return text, vision
 
 
+def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy over the batch's image x caption logits `(N, N)`.
+
+    Pairs whose captions are the same text are all counted as matches (the target spreads evenly over them): two
+    images of one concept drawn with the same style-free caption are not pushed apart as if one were wrong. With
+    distinct captions this is exactly the usual loss.
+    """
+    ids: dict[str, int] = {}
+    caption_ids = torch.tensor([ids.setdefault(c, len(ids)) for c in captions], device=logits_per_image.device)
+    same = (caption_ids.unsqueeze(0) == caption_ids.unsqueeze(1)).float()
+    targets = same / same.sum(dim=1, keepdim=True)  # symmetric, so the caption -> image direction uses it too
+    logits = logits_per_image.float()
+    return 0.5 * (nn.functional.cross_entropy(logits, targets) + nn.functional.cross_entropy(logits.T, targets))
+
+
 def retrieval_accuracy(image_embeds: torch.Tensor, text_embeds: torch.Tensor, top_k: int = 1) -> tuple[float, float]:
     """Fraction of images whose own caption is among the top-k captions, and vice versa (row i matches row i)."""
     similarity = image_embeds @ text_embeds.T  # (N, N)
@@ -70,6 +94,15 @@ class CLIPStage(Stage):
         train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
         self.images = images_to_uint8(train["image"], size.image_size, desc="decoding train images")
         self.examples = caption_examples(train)
+        self.concept_groups = None
+        if self.config.styles_per_concept > 1:
+            if "concept" not in train.column_names:
+                raise ValueError("styles_per_concept > 1 groups batches by concept, but the dataset has no 'concept' "
+                                 "column; train with styles_per_concept=1.")
+            rows: dict[str, list[int]] = {}
+            for row, concept in enumerate(train["concept"]):
+                rows.setdefault(concept, []).append(row)
+            self.concept_groups = [torch.tensor(r) for r in rows.values()]
         self.validation = None
         if self.config.num_validation_examples:
             heldout = load_split(self.config, VALIDATION_SPLIT, self.config.num_validation_examples)
@@ -81,6 +114,13 @@ class CLIPStage(Stage):
     @property
     def num_train_examples(self) -> int:
         return len(self.examples)
+
+    def batch_indices(self, micro_step: int, process_index: int, num_processes: int) -> torch.Tensor:
+        """Random examples, or concept groups of up to `styles_per_concept` styles each (see the config)."""
+        if self.concept_groups is None:
+            return super().batch_indices(micro_step, process_index, num_processes)
+        return grouped_batch_indices(self.concept_groups, self.config.batch_size, self.config.styles_per_concept,
+                                     micro_step, process_index, self.config.seed)
 
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
         """Token ids and attention mask padded to the model's context length, as the pipeline tokenizes."""
@@ -97,9 +137,9 @@ class CLIPStage(Stage):
         tokens = self.tokenize(captions)
         output = model(
             input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-            pixel_values=self.pixel_values(self.images[indices]), return_loss=True,
+            pixel_values=self.pixel_values(self.images[indices]),
         )
-        return output.loss
+        return contrastive_loss(output.logits_per_image, captions)
 
     def after_optimizer_step(self, model: nn.Module) -> None:
         with torch.no_grad():

@@ -97,6 +97,15 @@ class CLIPTrainingConfig(TrainingConfig):
     learning_rate: float = 5e-4
     weight_decay: float = 0.2  # CLIP paper
     max_logit_scale: float = 100.0  # the temperature is clamped so logits are scaled by at most this (CLIP paper)
+    # 1 = batches of random examples. k > 1 = batches of concept groups, up to k styles of each concept together, so
+    # the contrastive loss must tell a concept's styles apart (in random batches other styles nearly always differ in
+    # concept too, and style barely counts). Needs the dataset's `concept` column.
+    styles_per_concept: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        if self.styles_per_concept < 1:
+            raise ValueError(f"styles_per_concept must be >= 1 (1 = random batches), got {self.styles_per_concept}.")
 
 
 @dataclass

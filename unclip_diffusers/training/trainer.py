@@ -64,6 +64,11 @@ class Stage(ABC):
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         """Scalar training loss of the examples `indices`; every random draw uses `generator` / `rng`."""
 
+    def batch_indices(self, micro_step: int, process_index: int, num_processes: int) -> torch.Tensor:
+        """The training examples of one process's micro-batch (default: the seeded stream of random epochs)."""
+        return batch_indices(self.num_train_examples, self.config.batch_size, micro_step, process_index,
+                             num_processes, self.config.seed)
+
     def after_optimizer_step(self, model: nn.Module) -> None:
         """Hook after each optimizer step (e.g. clamping CLIP's temperature)."""
 
@@ -97,10 +102,7 @@ def optimizer_step(
     total = 0.0
     for micro in range(config.gradient_accumulation_steps):
         micro_step = step * config.gradient_accumulation_steps + micro
-        indices = batch_indices(
-            stage.num_train_examples, config.batch_size, micro_step, accelerator.process_index,
-            accelerator.num_processes, config.seed,
-        )
+        indices = stage.batch_indices(micro_step, accelerator.process_index, accelerator.num_processes)
         generator, rng = step_generators(config.seed, micro_step, accelerator.process_index)
         with accelerator.accumulate(model):
             with accelerator.autocast():

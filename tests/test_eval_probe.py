@@ -1,0 +1,93 @@
+"""Linear probes of embedding spaces (evaluation/probe.py) and scripts/probe_clip.py end to end on the fixture."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from unclip_diffusers.data import FIXTURE_PATH
+from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP, evaluator_size
+from unclip_diffusers.evaluation.probe import (
+    confusion_matrix,
+    encode_labels,
+    fit_linear_probe,
+    per_class_accuracy,
+    probe_predict,
+)
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_clip.py"
+
+
+def _clusters(n_per_class: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes around three orthogonal directions in 8-D."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.eye(8)[:3]
+    labels = torch.arange(3).repeat_interleave(n_per_class)
+    return centres[labels] + noise * torch.randn(len(labels), 8, generator=generator), labels
+
+
+def test_probe_separates_separable_classes_and_not_random_labels():
+    x, y = _clusters(40, noise=0.2, seed=0)
+    probe = fit_linear_probe(x, y, 3)
+    test_x, test_y = _clusters(40, noise=0.2, seed=1)
+    assert (probe_predict(probe, test_x) == test_y).float().mean() > 0.95
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(2))]
+    chance_probe = fit_linear_probe(x, shuffled, 3)  # labels unrelated to the features
+    assert (probe_predict(chance_probe, test_x) == test_y[torch.randperm(len(test_y))]).float().mean() < 0.6
+    torch.testing.assert_close(fit_linear_probe(x, y, 3).weight, probe.weight)  # deterministic
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    confusion = confusion_matrix(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 1, 1, 1, 0]), 3)
+    assert confusion.tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 0]]
+    assert per_class_accuracy(confusion) == [0.5, pytest.approx(2 / 3), None]
+
+
+def test_probe_input_errors():
+    with pytest.raises(ValueError, match="not among"):
+        encode_labels(["Noto", "Comic"], ["Noto", "Twemoji"])
+    with pytest.raises(ValueError, match="labels must have shape"):
+        fit_linear_probe(torch.randn(4, 3), torch.tensor([0, 1]), 2)
+    with pytest.raises(ValueError, match="must lie in"):
+        fit_linear_probe(torch.randn(2, 3), torch.tensor([0, 5]), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        fit_linear_probe(torch.full((2, 3), float("nan")), torch.tensor([0, 1]), 2)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("probe_clip", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_caption_choice_is_the_best_caption_of_the_same_concept():
+    pool = torch.eye(4)  # captions: heart/Noto, heart/Twemoji, star/Noto, moon/Noto
+    concepts, styles = ["heart", "heart", "star", "moon"], ["Noto", "Twemoji", "Noto", "Noto"]
+    query = torch.tensor([[0.1, 0.9, 0.0, 0.0], [0.2, 0.0, 0.9, 0.9], [0.9, 0.1, 0.0, 0.0]])
+    # image 2 is closest to the star and moon captions, but only the heart's captions compete for a heart image;
+    # the star image has a single caption in its group and decides nothing
+    assert _load_script().caption_choices(query, pool, ["heart", "star", "heart"], concepts, styles) == [
+        "Twemoji", None, "Noto"]
+
+
+def test_probe_clip_script_on_the_fixture(tmp_path):
+    script = _load_script()
+    EvaluatorCLIP.from_size(evaluator_size("tiny")).save_pretrained(tmp_path / "clip")
+    result = script.main(["--clip", str(tmp_path / "clip"), "--data", str(FIXTURE_PATH), "--threads", "1",
+                          "--output", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / "probe.json").read_text())
+    assert saved["train"]["images"] == 30 and 0.0 <= saved["train"]["probe_accuracy"] <= 1.0
+    assert saved["classes"] == sorted(saved["classes"]) and len(saved["classes"]) > 1
+    pairs = saved["splits"]["heldout_pairs"]
+    assert pairs["images"] == 4 and sum(map(sum, pairs["probe_confusion"])) == 4
+    assert 0.0 <= pairs["caption_accuracy"]["accuracy"] <= 1.0 and sum(map(sum, pairs["caption_confusion"])) <= 4
+    distances = saved["train"]["style_pixel_distances"]
+    assert distances and all(0 <= d["median_mad"] <= 255 and d["concepts"] >= 1 for d in distances.values())
+    assert (tmp_path / "out" / "confusion.png").stat().st_size > 0 and result["splits"].keys() == saved["splits"].keys()
+    with pytest.raises(SystemExit, match="does not exist"):
+        script.main(["--clip", str(tmp_path / "missing"), "--data", str(FIXTURE_PATH)])
