@@ -220,6 +220,19 @@ def test_runner_output_writes_a_report(evaluation, tmp_path):
         assert paths[name].is_file() and f"({name}.png)" in report
 
 
+def test_prompt_seed_grid_shows_images_at_their_own_resolution(dataset_path):
+    from unclip_diffusers.evaluation.runner import _prompt_seed_grid, load_split
+
+    settings = get_eval_settings("quick", max_examples=0, grid_prompts=2, grid_seeds=3)
+    data = load_split(dataset_path, "heldout_pairs", settings)
+    lookup = {c: data.images[i].resize((128, 128)) for i, c in zip(data.picked, data.subset("captions"))}
+    first_seed = [lookup[c] for c in data.subset("captions")]
+    grid = _prompt_seed_grid(OraclePipeline(lookup), data, first_seed, settings)
+    assert grid.width == 220 + 4 * 128  # label column, the real image and 3 seeds, each 128 px wide
+    small = _prompt_seed_grid(OraclePipeline(lookup), data, [im.resize((32, 32)) for im in first_seed], settings)
+    assert small.width == 220 + 4 * 96  # never below 96 px, so tiny outputs stay visible
+
+
 def test_metrics_json_meets_the_model_card_schema(evaluation, tmp_path):
     card_inputs = pytest.importorskip("unclip_diffusers.hub.card_inputs")
     results, grids, _ = evaluation

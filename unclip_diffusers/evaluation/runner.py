@@ -577,7 +577,8 @@ def spread_positions(total: int, count: int) -> list[int]:
 
 def _prompt_seed_grid(pipe: Any, data: SplitData, first_seed: list[Image.Image], settings: EvalSettings) -> Image.Image:
     """Rows: held-out prompts spread evenly over the scored ones (the splits keep the emoji's code-point order, so
-    the first few would all be one kind, e.g. flags); columns: the real image, then one generated image per seed."""
+    the first few would all be one kind, e.g. flags); columns: the real image, then one generated image per seed.
+    Cells show the generated images at their own (final) resolution, at least 96 px."""
     chosen = spread_positions(len(data.picked), settings.grid_prompts)  # positions in data.picked
     all_captions = data.subset("captions")
     captions = [all_captions[i] for i in chosen]
@@ -586,5 +587,6 @@ def _prompt_seed_grid(pipe: Any, data: SplitData, first_seed: list[Image.Image],
         columns.append(generate_images(pipe, captions, settings, seed_offset=1000 * seed)[0])
     rows = [[data.images[data.picked[i]]] + [col[row] for col in columns] for row, i in enumerate(chosen)]
     seeds = [f"seed {s}" for s in range(settings.grid_seeds)]
-    return make_grid(rows, row_labels=captions, column_labels=["real"] + seeds,
-                     title=f"Text-to-image on {data.name} prompts (prompt x seed)")
+    cell = max(96, max(image.width for image in first_seed))
+    return make_grid(rows, row_labels=captions, column_labels=["real"] + seeds, cell_size=cell,
+                     title=f"Text-to-image on {data.name} prompts (prompt x seed, {cell}-px cells)")
