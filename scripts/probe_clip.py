@@ -36,7 +36,7 @@ from unclip_diffusers.evaluation.probe import (  # noqa: E402
     per_class_accuracy,
     probe_predict,
 )
-from unclip_diffusers.evaluation.runner import HELDOUT_SPLITS, caption_pool  # noqa: E402
+from unclip_diffusers.evaluation.runner import HELDOUT_SPLITS, caption_pool, spread_positions  # noqa: E402
 
 Encoder = tuple[Callable[[list[Any]], torch.Tensor], Callable[[list[str]], torch.Tensor]]
 
@@ -82,25 +82,13 @@ def embed_rows(embed_images: Callable[[list[Any]], torch.Tensor], data, rows: Se
     return torch.cat(out)
 
 
-def spread(total: int, count: int) -> list[int]:
-    """`count` row indices evenly spread over `range(total)` (all rows when count is 0 or too large)."""
-    if count <= 0 or count >= total:
-        return list(range(total))
-    return [i * total // count for i in range(count)]
-
-
 def caption_choices(query: torch.Tensor, pool_embeds: torch.Tensor, query_groups: Sequence[str],
                     pool_groups: Sequence[str], pool_labels: Sequence[str]) -> list[str | None]:
     """For each query image, the label of its best-scoring caption among the captions of its own group (for styles:
     the same concept's captions in every style), as the evaluation's style accuracy picks; None when the group has a
     single caption, which decides nothing."""
-    group_ids: dict[str, int] = {}
-    pool_ids = torch.tensor([group_ids.setdefault(g, len(group_ids)) for g in pool_groups])
-    query_ids = torch.tensor([group_ids.get(g, -1) for g in query_groups])
-    same = query_ids.unsqueeze(1) == pool_ids.unsqueeze(0)  # (queries, pool)
-    scores = metrics.cosine_similarity_matrix(query, pool_embeds).masked_fill(~same, float("-inf"))
-    best = scores.argmax(dim=1).tolist()
-    return [pool_labels[b] if int(n) > 1 else None for b, n in zip(best, same.sum(dim=1))]
+    best, group_size = metrics.group_choices(query, pool_embeds, query_groups, pool_groups)
+    return [pool_labels[b] if int(n) > 1 else None for b, n in zip(best.tolist(), group_size)]
 
 
 def style_pixel_distances(data, classes: Sequence[str], size: int = 64, max_concepts: int = 300,
@@ -110,6 +98,7 @@ def style_pixel_distances(data, classes: Sequence[str], size: int = 64, max_conc
     styles are in the data itself."""
     from PIL import Image
 
+    images = data.select_columns(["image"])  # decode only this column, not every image column of a row
     rows: dict[str, dict[str, int]] = {}
     for row, (concept, style) in enumerate(zip(data["concept"], data["style"])):
         rows.setdefault(concept, {})[style] = row
@@ -120,7 +109,7 @@ def style_pixel_distances(data, classes: Sequence[str], size: int = 64, max_conc
 
     def on_white(row: int) -> torch.Tensor:
         if row not in pixels:
-            image = data[row]["image"].convert("RGBA")
+            image = images[row]["image"].convert("RGBA")
             canvas = Image.new("RGBA", image.size, "white")
             canvas.alpha_composite(image)
             pixels[row] = torch.from_numpy(np.asarray(canvas.convert("RGB").resize((size, size)), dtype=np.float32))
@@ -180,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not {"concept", "style"} <= set(train.column_names):
         raise SystemExit("probe_clip: the dataset needs 'concept' and 'style' columns (an `unclip-data build` dataset).")
     label, other = args.label, ("concept" if args.label == "style" else "style")
-    rows = spread(len(train), args.max_train)
+    rows = spread_positions(len(train), args.max_train if args.max_train > 0 else len(train))
     classes = sorted(set(train[label]))
     labels = encode_labels([train[label][i] for i in rows], classes)
     features = embed_rows(embed_images, train, rows, "train images")

@@ -37,7 +37,7 @@ def test_probe_separates_separable_classes_and_not_random_labels():
     assert (probe_predict(probe, test_x) == test_y).float().mean() > 0.95
     shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(2))]
     chance_probe = fit_linear_probe(x, shuffled, 3)  # labels unrelated to the features
-    assert (probe_predict(chance_probe, test_x) == test_y[torch.randperm(len(test_y))]).float().mean() < 0.6
+    assert (probe_predict(chance_probe, test_x) == test_y).float().mean() < 0.6  # it learnt no real class
     torch.testing.assert_close(fit_linear_probe(x, y, 3).weight, probe.weight)  # deterministic
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "retrieval_at_k",
     "r_precision",
     "group_accuracy",
+    "group_choices",
     "group_means",
     "frechet_distance",
     "gaussian_frechet_distance",
@@ -181,17 +182,12 @@ def group_accuracy(
     query_embeds, candidate_embeds = _check_pair("query_embeds", query_embeds, "candidate_embeds", candidate_embeds,
                                                  same_n=False)
     n, m = query_embeds.shape[0], candidate_embeds.shape[0]
-    labels = list(candidate_groups) + list(query_groups)
-    ids = _group_ids("groups", labels, len(labels))
-    cand_ids, query_ids = ids[:m], ids[m:]
-    if len(cand_ids) != m or len(query_ids) != n:
-        raise ValueError(f"Expected {m} candidate and {n} query groups, got {len(cand_ids)} and {len(query_ids)}.")
+    in_group = _in_group_mask(query_groups, candidate_groups, n, m)
     true_index = torch.as_tensor(true_index, dtype=torch.long)
     if true_index.shape != (n,) or true_index.min() < 0 or true_index.max() >= m:
         raise ValueError(f"true_index must be {n} indices in [0, {m}).")
-    if not torch.equal(cand_ids[true_index], query_ids):
+    if not in_group[torch.arange(n), true_index].all():
         raise ValueError("Each query's true candidate must belong to the query's group.")
-    in_group = query_ids.unsqueeze(1) == cand_ids.unsqueeze(0)  # (N, M)
     group_size = in_group.sum(dim=1)
     keep = group_size > 1
     if not keep.any():
@@ -206,6 +202,33 @@ def group_accuracy(
         "chance": (1.0 / group_size[keep].float()).mean().item(),
         "count": int(keep.sum()),
     }
+
+
+def group_choices(
+    query_embeds: torch.Tensor,
+    candidate_embeds: torch.Tensor,
+    query_groups: Sequence[Hashable],
+    candidate_groups: Sequence[Hashable],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best-scoring candidate of each query among the candidates of its group (what `group_accuracy` scores,
+    as choices, e.g. for a confusion matrix), and the group's size; -1 where the group has no candidate."""
+    query_embeds, candidate_embeds = _check_pair("query_embeds", query_embeds, "candidate_embeds", candidate_embeds,
+                                                 same_n=False)
+    in_group = _in_group_mask(query_groups, candidate_groups, query_embeds.shape[0], candidate_embeds.shape[0])
+    similarity = cosine_similarity_matrix(query_embeds, candidate_embeds).masked_fill(~in_group, float("-inf"))
+    group_size = in_group.sum(dim=1)
+    return torch.where(group_size > 0, similarity.argmax(dim=1), -1), group_size
+
+
+def _in_group_mask(query_groups: Sequence[Hashable], candidate_groups: Sequence[Hashable], n: int,
+                   m: int) -> torch.Tensor:
+    """`(N, M)` bool: candidate j has query i's group label."""
+    labels = list(candidate_groups) + list(query_groups)
+    ids = _group_ids("groups", labels, len(labels))
+    cand_ids, query_ids = ids[:m], ids[m:]
+    if len(cand_ids) != m or len(query_ids) != n:
+        raise ValueError(f"Expected {m} candidate and {n} query groups, got {len(cand_ids)} and {len(query_ids)}.")
+    return query_ids.unsqueeze(1) == cand_ids.unsqueeze(0)
 
 
 def group_means(embeds: torch.Tensor, groups: Sequence[Hashable]) -> dict[Hashable, torch.Tensor]:

@@ -88,7 +88,8 @@ def _metric_context(inputs: CardInputs) -> dict[str, Any]:
                      "direction": "higher is better" if row.spec.higher_is_better else "lower is better"})
     bar_rows = _bar_rows(inputs.metrics) if kind == "pipeline" else []
     return {"metric_rows": rows, "bar_rows": bar_rows, "metric_splits": inputs.metrics.splits,
-            "metrics_source": inputs.metrics.source, "metrics_mode": inputs.metrics.mode, "metric_specs": [m.label for m in METRICS if kind in m.cards],
+            "metrics_source": inputs.metrics.source, "metrics_mode": inputs.metrics.mode,
+            "metric_specs": [m.label for m in METRICS if kind in m.cards],
             "evaluator_trained": inputs.metrics.evaluator_trained, "eval_grids": inputs.eval_grids,
             "validation": inputs.validation, "not_measured": NOT_MEASURED}
 
