@@ -264,7 +264,11 @@ def test_generation_only_runs_score_the_same_without_the_whole_splits():
             got, want = _flatten(section[name]), _flatten(reference[name])
             if name == "variations":  # its "random image" reference averages over the rows loaded
                 assert got.pop("cos_input_random") != want.pop("cos_input_random")
-            assert got.keys() == want.keys() and got == pytest.approx(want, rel=1e-5, abs=1e-7), name
+            assert got.keys() == want.keys(), name
+            missing = {k for k, v in want.items() if v is None}  # metrics a tiny split cannot give (e.g. one concept)
+            assert missing == {k for k, v in got.items() if v is None}, name
+            numbers = {k: v for k, v in got.items() if k not in missing}
+            assert numbers == pytest.approx({k: want[k] for k in numbers}, rel=1e-5, abs=1e-7), name
 
 
 def _flatten(value, prefix=""):

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from test_training_data import dataset_path
 from unclip_diffusers.training.batches import load_split
-from unclip_diffusers.training.clip import CLIPStage, contrastive_loss, retrieval_accuracy
+from unclip_diffusers.training.clip import CLIPStage, contrastive_loss, features, retrieval_accuracy
 from unclip_diffusers.training.config import get_training_config
 from unclip_diffusers.training.decoder import DecoderStage
 from unclip_diffusers.training.embeddings import (
@@ -252,3 +252,31 @@ def test_stages_refuse_bad_setups(tmp_path):
         UpsamplerStage(_config("upsampler", tmp_path, high_res_column="no_such_column")).setup(None)
     with pytest.raises(ValueError, match="does not exist"):
         CLIPStage(_config("clip", tmp_path, data_path=str(tmp_path / "missing"))).setup(None)
+
+
+def test_locked_image_tuning_trains_only_the_text_tower(tmp_path):
+    clip_final = tiny_runs()["clip"][0] / "final"
+    config = _config("clip", tmp_path, locked_image_tower=str(clip_final), max_steps=12, checkpoint_every=12,
+                     learning_rate=3e-3)
+    stage = CLIPStage(config)
+    run_dir = run_training(stage)
+    trained = load_file(run_dir / "final" / "clip" / "model.safetensors")
+    source = load_file(clip_final / "clip" / "model.safetensors")
+    image_keys = [k for k in trained if k.startswith(("vision_model.", "visual_projection."))]
+    text_keys = [k for k in trained if k.startswith(("text_model.", "text_projection."))]
+    assert image_keys and text_keys
+    assert all(torch.equal(trained[k], source[k]) for k in image_keys)  # frozen: bit-identical to the source
+    assert any(not torch.equal(trained[k], source[k]) for k in text_keys)  # the text tower starts fresh and learns
+    # the cached image embeddings are the tower's own: the loss equals CLIP's full forward on the same captions
+    indices = torch.arange(4)
+    captions = [stage.examples[i]["caption"] for i in indices.tolist()]
+    tokens = stage.tokenize(captions)
+    with torch.no_grad():
+        full = stage.module(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                            pixel_values=stage.pixel_values(stage.images[indices]))
+        cached = stage.module.logit_scale.exp() * stage.frozen_image_embeds(stage.module)[indices] @ torch.nn.functional.normalize(
+            features(stage.module.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)),
+            dim=-1).T
+    torch.testing.assert_close(cached, full.logits_per_image, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="locked_image_tower"):
+        _config("clip", tmp_path, locked_image_tower=str(tmp_path / "missing"))

@@ -4,7 +4,9 @@ Each batch holds N matching (image, caption) pairs; the loss is the mean of the 
 similarity matrix over rows (image -> caption) and columns (caption -> image); identical caption texts count as
 matches. Batches are random examples or, with `styles_per_concept > 1`, groups of one concept's styles. Under data
 parallelism each process contrasts its own micro-batch (no all-gather of features). The caption of each image is
-drawn per step from its alternative captions. The result is frozen for every later stage.
+drawn per step from its alternative captions. The result is frozen for every later stage. With
+`locked_image_tower` (LiT, Zhai et al. 2022) the image tower of a trained CLIP is loaded and frozen and only the
+text tower and the temperature learn, so a new text side fits the image-embedding space the later stages use.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .batches import (
 )
 from .config import CLIPTrainingConfig
 from .trainer import Stage, run_training
-from .warm_start import load_component, load_clip_halves
+from .warm_start import load_clip_halves, load_component, load_image_tower
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ def split_clip_model(model: CLIPModel) -> tuple[CLIPTextModelWithProjection, CLI
         half.load_state_dict({k: state[k] for k in half.state_dict()}, strict=True)
         half.eval()
     return text, vision
+
+
+def features(output) -> torch.Tensor:
+    """The projected embeddings of `get_text_features`/`get_image_features` (a tensor, or an output's pooler_output)."""
+    return getattr(output, "pooler_output", output)
 
 
 def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
@@ -109,6 +116,11 @@ class CLIPStage(Stage):
             self.validation = (images_to_uint8(heldout["image"], size.image_size, desc="decoding held-out images"),
                                list(heldout["caption"]))
         self.model = build_clip_model(self.model_config)
+        self.locked_image_embeds: torch.Tensor | None = None  # (N, D) normalised, filled at the first locked step
+        if self.config.locked_image_tower:
+            load_image_tower(self.model, Path(self.config.locked_image_tower))
+            for module in (self.model.vision_model, self.model.visual_projection):
+                module.requires_grad_(False)
         return self.model
 
     @property
@@ -132,9 +144,28 @@ class CLIPStage(Stage):
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
         return clip_pixel_values(images, self.processor.image_mean, self.processor.image_std)
 
+    def frozen_image_embeds(self, model: nn.Module) -> torch.Tensor:
+        """Normalised embeddings of every training image by the locked image tower (computed once, then reused)."""
+        if self.locked_image_embeds is None:
+            clip = getattr(model, "module", model)
+            was_training = clip.training
+            clip.eval()  # the tower is frozen, so its embeddings are the same at every step
+            with torch.no_grad():
+                chunks = [clip.get_image_features(pixel_values=self.pixel_values(self.images[start : start + 256]))
+                          for start in range(0, len(self.images), 256)]
+            clip.train(was_training)
+            self.locked_image_embeds = nn.functional.normalize(torch.cat([features(c) for c in chunks]).float(), dim=-1)
+        return self.locked_image_embeds
+
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         captions = [sample_caption(self.examples[i], rng) for i in indices.tolist()]
         tokens = self.tokenize(captions)
+        if self.config.locked_image_tower:  # LiT: only the text tower runs with gradients
+            clip = getattr(model, "module", model)
+            text = clip.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
+            text = nn.functional.normalize(features(text).float(), dim=-1)
+            logits_per_image = clip.logit_scale.exp() * self.frozen_image_embeds(model)[indices] @ text.T
+            return contrastive_loss(logits_per_image, captions)
         output = model(
             input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
             pixel_values=self.pixel_values(self.images[indices]),
@@ -152,8 +183,8 @@ class CLIPStage(Stage):
             tokens = self.tokenize(captions[start : start + batch_size])
             text = model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
             image = model.get_image_features(pixel_values=self.pixel_values(images[start : start + batch_size]))
-            text_embeds.append(getattr(text, "pooler_output", text))
-            image_embeds.append(getattr(image, "pooler_output", image))
+            text_embeds.append(features(text))
+            image_embeds.append(features(image))
         normalize = lambda x: nn.functional.normalize(torch.cat(x).float(), dim=-1)  # noqa: E731
         return normalize(image_embeds), normalize(text_embeds)
 

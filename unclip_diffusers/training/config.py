@@ -101,11 +101,17 @@ class CLIPTrainingConfig(TrainingConfig):
     # the contrastive loss must tell a concept's styles apart (in random batches other styles nearly always differ in
     # concept too, and style barely counts). Needs the dataset's `concept` column.
     styles_per_concept: int = 1
+    # Locked-image tuning (LiT, Zhai et al. 2022): a folder (a CLIP run's final/, a snapshot or a pipeline folder)
+    # whose image tower is loaded and frozen; only the text tower and the temperature train, so every image
+    # embedding (and the decoder trained on them) stays valid. Empty = train both towers.
+    locked_image_tower: str = ""
 
     def validate(self) -> None:
         super().validate()
         if self.styles_per_concept < 1:
             raise ValueError(f"styles_per_concept must be >= 1 (1 = random batches), got {self.styles_per_concept}.")
+        if self.locked_image_tower and not Path(self.locked_image_tower).is_dir():
+            raise ValueError(f"locked_image_tower: {self.locked_image_tower!r} is not a folder.")
 
 
 @dataclass

@@ -72,6 +72,32 @@ def load_clip_halves(model: nn.Module, folder: Path) -> None:
     logger.warning("Loaded CLIP from text_encoder/ and image_encoder/ of %s; its temperature is re-initialised.", folder)
 
 
+IMAGE_TOWER_PREFIXES = ("vision_model.", "visual_projection.")
+
+
+def load_image_tower(model: nn.Module, folder: Path) -> None:
+    """Load only the image tower of a `CLIPModel` (`vision_model.*`, `visual_projection.*`) from `folder`.
+
+    `folder` holds `clip/` (a CLIP run's whole model) or the pipeline's `image_encoder/`; the text tower and the
+    temperature are left as they are.
+    """
+    folder = Path(folder)
+    source = folder / "clip" if (folder / "clip").is_dir() else folder / "image_encoder"
+    if not source.is_dir():
+        raise ValueError(f"{str(folder)!r} has neither clip/ nor image_encoder/ to take an image tower from.")
+    state = {k: v for k, v in component_state_dict(source).items() if k.startswith(IMAGE_TOWER_PREFIXES)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(IMAGE_TOWER_PREFIXES)}
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"The image tower in {str(source)!r} does not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, other shapes {mismatched[:5]}); train with the model preset it was trained with."
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+    logger.info("Loaded the image tower from %s.", source)
+
+
 def initial_step(folder: str | os.PathLike, stage: str) -> int:
     """The step a run started from `folder` continues from: a snapshot's step, an unfinished pipeline stage's, or 0."""
     folder = Path(folder)
