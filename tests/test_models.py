@@ -1,7 +1,13 @@
 import torch
 import pytest
 
-from unclip_diffusers.configs import build_components
+from unclip_diffusers.configs import (
+    MODEL_PRESETS,
+    DecoderSize,
+    UnCLIPModelConfig,
+    build_components,
+    get_model_config,
+)
 from unclip_diffusers.models import UnCLIPPriorTransformer, UnCLIPTextProjection
 
 
@@ -53,3 +59,14 @@ def test_components_save_and_load(tmp_path, components):
         for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
             torch.testing.assert_close(a, b)
         assert (tmp_path / name / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_get_model_config_returns_a_deep_copy(monkeypatch):
+    config = get_model_config("tiny")
+    config.decoder.sample_size, config.clip.embed_dim = 8, 1  # nested dataclasses
+    assert get_model_config("tiny").decoder.sample_size == 16 and MODEL_PRESETS["tiny"].clip.embed_dim == 32
+    monkeypatch.setitem(MODEL_PRESETS, "listed", UnCLIPModelConfig(decoder=DecoderSize(block_out_channels=[8, 16])))
+    get_model_config("listed").decoder.block_out_channels.append(32)  # a list inside a nested dataclass
+    assert MODEL_PRESETS["listed"].decoder.block_out_channels == [8, 16]
+    passed = UnCLIPModelConfig()
+    assert get_model_config(passed) is passed  # a config object passes through

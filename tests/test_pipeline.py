@@ -1,5 +1,6 @@
 """Text-to-image and the stage methods of `UnCLIPPipeline`, on tiny seeded components with 2 steps per stage."""
 
+import copy
 import inspect
 import logging
 import re
@@ -9,10 +10,18 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UnCLIPScheduler, UniPCMultistepScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    HeunDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    UnCLIPScheduler,
+    UniPCMultistepScheduler,
+)
 
 from unclip_diffusers import PromptEncodings, UnCLIPPipeline, UnCLIPPipelineOutput
 from unclip_diffusers.configs import build_components
+from unclip_diffusers.pipelines.sampling import strength_start_index
 
 FAST = dict(prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
             prior_guidance_scale=2.0, decoder_guidance_scale=2.0)
@@ -349,6 +358,37 @@ def test_super_res_strength_runs_the_tail_of_the_schedule_from_the_noised_upsamp
     assert full[0] < 999  # the cosine schedule's last timesteps are skipped (lambda_min_clipped)
     assert not torch.allclose(full_out, half_out)
     assert _super_res_timesteps(pipe, num_inference_steps=10, strength=0.01)[0] == full[-1:]  # at least one step
+
+
+@pytest.mark.parametrize("scheduler_class", [HeunDiscreteScheduler, KDPM2DiscreteScheduler])
+def test_super_res_strength_with_a_second_order_scheduler_runs_the_same_share_of_steps(pipe, scheduler_class):
+    """`timesteps` of an order-2 scheduler holds 2N - 1 entries: the start index counts the order once."""
+    scheduler = scheduler_class.from_config(pipe.super_res_scheduler.config)
+    full, _ = _super_res_timesteps(pipe, num_inference_steps=10, scheduler=scheduler)
+    tail, out = _super_res_timesteps(pipe, num_inference_steps=10, strength=0.3, scheduler=scheduler)
+    assert len(full) == 19 and tail == full[14:]  # the last 3 of 10 steps: two model calls each but the last
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("order, start", [(1, 7), (2, 14)])
+def test_strength_start_index_counts_the_scheduler_order_once(order, start):
+    assert strength_start_index(10, 0.3, order) == start
+    assert strength_start_index(10, 1.0, order) == 0
+    assert strength_start_index(10, 0.01, order) == 9 * order  # at least one step
+
+
+@pytest.mark.parametrize("scheduler_class", [None, HeunDiscreteScheduler])
+def test_super_res_last_runs_only_the_final_model_call(pipe, scheduler_class):
+    components = dict(pipe.components, super_res_last=copy.deepcopy(pipe.super_res_first))
+    twin = UnCLIPPipeline(**components)
+    twin.set_progress_bar_config(disable=True)
+    calls = []
+    for name in ("super_res_first", "super_res_last"):
+        getattr(twin, name).register_forward_hook(lambda module, args, output, name=name: calls.append(name))
+    scheduler = scheduler_class.from_config(pipe.super_res_scheduler.config) if scheduler_class else None
+    twin.super_resolve(torch.rand(1, 3, 16, 16), num_inference_steps=3, scheduler=scheduler, generator=_generator())
+    count = 3 if scheduler_class is None else 5
+    assert calls == ["super_res_first"] * (count - 1) + ["super_res_last"]
 
 
 def test_super_res_strength_is_saved_with_the_pipeline_and_validated(pipe, tmp_path):

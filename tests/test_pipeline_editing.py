@@ -7,6 +7,7 @@ import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from unclip_diffusers import UnCLIPPipeline
 from unclip_diffusers.configs import build_components
@@ -52,6 +53,22 @@ def zero_noise_pipe() -> UnCLIPPipeline:
     with torch.no_grad():
         pipe.decoder.conv_out.weight.zero_()
         pipe.decoder.conv_out.bias.zero_()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def time_only_pipe() -> UnCLIPPipeline:
+    """A decoder whose noise prediction depends on the timestep only: DDIM inversion is then exact in exact
+    arithmetic, while the predicted x0 along the inverted path leaves [-1, 1], so any x0 clipping shows."""
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny"))
+
+    def noise_of_timestep(sample, timestep, **kwargs):
+        pattern = torch.randn(sample.shape[1:], generator=_generator(0))
+        return UNet2DConditionOutput(sample=pattern.expand_as(sample) * (float(timestep) / 1000))
+
+    pipe.decoder.forward = noise_of_timestep
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -146,6 +163,27 @@ def test_ddim_inversion_reconstructs_the_image(zero_noise_pipe):
     reconstruction = pipe.decode(pipe.encode_image(image), latents=latents, num_inference_steps=4, guidance_scale=2.0,
                                  scheduler=ddim, upscale=False, output_type="pt")
     torch.testing.assert_close(reconstruction * 2 - 1, to_tensor_images(image), atol=1e-4, rtol=0)
+
+
+def test_ddim_inversion_samples_without_clipping_x0(time_only_pipe):
+    """With x0 clipped (the decoder's DPM-Solver `thresholding`), the same pipeline's mean error was 0.2-0.5."""
+    from diffusers import DDIMScheduler
+
+    from unclip_diffusers.pipelines.editing import _scheduler_from
+
+    pipe, image = time_only_pipe, _image(8)
+    ddim = _scheduler_from(DDIMScheduler, pipe.decoder_scheduler)
+    assert pipe.decoder_scheduler.config.thresholding and not ddim.config.thresholding and not ddim.config.clip_sample
+    image_embeds = pipe.encode_image(image)
+    for steps in (4, 10):
+        latents = pipe.ddim_invert(image, image_embeds, num_inference_steps=steps, guidance_scale=2.0)
+        reconstruction = pipe.decode(image_embeds, latents=latents, num_inference_steps=steps, guidance_scale=2.0,
+                                     scheduler=ddim, upscale=False, output_type="pt")
+        error = (reconstruction * 2 - 1 - to_tensor_images(image)).abs()
+        assert error.max() < 1e-2 and error.mean() < 1e-3, (steps, error.max(), error.mean())
+    edit = pipe.text_diff(image, "a cat", "a dog", [0.0], invert=True, generator=_generator(), output_type="pt",
+                          **STEPS, **PRIOR)
+    torch.testing.assert_close(edit.base_images[0] * 2 - 1, to_tensor_images(image)[0], atol=1e-2, rtol=0)
 
 
 def test_inverted_interpolation_starts_and_ends_at_the_images(zero_noise_pipe):

@@ -12,6 +12,7 @@ from unclip_diffusers.training.cli import build_parser, ensure_malloc_env
 from unclip_diffusers.training.config import (
     CONFIG_CLASSES,
     STAGES,
+    DecoderTrainingConfig,
     TRAINING_PRESETS,
     get_training_config,
     load_config,
@@ -69,6 +70,28 @@ def test_command_line_has_a_flag_per_setting():
     assert args.learning_rate == 1e-3 and args.resume and args.clip_dir == "runs/c" and args.batch_size is None
     with pytest.raises(SystemExit):
         parser.parse_args(["upsampler", "--clip_dir", "x"])  # the upsampler does not use CLIP
+
+
+@dataclasses.dataclass
+class _DecoderWithSwitch(DecoderTrainingConfig):
+    use_switch: bool = True  # a bool setting, which no stage has yet
+
+
+@pytest.mark.parametrize("text, value", [("False", False), ("false", False), ("no", False), ("0", False),
+                                         ("True", True), ("true", True), ("YES", True), ("1", True)])
+def test_bool_settings_parse_true_and_false(monkeypatch, text, value):
+    monkeypatch.setitem(CONFIG_CLASSES, "decoder", _DecoderWithSwitch)
+    parser = build_parser()
+    assert parser.parse_args(["decoder", "--use_switch", text]).use_switch is value
+    assert parser.parse_args(["decoder"]).use_switch is None  # unset: the preset's value stays
+
+
+def test_bool_settings_reject_other_words(monkeypatch, capsys):
+    monkeypatch.setitem(CONFIG_CLASSES, "decoder", _DecoderWithSwitch)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["decoder", "--use_switch", "maybe"])
+    error = capsys.readouterr().err
+    assert "--use_switch" in error and "'maybe'" in error and "true/false" in error
 
 
 def test_malloc_env_is_already_set_in_tests(monkeypatch):

@@ -7,6 +7,7 @@ these presets.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -122,12 +123,12 @@ MODEL_PRESETS["evaluator-small"] = replace(
 
 
 def get_model_config(name_or_config: str | UnCLIPModelConfig) -> UnCLIPModelConfig:
-    """Look up a preset by name (a copy, safe to modify) or pass a config through."""
+    """Look up a preset by name (a deep copy, safe to modify) or pass a config through."""
     if isinstance(name_or_config, UnCLIPModelConfig):
         return name_or_config
     if name_or_config not in MODEL_PRESETS:
         raise ValueError(f"Unknown model preset {name_or_config!r}; choose one of {sorted(MODEL_PRESETS)}.")
-    return replace(MODEL_PRESETS[name_or_config])
+    return copy.deepcopy(MODEL_PRESETS[name_or_config])
 
 
 def build_tokenizer(size: CLIPSize):

@@ -331,11 +331,14 @@ def _scheduler_from(scheduler_class: type, scheduler: SchedulerMixin) -> Schedul
     """A deterministic DDIM (or inverse DDIM) sampler on the same noise schedule as `scheduler`.
 
     Only the keys `scheduler_class` accepts are carried over; trailing spacing starts from the last training step
-    (pure noise), x0 is not clipped (clipping would break invertibility) and the last step lands on the clean image.
+    (pure noise), x0 is neither clipped nor thresholded (`DDIMInverseScheduler` does neither, so either would break
+    invertibility; the decoder's DPM-Solver thresholds) and the last step lands on the clean image.
     """
     accepted = set(inspect.signature(scheduler_class.__init__).parameters)
     config = {k: v for k, v in scheduler.config.items() if k in accepted}
-    config.update(timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    overrides = dict(timestep_spacing="trailing", clip_sample=False, thresholding=False, set_alpha_to_one=True,
+                     steps_offset=0)
+    config.update({k: v for k, v in overrides.items() if k in accepted})
     if config.get("prediction_type") not in ("epsilon", "sample", "v_prediction"):
         config["prediction_type"] = "epsilon"
     return scheduler_class(**config)

@@ -42,7 +42,7 @@ from .sampling import (
     classifier_free_guidance,
     draw_noise,
     scheduler_step,
-    steps_for_strength,
+    strength_timesteps,
     working_copy,
 )
 from .validation import (
@@ -607,16 +607,14 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         latents = latents.to(device=device, dtype=dtype)
         scheduler = working_copy(scheduler or self.super_res_scheduler)
         strength = self.config.super_res_strength if strength is None else strength
-        num_steps = steps_for_strength(num_inference_steps, strength)
 
-        def predict(x: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
-            last = step == num_steps - 1
+        def predict(x: torch.Tensor, t: torch.Tensor, last: bool) -> torch.Tensor:
             unet = self.super_res_last if last and self.super_res_last is not None else self.super_res_first
             model_input = torch.cat([scheduler.scale_model_input(x, t), condition], dim=1)
             return unet(model_input, t).sample
 
         latents = self._denoise("super_res", scheduler, num_inference_steps, latents, predict, generator,
-                                callback_on_step_end, callback_on_step_end_tensor_inputs, pass_step=True,
+                                callback_on_step_end, callback_on_step_end_tensor_inputs, pass_last=True,
                                 strength=strength, start_image=condition)
         return latents.clamp(-1, 1)
 
@@ -632,27 +630,26 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         generator: Generator,
         callback_on_step_end: Callback | None,
         callback_on_step_end_tensor_inputs: Sequence[str],
-        pass_step: bool = False,
+        pass_last: bool = False,
         strength: float = 1.0,
         start_image: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The reverse diffusion loop shared by all stages: predict, step, report.
 
         With `strength < 1`, `latents` is the noise that `start_image` is noised with to the level where the last
-        `round(num_inference_steps * strength)` steps of the schedule begin, and only those steps run.
+        `round(num_inference_steps * strength)` steps of the schedule begin, and only those steps run. With
+        `pass_last`, `predict` also gets whether this is the loop's final model call (2N - 1 calls for N steps of an
+        order-2 scheduler).
         """
         scheduler.set_timesteps(num_inference_steps, device=latents.device)
         timesteps = scheduler.timesteps
         if strength < 1.0:
-            begin = (len(timesteps) - steps_for_strength(len(timesteps), strength)) * getattr(scheduler, "order", 1)
-            timesteps = timesteps[begin:]
-            if hasattr(scheduler, "set_begin_index"):
-                scheduler.set_begin_index(begin)
+            timesteps = strength_timesteps(scheduler, num_inference_steps, strength)
             latents = scheduler.add_noise(start_image, latents, timesteps[:1])
         else:
             latents = latents * scheduler.init_noise_sigma
         for i, t in enumerate(self.progress_bar(timesteps)):
-            output = predict(latents, t, i) if pass_step else predict(latents, t)
+            output = predict(latents, t, i == len(timesteps) - 1) if pass_last else predict(latents, t)
             next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
             latents = scheduler_step(scheduler, output, t, latents, next_t, generator)
             if callback_on_step_end is not None:

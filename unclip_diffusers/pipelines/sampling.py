@@ -70,6 +70,26 @@ def steps_for_strength(num_inference_steps: int, strength: float) -> int:
     return max(1, min(num_inference_steps, round(num_inference_steps * strength)))
 
 
+def strength_start_index(num_inference_steps: int, strength: float, order: int = 1) -> int:
+    """Index into `scheduler.timesteps` where the last `strength` of the steps begin; each step holds `order` entries.
+
+    An order-2 scheduler (Heun, KDPM2) already lists 2N - 1 timesteps for N steps, so the index counts steps of the
+    requested schedule, not entries, as diffusers' image-to-image pipelines do (`t_start * scheduler.order`).
+    """
+    return (num_inference_steps - steps_for_strength(num_inference_steps, strength)) * order
+
+
+def strength_timesteps(scheduler: SchedulerMixin, num_inference_steps: int, strength: float) -> torch.Tensor:
+    """The tail of `scheduler.timesteps` (after `set_timesteps(num_inference_steps)`) that `strength` runs.
+
+    Also tells the scheduler where sampling begins (`set_begin_index`), so its step counter and `add_noise` agree.
+    """
+    begin = strength_start_index(num_inference_steps, strength, getattr(scheduler, "order", 1))
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)
+    return scheduler.timesteps[begin:]
+
+
 def draw_noise(
     shape: tuple[int, ...],
     generator: torch.Generator | list[torch.Generator] | None,

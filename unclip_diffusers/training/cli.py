@@ -29,6 +29,20 @@ def ensure_malloc_env(argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "unclip_diffusers.training.cli", *argv], env)
 
 
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+
+
+def parse_bool(text: str) -> bool:
+    """A bool flag's value: true/yes/1 or false/no/0, any case (`bool("False")` would be True)."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, yes/no or 1/0, got {text!r}")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
     small = {}
     try:
@@ -39,6 +53,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
         pass
     for field in dataclasses.fields(config_cls):
         kind = type(field.default) if field.default is not dataclasses.MISSING else str
+        if kind is bool:
+            kind = parse_bool
         parser.add_argument(
             f"--{field.name}", type=kind, default=None,
             help=f"overrides the preset (small: {small.get(field.name, field.default)!r})",

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..configs import build_sampling_scheduler, build_super_res, build_train_scheduler
-from ..pipelines.sampling import steps_for_strength
+from ..pipelines.sampling import strength_timesteps
 from ..utils.images import upsample_for_super_res
 from .batches import (
     TRAIN_SPLIT,
@@ -110,9 +110,7 @@ def sample_super_res(
     timesteps = scheduler.timesteps
     latents = torch.randn(conditioning.shape, generator=generator)
     if strength < 1.0:
-        begin = len(timesteps) - steps_for_strength(len(timesteps), strength)
-        timesteps = timesteps[begin:]
-        scheduler.set_begin_index(begin)
+        timesteps = strength_timesteps(scheduler, num_inference_steps, strength)
         latents = scheduler.add_noise(conditioning, latents, timesteps[:1])
     for t in timesteps:
         noise = model(torch.cat([latents, conditioning], dim=1), t, return_dict=False)[0]
