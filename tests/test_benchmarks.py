@@ -65,6 +65,7 @@ def test_sampling_benchmark_rejects_unknown_rows(bench, tmp_path):
                                       "--output", str(tmp_path / "x.json")])
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_peak_rss_is_measured_in_a_subprocess(bench):
     sampling = bench("bench_sampling")
     args = sampling.build_parser().parse_args(["--preset", "tiny", "--threads", "1"])
@@ -72,6 +73,7 @@ def test_peak_rss_is_measured_in_a_subprocess(bench):
     assert _positive(rss) and rss < 8, rss
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_peak_rss_of_a_child_does_not_inherit_the_parents(bench):
     import subprocess
 

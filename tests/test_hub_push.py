@@ -130,6 +130,7 @@ def test_local_hub_mirror_holds_weights_code_and_a_valid_card(pushed):
     assert "unclip-train decoder --config tiny" in card.text  # the preset is recognised from the configs
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_a_fresh_process_without_the_package_loads_the_mirrors(pipe, pushed, stage_repos, tmp_path):
     """`DiffusionPipeline`/`AutoModel` with `trust_remote_code=True` where `import unclip_diffusers` fails."""
     script = f"""

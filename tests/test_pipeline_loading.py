@@ -75,6 +75,7 @@ def test_diffusion_pipeline_loads_it_with_trust_remote_code(pipe, saved):
     np.testing.assert_allclose(a.images, b.images, rtol=0, atol=1e-4)  # float noise only (see above)
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_a_fresh_process_loads_it_without_importing_the_package_first(saved, tmp_path):
     script = (
         "import sys, torch\n"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import torch
 from safetensors.torch import load_file
 
@@ -19,6 +21,7 @@ from unclip_diffusers.training.provenance import read_provenance
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snapshot(tmp_path):
     runs = tmp_path / "runs"
     for name, (run, _, _) in tiny_runs().items():
@@ -55,6 +58,7 @@ def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snaps
     assert pipeline.super_res_first is not None
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_build_release_names_a_missing_run(tmp_path):
     env = dict(os.environ, DATA=str(dataset_path()), RUNS=str(tmp_path / "runs"), PRESET="tiny",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -71,6 +75,7 @@ def test_train_release_trains_the_evaluator_with_the_evaluation_seed():
     assert subprocess.run(["bash", "-n", str(REPO_ROOT / "scripts" / "train_release.sh")]).returncode == 0
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_train_release_on_a_fresh_machine_restores_the_committed_release(tmp_path):
     """Train the tiny chain with the script, then lose the runs (a new machine): the script restores them from the
     release folder, skips the finished stages and writes the same weights again."""

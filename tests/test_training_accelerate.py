@@ -22,6 +22,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="the accelerate launcher is not installed")
 def test_two_process_clip_training(tmp_path):
     # On a CPU-only machine `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI is set up;

@@ -59,6 +59,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, one_thread):
     clip_dir = tiny_runs()["clip"][0]
     straight, killed = tmp_path / "straight", tmp_path / "killed"

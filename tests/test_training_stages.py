@@ -191,7 +191,14 @@ def test_embedding_cache_is_normalised_reused_and_invalidated(tmp_path):
     assert len(files) == 1
     torch.testing.assert_close(cache.image_embeds.norm(dim=-1), torch.ones(len(data)))
     torch.testing.assert_close(cache.text_embeds.norm(dim=-1), torch.ones(cache.text_embeds.shape[0]))
-    assert cache.text_embeds.shape[0] == sum(len(c) for c in data["captions"]) == int(cache.caption_offsets[-1])
+    flat = [c for captions in data["captions"] for c in captions]
+    assert len(cache.caption_text_rows) == len(flat) == int(cache.caption_offsets[-1])
+    assert cache.text_embeds.shape[0] == len(set(flat))  # each distinct text once
+    row_of_text: dict[str, int] = {}
+    for example, captions in enumerate(data["captions"]):  # one text, one row, wherever it appears
+        for index, caption in enumerate(captions):
+            assert row_of_text.setdefault(caption, cache.caption_row(example, index)) == cache.caption_row(example, index)
+    assert sorted(row_of_text.values()) == list(range(cache.text_embeds.shape[0]))
     assert cache.text_tokens.dtype == torch.float16 and int(cache.context_length) == 77
     empty_embeds, empty_hidden, empty_mask = cache.empty_conditioning()
     assert empty_hidden.shape == (77, 32) and int(empty_mask.sum()) == 2  # start and end tokens only

@@ -127,6 +127,19 @@ def batch_indices(
     return out
 
 
+def weighted_batch_indices(
+    weights: torch.Tensor, batch_size: int, micro_step: int, process_index: int, seed: int
+) -> torch.Tensor:
+    """Example indices of one process's micro-batch drawn with replacement in proportion to `weights` (N,).
+
+    Seeded by (seed, micro-step, process) like every other draw, so a resumed run draws the same batches.
+    """
+    if weights.ndim != 1 or len(weights) == 0 or not bool((weights >= 0).all()) or not float(weights.sum()) > 0:
+        raise ValueError("Sampling weights must be a non-empty 1-D tensor of non-negative numbers with a positive sum.")
+    generator, _ = step_generators(seed + 9_973, micro_step, process_index)  # apart from the loss's own draws
+    return torch.multinomial(weights.double(), batch_size, replacement=True, generator=generator)
+
+
 def grouped_batch_indices(
     groups: Sequence[torch.Tensor], batch_size: int, per_group: int, micro_step: int, process_index: int, seed: int
 ) -> torch.Tensor:

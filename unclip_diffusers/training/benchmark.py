@@ -42,7 +42,7 @@ def _random_cache(stage: Stage, generator: torch.Generator) -> EmbeddingCache:
     return EmbeddingCache(
         image_embeds=unit(NUM_EXAMPLES), text_embeds=unit(rows),
         text_tokens=torch.randn(int(lengths.sum()), clip.embed_dim, generator=generator).half(),
-        text_lengths=lengths, caption_offsets=torch.arange(0, rows + 1, len(CAPTIONS)),
+        text_lengths=lengths, caption_text_rows=torch.arange(rows), caption_offsets=torch.arange(0, rows + 1, len(CAPTIONS)),
         empty_text_embeds=unit(1)[0], empty_text_tokens=torch.randn(2, clip.embed_dim).half(),
         context_length=torch.tensor(clip.max_text_length),
     )

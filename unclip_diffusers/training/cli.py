@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> str:
         config = get_training_config("prior", args.config, **{k: v for k, v in overrides.items() if v is not None})
         for split in args.splits:
             data, cache = split_with_embeddings(config, split, 0)
-            logging.getLogger(__name__).info("%s: %d images, %d captions embedded", split, len(cache),
-                                             cache.text_embeds.shape[0])
+            logging.getLogger(__name__).info("%s: %d images, %d captions (%d distinct texts) embedded", split,
+                                             len(cache), len(cache.caption_text_rows), cache.text_embeds.shape[0])
         return str(config.clip_dir or os.path.join("runs", f"clip-{config.model_preset}"))
 
     if args.stage == "export":

@@ -101,6 +101,7 @@ class CLIPStage(Stage):
         train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
         self.images = images_to_uint8(train["image"], size.image_size, desc="decoding train images")
         self.examples = caption_examples(train)
+        self.balance_families(train)
         self.concept_groups = None
         if self.config.styles_per_concept > 1:
             if "concept" not in train.column_names:

@@ -51,6 +51,10 @@ class TrainingConfig:
     max_train_examples: int = 0  # use only the first N training examples (overfitting, smoke runs); 0 = all
     num_validation_examples: int = 64  # held-out examples used by validation
     init_from: str = ""  # start from these weights (training/warm_start.py): a final/, snapshot or pipeline folder
+    # Family-balanced batches (data/sampling.py): 0 = every image equally likely; 1 = every family (a concept with its
+    # skin-tone and gender variants) equally likely, its images sharing the family's weight; in between a family of
+    # n images weighs n ** (1 - family_balance). Needs the dataset's `family` column when > 0.
+    family_balance: float = 0.0
 
     stage = ""  # class attribute, set by each subclass
 
@@ -64,6 +68,9 @@ class TrainingConfig:
         for name in ["lr_warmup_steps", "validate_every", "num_threads", "max_train_examples", "num_validation_examples"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0.0 <= self.family_balance <= 1.0:
+            raise ValueError(f"family_balance must be in [0, 1] (0: images equally likely, 1: families), got "
+                             f"{self.family_balance}.")
         if self.checkpoints_total_limit < 1:
             raise ValueError(f"checkpoints_total_limit must be >= 1, got {self.checkpoints_total_limit}.")
         if not self.learning_rate > 0:
@@ -110,6 +117,9 @@ class CLIPTrainingConfig(TrainingConfig):
         super().validate()
         if self.styles_per_concept < 1:
             raise ValueError(f"styles_per_concept must be >= 1 (1 = random batches), got {self.styles_per_concept}.")
+        if self.styles_per_concept > 1 and self.family_balance > 0:
+            raise ValueError("styles_per_concept > 1 draws whole concept groups, which family_balance cannot weight; "
+                             "set one of them (styles_per_concept=1 or family_balance=0).")
         if self.locked_image_tower and not Path(self.locked_image_tower).is_dir():
             raise ValueError(f"locked_image_tower: {self.locked_image_tower!r} is not a folder.")
 

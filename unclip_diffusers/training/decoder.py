@@ -122,6 +122,7 @@ class DecoderStage(Stage):
         size = self.model_config.decoder.sample_size
         data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
         self.examples = caption_examples(data)
+        self.balance_families(data)
         self.images = images_to_uint8(data["image"], size, desc="decoding train images")
         self.validation = None
         if self.config.num_validation_examples:

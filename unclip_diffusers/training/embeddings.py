@@ -9,7 +9,9 @@ the text encoder's `last_hidden_state` with the tokenizer's attention mask, at t
 
 Storage: only the encodings of real tokens are kept (float16, packed), and padding positions come back as zeros.
 The prior and the decoder mask padding out of every attention (as the pipeline does), so the values there never
-reach an output; packing keeps the 133k captions of the emoji set at ~0.8 GB instead of ~2.2 GB.
+reach an output; packing keeps the 133k captions of the emoji set at ~0.8 GB instead of ~2.2 GB. Each distinct
+caption text is encoded and stored once (many captions name no style and are shared by a concept's styles), and
+every example's captions point into that table.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .batches import clip_pixel_values, images_to_uint8, load_split
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"  # 3: each distinct caption text encoded and stored once
 _CLIP_PARTS = ("text_encoder", "image_encoder", "tokenizer", "feature_extractor")
 
 
@@ -53,9 +55,10 @@ class EmbeddingCache:
     """Normalised CLIP embeddings of one split: one image row per example, one text row per caption."""
 
     image_embeds: torch.Tensor  # (N, D) float32, L2-normalised
-    text_embeds: torch.Tensor  # (M, D) float32, L2-normalised; example i's captions are rows offsets[i]:offsets[i+1]
-    text_tokens: torch.Tensor  # (sum of lengths, D) float16: the real tokens' encodings, caption after caption
-    text_lengths: torch.Tensor  # (M,) int64 number of real tokens (attention mask ones) per caption
+    text_embeds: torch.Tensor  # (U, D) float32, L2-normalised, one row per distinct caption text
+    text_tokens: torch.Tensor  # (sum of lengths, D) float16: the real tokens' encodings, text after text
+    text_lengths: torch.Tensor  # (U,) int64 number of real tokens (attention mask ones) per text
+    caption_text_rows: torch.Tensor  # (M,) int64: the text row of every caption; example i's are offsets[i]:offsets[i+1]
     caption_offsets: torch.Tensor  # (N + 1,) int64
     empty_text_embeds: torch.Tensor  # (D,) the empty prompt (classifier-free guidance's unconditional branch)
     empty_text_tokens: torch.Tensor  # (length, D) float16
@@ -68,8 +71,8 @@ class EmbeddingCache:
         return self.image_embeds.shape[0]
 
     def caption_row(self, example: int, caption_index: int) -> int:
-        """Row of the `caption_index`-th caption of example `example`."""
-        return int(self.caption_offsets[example]) + caption_index
+        """Text row of the `caption_index`-th caption of example `example`."""
+        return int(self.caption_text_rows[int(self.caption_offsets[example]) + caption_index])
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {k: v.contiguous() for k, v in vars(self).items() if not k.startswith("_")}
@@ -185,15 +188,18 @@ def compute_embeddings(clip: FrozenCLIP, data, progress: bool = True) -> Embeddi
     size = clip.image_encoder.config.image_size
     images = images_to_uint8(data["image"], size, desc="decoding images for CLIP")
     caption_lists = [list(c) for c in data["captions"]]
-    flat = [caption for captions in caption_lists for caption in captions]
+    rows: dict[str, int] = {}  # each distinct text once, in order of first appearance
+    caption_text_rows = torch.tensor([rows.setdefault(c, len(rows)) for captions in caption_lists for c in captions],
+                                     dtype=torch.long)
     offsets = torch.tensor([0] + [len(c) for c in caption_lists]).cumsum(0)
-    text_embeds, text_tokens, text_lengths = encode_captions(clip, flat, progress=progress)
+    text_embeds, text_tokens, text_lengths = encode_captions(clip, list(rows), progress=progress)
     empty_embeds, empty_tokens, _ = encode_captions(clip, [""])
     return EmbeddingCache(
         image_embeds=encode_images(clip, images, progress=progress),
         text_embeds=text_embeds,
         text_tokens=text_tokens,
         text_lengths=text_lengths,
+        caption_text_rows=caption_text_rows,
         caption_offsets=offsets,
         empty_text_embeds=empty_embeds[0],
         empty_text_tokens=empty_tokens,
@@ -228,7 +234,8 @@ def load_or_compute_embeddings(clip_dir: str | os.PathLike, data, split: str, wr
         metadata = {"clip_fingerprint": fingerprint, "version": CACHE_VERSION, "split": split, "examples": str(len(data))}
         save_file(cache.to_tensors(), str(temporary), metadata=metadata)
         os.replace(temporary, path)
-        logger.info("Cached %d image and %d caption embeddings in %s", len(cache), cache.text_embeds.shape[0], path)
+        logger.info("Cached %d image and %d caption embeddings (%d distinct texts) in %s", len(cache),
+                    len(cache.caption_text_rows), cache.text_embeds.shape[0], path)
     return cache
 
 

@@ -85,6 +85,7 @@ class PriorStage(Stage):
     def setup(self, accelerator: Accelerator) -> nn.Module:
         data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
         self.examples = caption_examples(data)
+        self.balance_families(data)
         self.validation = None
         if self.config.num_validation_examples:
             heldout, cache = split_with_embeddings(

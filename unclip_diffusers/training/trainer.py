@@ -14,6 +14,7 @@ import shutil
 import time
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
-from .batches import batch_indices, step_generators
+from ..data.sampling import family_sampling_weights, sampled_share
+from .batches import batch_indices, step_generators, weighted_batch_indices
 from .checkpointing import (
     TrainState,
     latest_checkpoint,
@@ -50,6 +52,28 @@ class Stage(ABC):
         self.config = config
         self.model_config = config.model_config
         self.module: nn.Module | None = None  # the trained module (unwrapped), set by `run_training`
+        self.sampling_weights: torch.Tensor | None = None  # per-example draw weights (family balance), or None
+
+    def balance_families(self, data, rows: Sequence[int] | None = None) -> None:
+        """Weight the batch stream by `config.family_balance` over the `family` column of `data` (restricted to `rows`)."""
+        temperature = self.config.family_balance
+        if temperature == 0:
+            self.sampling_weights = None
+            return
+        if "family" not in data.column_names:
+            raise ValueError(f"family_balance={temperature} needs a 'family' column, but {self.config.data_path!r} has "
+                             f"only {data.column_names}; rebuild the data with `unclip-data build` or set "
+                             "family_balance=0.")
+        families = list(data["family"])
+        if rows is not None:
+            families = [families[r] for r in rows]
+        self.sampling_weights = torch.from_numpy(family_sampling_weights(families, temperature))
+        if "slice" in data.column_names:
+            slices = list(data["slice"])
+            everyday = [slices[r] == "everyday" for r in (rows if rows is not None else range(len(slices)))]
+            logger.info("Family balance %.2f: everyday share of a batch %.1f%% (%.1f%% without balancing).",
+                        temperature, 100 * sampled_share(everyday, self.sampling_weights.numpy()),
+                        100 * sampled_share(everyday))
 
     @abstractmethod
     def setup(self, accelerator: Accelerator) -> nn.Module:
@@ -65,7 +89,10 @@ class Stage(ABC):
         """Scalar training loss of the examples `indices`; every random draw uses `generator` / `rng`."""
 
     def batch_indices(self, micro_step: int, process_index: int, num_processes: int) -> torch.Tensor:
-        """The training examples of one process's micro-batch (default: the seeded stream of random epochs)."""
+        """The training examples of one process's micro-batch: family-balanced draws, or the stream of random epochs."""
+        if self.sampling_weights is not None:
+            return weighted_batch_indices(self.sampling_weights, self.config.batch_size, micro_step, process_index,
+                                          self.config.seed)
         return batch_indices(self.num_train_examples, self.config.batch_size, micro_step, process_index,
                              num_processes, self.config.seed)
 

@@ -144,6 +144,7 @@ class UpsamplerStage(Stage):
         if not rows:
             raise ValueError(f"No training row of {self.config.data_path!r} has a {column!r} image.")
         self.skipped = skipped
+        self.balance_families(train, rows)
         self.validation = None
         if self.config.num_validation_examples:
             heldout = load_split(self.config, VALIDATION_SPLIT)
