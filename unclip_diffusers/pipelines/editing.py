@@ -3,6 +3,7 @@ between images and/or captions, text diffs, and DDIM inversion so that a real im
 
 from __future__ import annotations
 
+import functools
 import inspect
 import secrets
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from ..utils.images import to_tensor_images, validate_pil_images
 from ..utils.slerp import slerp
 from .pipeline_output import UnCLIPPipelineOutput
+from .sampling import denoise
 from .validation import check_guidance, check_output_type, check_positive_int, check_prompt
 
 if TYPE_CHECKING:
@@ -235,12 +237,14 @@ class UnCLIPEditingMixin:
             raise ValueError(f"Got {image_embeds.shape[0]} image embeddings for {len(images)} images.")
         latents = to_tensor_images(images, size=self.base_size).to(device=device, dtype=self.decoder.dtype)
         condition = self._decoder_condition(image_embeds, None, guidance_scale)
-        inverse = _scheduler_from(DDIMInverseScheduler, self.decoder_scheduler)
-        inverse.set_timesteps(num_inference_steps, device=device)
-        for t in self.progress_bar(inverse.timesteps):
-            output = self._decoder_output(inverse.scale_model_input(latents, t), t, condition, guidance_scale)
-            latents = inverse.step(output[:, : latents.shape[1]], t, latents).prev_sample
-        return latents
+        return denoise(
+            functools.partial(self._decoder_forward, condition=condition),
+            _scheduler_from(DDIMInverseScheduler, self.decoder_scheduler),
+            latents,
+            num_inference_steps,
+            guidance_scale=guidance_scale,
+            progress_bar=self.progress_bar,
+        )
 
     # ------------------------------------------------------------------------------------------------ helpers
 

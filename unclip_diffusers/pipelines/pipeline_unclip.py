@@ -7,6 +7,7 @@ interpolations and text diffs live in `editing.py`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,15 +37,7 @@ from ..utils.images import (
 from .editing import UnCLIPEditingMixin
 from .loading import UnCLIPLoadingMixin
 from .pipeline_output import PromptEncodings, UnCLIPPipelineOutput
-from .sampling import (
-    check_generator,
-    check_latents,
-    classifier_free_guidance,
-    draw_noise,
-    scheduler_step,
-    strength_timesteps,
-    working_copy,
-)
+from .sampling import StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
 from .validation import (
     check_guidance,
     check_output_type,
@@ -365,22 +358,26 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         if isinstance(generator, (list, tuple)) and sample_count > 1:
             step_generator = [g for g in generator for _ in range(sample_count)]
 
-        scheduler = working_copy(scheduler or self.prior_scheduler)
-
-        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            model_input = torch.cat([x, x]) if do_guidance else x
-            model_input = scheduler.scale_model_input(model_input, t)
-            output = self.prior(
+        def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.prior(
                 model_input,
                 timestep=t,
                 proj_embedding=text.text_embeds.to(dtype),
                 encoder_hidden_states=text.token_encodings.to(dtype),
                 attention_mask=text.attention_mask,
             ).predicted_image_embedding
-            return classifier_free_guidance(output, guidance_scale, dim) if do_guidance else output
 
-        latents = self._denoise("prior", scheduler, num_inference_steps, latents, predict, step_generator,
-                                callback_on_step_end, callback_on_step_end_tensor_inputs)
+        latents = denoise(
+            predict,
+            working_copy(scheduler or self.prior_scheduler),
+            latents,
+            num_inference_steps,
+            generator=step_generator,
+            guidance_scale=guidance_scale,
+            callback_on_step_end=self._stage_callback("prior", callback_on_step_end),
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            progress_bar=self.progress_bar,
+        )
         image_embeds = self.prior.post_process_latents(latents)  # back from the standardised space to CLIP's
         if self.config.normalize_embeddings:
             image_embeds = F.normalize(image_embeds, dim=-1)
@@ -480,13 +477,17 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         if latents is None:
             latents = draw_noise(shape, generator, device, dtype)
         latents = latents.to(device=device, dtype=dtype)
-        scheduler = working_copy(scheduler or self.decoder_scheduler)
-
-        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self._decoder_output(scheduler.scale_model_input(x, t), t, condition, guidance_scale)
-
-        latents = self._denoise("decoder", scheduler, num_inference_steps, latents, predict, generator,
-                                callback_on_step_end, callback_on_step_end_tensor_inputs)
+        latents = denoise(
+            functools.partial(self._decoder_forward, condition=condition),
+            working_copy(scheduler or self.decoder_scheduler),
+            latents,
+            num_inference_steps,
+            generator=generator,
+            guidance_scale=guidance_scale,
+            callback_on_step_end=self._stage_callback("decoder", callback_on_step_end),
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            progress_bar=self.progress_bar,
+        )
         return latents.clamp(-1, 1)
 
     def _decoder_condition(
@@ -513,22 +514,13 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         dtype = self.decoder.dtype
         return context.to(dtype), time_embeddings.to(dtype), mask
 
-    def _decoder_output(
-        self,
-        model_input: torch.Tensor,
-        t: torch.Tensor,
-        condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        guidance_scale: float,
+    def _decoder_forward(
+        self, model_input: torch.Tensor, t: torch.Tensor, condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        """One guided decoder evaluation (noise prediction, plus variance channels for learned-variance decoders)."""
+        """One decoder evaluation (noise, plus variance channels for learned-variance decoders) on `condition`."""
         context, time_embeddings, mask = condition
-        do_guidance = guidance_scale != 1.0
-        x = torch.cat([model_input, model_input]) if do_guidance else model_input
-        output = self.decoder(x, t, encoder_hidden_states=context, class_labels=time_embeddings,
-                              attention_mask=mask).sample
-        if do_guidance:
-            return classifier_free_guidance(output, guidance_scale, model_input.shape[1])
-        return output
+        return self.decoder(model_input, t, encoder_hidden_states=context, class_labels=time_embeddings,
+                            attention_mask=mask).sample
 
     # ------------------------------------------------------------------------------------------------ super-res
 
@@ -605,60 +597,23 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         if latents is None:
             latents = draw_noise(shape, generator, device, dtype)
         latents = latents.to(device=device, dtype=dtype)
-        scheduler = working_copy(scheduler or self.super_res_scheduler)
-        strength = self.config.super_res_strength if strength is None else strength
+        def predict_with(unet: UNet2DModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+            return lambda model_input, t: unet(torch.cat([model_input, condition], dim=1), t).sample
 
-        def predict(x: torch.Tensor, t: torch.Tensor, last: bool) -> torch.Tensor:
-            unet = self.super_res_last if last and self.super_res_last is not None else self.super_res_first
-            model_input = torch.cat([scheduler.scale_model_input(x, t), condition], dim=1)
-            return unet(model_input, t).sample
-
-        latents = self._denoise("super_res", scheduler, num_inference_steps, latents, predict, generator,
-                                callback_on_step_end, callback_on_step_end_tensor_inputs, pass_last=True,
-                                strength=strength, start_image=condition)
+        latents = denoise(
+            predict_with(self.super_res_first),
+            working_copy(scheduler or self.super_res_scheduler),
+            latents,
+            num_inference_steps,
+            generator=generator,
+            strength=self.config.super_res_strength if strength is None else strength,
+            start=condition,
+            predict_last=predict_with(self.super_res_last) if self.super_res_last is not None else None,
+            callback_on_step_end=self._stage_callback("super_res", callback_on_step_end),
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            progress_bar=self.progress_bar,
+        )
         return latents.clamp(-1, 1)
-
-    # ------------------------------------------------------------------------------------------------ loop
-
-    def _denoise(
-        self,
-        stage: str,
-        scheduler: SchedulerMixin,
-        num_inference_steps: int,
-        latents: torch.Tensor,
-        predict: Callable[..., torch.Tensor],
-        generator: Generator,
-        callback_on_step_end: Callback | None,
-        callback_on_step_end_tensor_inputs: Sequence[str],
-        pass_last: bool = False,
-        strength: float = 1.0,
-        start_image: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The reverse diffusion loop shared by all stages: predict, step, report.
-
-        With `strength < 1`, `latents` is the noise that `start_image` is noised with to the level where the last
-        `round(num_inference_steps * strength)` steps of the schedule begin, and only those steps run. With
-        `pass_last`, `predict` also gets whether this is the loop's final model call (2N - 1 calls for N steps of an
-        order-2 scheduler).
-        """
-        scheduler.set_timesteps(num_inference_steps, device=latents.device)
-        timesteps = scheduler.timesteps
-        if strength < 1.0:
-            timesteps = strength_timesteps(scheduler, num_inference_steps, strength)
-            latents = scheduler.add_noise(start_image, latents, timesteps[:1])
-        else:
-            latents = latents * scheduler.init_noise_sigma
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            output = predict(latents, t, i == len(timesteps) - 1) if pass_last else predict(latents, t)
-            next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
-            latents = scheduler_step(scheduler, output, t, latents, next_t, generator)
-            if callback_on_step_end is not None:
-                callback_kwargs: dict[str, Any] = {"stage": stage}
-                if "latents" in callback_on_step_end_tensor_inputs:
-                    callback_kwargs["latents"] = latents
-                returned = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                latents = returned.get("latents", latents)
-        return latents
 
     # ------------------------------------------------------------------------------------------------ call
 
@@ -816,6 +771,12 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         if not torch.all(torch.isfinite(image_embeds)):
             raise ValueError("image_embeds contain NaN or infinite values.")
         return image_embeds
+
+    def _stage_callback(self, stage: str, callback: Callback | None) -> StepCallback | None:
+        """`denoise`'s step callback that calls a pipeline callback as `callback(pipe, step, t, {"stage": ..., ...})`."""
+        if callback is None:
+            return None
+        return lambda step, t, callback_kwargs: callback(self, step, t, {"stage": stage, **callback_kwargs})
 
     def _check_callback(self, callback: Callback | None, tensor_inputs: Sequence[str]) -> Sequence[str]:
         if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):

@@ -1,13 +1,16 @@
-"""Stage-independent pieces of the reverse diffusion loops: guidance, learned variance and scheduler stepping.
+"""The reverse diffusion loop (`denoise`) and its stage-independent pieces: guidance, learned variance, stepping.
 
-Any diffusers scheduler works: keyword arguments only some schedulers accept (`generator`, `prev_timestep` for
-`UnCLIPScheduler`) are passed when the scheduler's `step` takes them.
+`denoise` is the only sampling loop of the package: every pipeline stage, DDIM inversion (with an inverse
+scheduler) and every training validation run it. Any diffusers scheduler works: keyword arguments only some
+schedulers accept (`generator`, `prev_timestep` for `UnCLIPScheduler`) are passed when the scheduler's `step` takes
+them.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +18,77 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
+
+Generator = torch.Generator | list[torch.Generator] | None
+# `predict(model_input, t)`: the model's raw output for a (scaled) model input; with guidance the input is the batch
+# `[x_t; x_t]` and the output `[unconditional; conditional]`.
+ModelPrediction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# `callback(step, t, callback_kwargs)` after every step; a returned `"latents"` replaces the current latents.
+StepCallback = Callable[[int, torch.Tensor, dict[str, Any]], dict[str, Any] | None]
+
+
+def denoise(
+    predict: ModelPrediction,
+    scheduler: SchedulerMixin,
+    latents: torch.Tensor,
+    num_inference_steps: int,
+    *,
+    generator: Generator = None,
+    guidance_scale: float = 1.0,
+    strength: float = 1.0,
+    start: torch.Tensor | None = None,
+    predict_last: ModelPrediction | None = None,
+    callback_on_step_end: StepCallback | None = None,
+    callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    progress_bar: Callable[[Iterable], Iterable] | None = None,
+) -> torch.Tensor:
+    r"""The reverse diffusion loop `x_T -> x_0`: scale the input, predict, guide, step, report; returns the last sample.
+
+    Args:
+        predict (`ModelPrediction`): `predict(model_input, t)`, the model's output for the scaled input.
+        scheduler (`SchedulerMixin`): the sampler; `set_timesteps(num_inference_steps)` is called here, so pass a
+            private copy (`working_copy`). An inverse scheduler (`DDIMInverseScheduler`) runs DDIM inversion.
+        latents (`torch.Tensor`): the starting noise (scaled by `init_noise_sigma`); with `strength < 1` the noise
+            `start` is noised with; for inversion, the clean sample.
+        num_inference_steps (`int`): steps of the full schedule.
+        generator (`torch.Generator` or `list[torch.Generator]`, *optional*): for stochastic schedulers' noise.
+        guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance; other than 1, `predict`
+            gets the doubled batch `[x_t; x_t]` and returns `[unconditional; conditional]`, mixed here.
+        strength (`float`, *optional*, defaults to 1.0): run only the last `round(num_inference_steps * strength)`
+            steps, starting from `start` noised with `latents` to the level where they begin.
+        start (`torch.Tensor`, *optional*): the clean sample a `strength < 1` loop starts from.
+        predict_last (`ModelPrediction`, *optional*): replaces `predict` for the loop's final model call (Karlo's
+            `super_res_last`; 2N - 1 calls for N steps of an order-2 scheduler).
+        callback_on_step_end (`StepCallback`, *optional*): `callback(step, t, callback_kwargs)` after every step.
+        callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors put
+            in `callback_kwargs`.
+        progress_bar (`Callable`, *optional*): wraps the timesteps (a pipeline's `progress_bar`).
+    """
+    if strength < 1.0 and start is None:
+        raise ValueError(f"strength {strength} < 1 needs the clean `start` sample that the loop starts from.")
+    scheduler.set_timesteps(num_inference_steps, device=latents.device)
+    timesteps = scheduler.timesteps
+    if strength < 1.0:
+        timesteps = strength_timesteps(scheduler, num_inference_steps, strength)
+        latents = scheduler.add_noise(start, latents, timesteps[:1])
+    else:
+        latents = latents * scheduler.init_noise_sigma
+    do_guidance = guidance_scale != 1.0
+    for i, t in enumerate(progress_bar(timesteps) if progress_bar is not None else timesteps):
+        model = predict_last if predict_last is not None and i == len(timesteps) - 1 else predict
+        model_input = scheduler.scale_model_input(latents, t)
+        if do_guidance:
+            output = classifier_free_guidance(model(torch.cat([model_input, model_input]), t), guidance_scale,
+                                              channels=latents.shape[1])
+        else:
+            output = model(model_input, t)
+        next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
+        latents = scheduler_step(scheduler, output, t, latents, next_t, generator)
+        if callback_on_step_end is not None:
+            callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
+            returned = callback_on_step_end(i, t, callback_kwargs) or {}
+            latents = returned.get("latents", latents)
+    return latents
 
 
 def working_copy(scheduler: SchedulerMixin) -> SchedulerMixin:

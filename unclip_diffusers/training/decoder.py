@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ..configs import build_decoder, build_sampling_scheduler, build_text_proj, build_train_scheduler
 from ..models import UnCLIPTextProjection
+from ..pipelines.sampling import denoise
 from .batches import (
     TRAIN_SPLIT,
     VALIDATION_SPLIT,
@@ -45,7 +46,7 @@ from .embeddings import (
     split_with_embeddings,
 )
 from .losses import epsilon_loss
-from .prior import write_clip_reference
+from .prior import Conditioning, guidance_conditioning, write_clip_reference
 from .trainer import Stage, run_training
 from .warm_start import load_component
 
@@ -86,25 +87,26 @@ class DecoderWithProjection(nn.Module):
 def sample_decoder_images(
     model: DecoderWithProjection,
     image_embeds: torch.Tensor,
-    text: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    empty: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    text: Conditioning,
+    empty: Conditioning,
     num_inference_steps: int = 10,
     guidance_scale: float = 3.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Decode z_i (with its caption) into images in [-1, 1] with DPMSolver and classifier-free guidance."""
-    scheduler = build_sampling_scheduler("epsilon")
-    scheduler.set_timesteps(num_inference_steps)
+    """Decode z_i (with its caption) into images in [-1, 1] with the pipeline's loop, DPMSolver and guidance."""
     batch, size = image_embeds.shape[0], model.decoder.config.sample_size
-    empty_expanded = [e[None].expand(batch, *e.shape).to(t.dtype) for e, t in zip(empty, text)]
-    text_embeds, text_hidden, text_mask = (torch.cat([u, c]) for u, c in zip(empty_expanded, text))
-    drop = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)])
-    latents = torch.randn(batch, 3, size, size, generator=generator)
-    for t in scheduler.timesteps:
-        noise = model(torch.cat([latents, latents]), t, torch.cat([image_embeds, image_embeds]), drop, text_embeds,
-                      text_hidden, text_mask)
-        uncond, cond = noise.chunk(2)
-        latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
+    text = guidance_conditioning(text, empty, guidance_scale)
+    drop = torch.zeros(batch, dtype=torch.bool)
+    if guidance_scale != 1.0:  # the unconditional half also drops z_i for the learned null embedding
+        image_embeds = torch.cat([image_embeds, image_embeds])
+        drop = torch.cat([torch.ones(batch, dtype=torch.bool), drop])
+
+    def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(model_input, t, image_embeds, drop, *text)
+
+    noise = torch.randn(batch, 3, size, size, generator=generator)
+    latents = denoise(predict, build_sampling_scheduler("epsilon"), noise, num_inference_steps, generator=generator,
+                      guidance_scale=guidance_scale)
     return latents.clamp(-1.0, 1.0)
 
 

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..configs import build_prior, build_sampling_scheduler, build_train_scheduler
 from ..models import UnCLIPPriorTransformer
+from ..pipelines.sampling import denoise
 from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples
 from .config import PriorTrainingConfig
 from .embeddings import (
@@ -49,31 +50,38 @@ def write_clip_reference(directory: Path, clip_dir: Path, fingerprint: str) -> N
     )
 
 
+Conditioning = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (text_embeds (B, D), token encodings, mask)
+
+
+def guidance_conditioning(text: Conditioning, empty: Conditioning, guidance_scale: float) -> Conditioning:
+    """`text` with the empty caption's rows first (the unconditional half `denoise` expects) when guiding."""
+    if guidance_scale == 1.0:
+        return text
+    batch = text[0].shape[0]
+    return tuple(torch.cat([e[None].expand(batch, *e.shape).to(c.dtype), c]) for e, c in zip(empty, text))
+
+
 @torch.no_grad()
 def sample_prior_embeddings(
     prior: UnCLIPPriorTransformer,
     text_embeds: torch.Tensor,
     text_hidden: torch.Tensor,
     text_mask: torch.Tensor,
-    empty: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    empty: Conditioning,
     num_inference_steps: int = 10,
     guidance_scale: float = 4.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw normalised-space-undone image embeddings z_i with DPMSolver and classifier-free guidance (validation)."""
-    scheduler = build_sampling_scheduler("sample")
-    scheduler.set_timesteps(num_inference_steps)
-    batch = text_embeds.shape[0]
-    empty_embeds, empty_hidden, empty_mask = (e[None].expand(batch, *e.shape) for e in empty)
-    embeds = torch.cat([empty_embeds, text_embeds])
-    hidden = torch.cat([empty_hidden.float(), text_hidden.float()])
-    mask = torch.cat([empty_mask, text_mask])
-    latents = torch.randn(batch, prior.config.embedding_dim, generator=generator)
-    for t in scheduler.timesteps:
-        out = prior(torch.cat([latents, latents]), t, proj_embedding=embeds, encoder_hidden_states=hidden,
-                    attention_mask=mask, return_dict=False)[0]
-        uncond, cond = out.chunk(2)
-        latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
+    """Draw image embeddings z_i (standardisation undone) with the pipeline's loop, DPMSolver and guidance."""
+    embeds, hidden, mask = guidance_conditioning((text_embeds, text_hidden.float(), text_mask), empty, guidance_scale)
+
+    def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return prior(model_input, t, proj_embedding=embeds, encoder_hidden_states=hidden, attention_mask=mask,
+                     return_dict=False)[0]
+
+    noise = torch.randn(text_embeds.shape[0], prior.config.embedding_dim, generator=generator)
+    latents = denoise(predict, build_sampling_scheduler("sample"), noise, num_inference_steps, generator=generator,
+                      guidance_scale=guidance_scale)
     return prior.post_process_latents(latents)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..configs import build_sampling_scheduler, build_super_res, build_train_scheduler
-from ..pipelines.sampling import strength_timesteps
+from ..pipelines.sampling import denoise
 from ..utils.images import upsample_for_super_res
 from .batches import (
     TRAIN_SPLIT,
@@ -100,21 +100,18 @@ def sample_super_res(
     model: nn.Module, conditioning: torch.Tensor, num_inference_steps: int = 10, generator: torch.Generator | None = None,
     strength: float = 1.0,
 ) -> torch.Tensor:
-    """Upsample: denoise at the conditioning's size with DPMSolver; returns images in [-1, 1].
+    """Upsample with the pipeline's loop: denoise at the conditioning's size with DPMSolver; images in [-1, 1].
 
     `strength < 1` starts from the conditioning noised to where the last `strength` of the steps begin, as the
     pipeline's `super_res_strength` does.
     """
-    scheduler = build_sampling_scheduler("epsilon")
-    scheduler.set_timesteps(num_inference_steps)
-    timesteps = scheduler.timesteps
-    latents = torch.randn(conditioning.shape, generator=generator)
-    if strength < 1.0:
-        timesteps = strength_timesteps(scheduler, num_inference_steps, strength)
-        latents = scheduler.add_noise(conditioning, latents, timesteps[:1])
-    for t in timesteps:
-        noise = model(torch.cat([latents, conditioning], dim=1), t, return_dict=False)[0]
-        latents = scheduler.step(noise, t, latents).prev_sample
+
+    def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(torch.cat([model_input, conditioning], dim=1), t, return_dict=False)[0]
+
+    noise = torch.randn(conditioning.shape, generator=generator)
+    latents = denoise(predict, build_sampling_scheduler("epsilon"), noise, num_inference_steps, generator=generator,
+                      strength=strength, start=conditioning)
     return latents.clamp(-1.0, 1.0)
 
 

@@ -1,0 +1,93 @@
+"""`denoise`, the package's one sampling loop: training validation samples exactly like the pipeline's stages."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, HeunDiscreteScheduler
+
+from unclip_diffusers.pipelines.sampling import denoise, working_copy
+from unclip_diffusers.training.decoder import DecoderWithProjection, sample_decoder_images
+from unclip_diffusers.training.prior import sample_prior_embeddings
+from unclip_diffusers.training.upsampler import sample_super_res
+from unclip_diffusers.utils.images import upsample_for_super_res
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _conditioning(pipe, prompts):
+    cond = pipe.encode_prompt(prompts)
+    empty = tuple(t[0] for t in pipe.encode_prompt(""))
+    return cond, empty
+
+
+def test_prior_validation_samples_like_sample_prior(pipe):
+    cond, empty = _conditioning(pipe, ["a cat", "a red heart"])
+    trained = sample_prior_embeddings(pipe.prior, *cond, empty, num_inference_steps=3, guidance_scale=2.0,
+                                      generator=_generator(1))
+    shipped = pipe.sample_prior(cond, num_inference_steps=3, guidance_scale=2.0, generator=_generator(1))
+    torch.testing.assert_close(F.normalize(trained, dim=-1), shipped)  # the pipeline normalises between stages
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_decoder_validation_samples_like_decode(pipe, guidance_scale):
+    cond, empty = _conditioning(pipe, ["a cat", "a red heart"])
+    image_embeds = F.normalize(torch.randn(2, pipe.embedding_dim, generator=_generator(2)), dim=-1)
+    model = DecoderWithProjection(pipe.decoder, pipe.text_proj)
+    trained = sample_decoder_images(model, image_embeds, tuple(cond), empty, num_inference_steps=3,
+                                    guidance_scale=guidance_scale, generator=_generator(3))
+    shipped = pipe.decode(image_embeds, cond, num_inference_steps=3, guidance_scale=guidance_scale,
+                          generator=_generator(3), upscale=False, output_type="pt")
+    torch.testing.assert_close((trained + 1) / 2, shipped, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_upsampler_validation_samples_like_super_resolve(pipe, strength):
+    low = torch.rand(2, 3, *pipe.base_size, generator=_generator(4))
+    conditioning = upsample_for_super_res(low * 2 - 1, pipe.output_size)
+    trained = sample_super_res(pipe.super_res_first, conditioning, 4, _generator(5), strength)
+    shipped = pipe.super_resolve(low, num_inference_steps=4, generator=_generator(5), output_type="pt",
+                                 strength=strength)
+    torch.testing.assert_close((trained + 1) / 2, shipped, atol=1e-5, rtol=0)
+
+
+def test_predict_last_is_the_final_model_call_of_an_order_2_scheduler():
+    calls = []
+
+    def model(name):
+        def predict(model_input, t):
+            calls.append(name)
+            return torch.zeros_like(model_input)
+        return predict
+
+    scheduler = HeunDiscreteScheduler()
+    denoise(model("first"), scheduler, torch.randn(1, 3, 4, 4), 3, predict_last=model("last"))
+    assert calls == ["first"] * 4 + ["last"]  # 2N - 1 model calls for N = 3 steps
+
+
+def test_guidance_mixes_the_doubled_batch_and_keeps_the_conditional_variance():
+    seen = []
+
+    def predict(model_input, t):
+        seen.append(model_input.shape[0])
+        uncond = torch.cat([torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), -1.0)], dim=1)
+        cond = torch.cat([torch.ones(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)], dim=1)
+        return torch.cat([uncond, cond])
+
+    class Recording(DDPMScheduler):
+        def step(self, model_output, timestep, sample, **kwargs):
+            self.outputs = [*getattr(self, "outputs", []), model_output]
+            return super().step(model_output, timestep, sample, **kwargs)
+
+    scheduler = Recording(variance_type="learned_range")
+    denoise(predict, scheduler, torch.randn(1, 3, 2, 2), 2, guidance_scale=3.0, generator=_generator())
+    assert seen == [2, 2]
+    mean, variance = scheduler.outputs[0].split(3, dim=1)
+    assert torch.all(mean == 3.0) and torch.all(variance == 0.5)  # 0 + 3 * (1 - 0); the conditional variance
+
+
+def test_strength_below_one_needs_a_start_sample():
+    scheduler = working_copy(DDPMScheduler())
+    with pytest.raises(ValueError, match="start"):
+        denoise(lambda x, t: x, scheduler, torch.randn(1, 3, 2, 2), 4, strength=0.5)
