@@ -102,7 +102,7 @@ def machine_info(threads: int) -> dict[str, Any]:
     """What the figures were measured on: CPU model and flags of interest, threads, library versions, load."""
     import torch
 
-    from unclip_diffusers.pipelines.sampling import cpu_flags
+    from unclip_diffusers.utils.cpu_bf16 import cpu_flags
 
     cpu = platform.processor() or "unknown"
     if cpu in ("unknown", "x86_64", ""):

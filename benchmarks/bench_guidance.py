@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from unclip_diffusers import UnCLIPPipeline
     from unclip_diffusers.evaluation.runner import get_eval_settings, run_evaluation
-    from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+    from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
     pipe = UnCLIPPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)

@@ -111,7 +111,7 @@ def make_rows(pipe: Any, fast_steps: list[str] = ()) -> dict[str, tuple[Any, dic
     """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows."""
     from stock import build_stock_pipeline
 
-    from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+    from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
     fast = copy.deepcopy(pipe)
     enable_cpu_bf16_autocast(fast)
@@ -228,7 +228,7 @@ def rss_child(args: argparse.Namespace) -> None:
     """Internal: build only what `args.rss_row` needs, run it once, print the peak RSS in GiB."""
     pipe, _, _ = load_pipeline(args.model, args.preset)
     if args.rss_row.startswith("ours-fast"):
-        from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+        from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
         enable_cpu_bf16_autocast(pipe)
     pipeline, steps = pipe, default_steps(pipe)

@@ -63,7 +63,7 @@ def test_app_py_assembles_and_launches(monkeypatch, saved_pipeline):
 
 
 def test_bf16_autocast_is_automatic_on_native_bf16_cpus_for_trained_weights(monkeypatch, saved_pipeline):
-    from unclip_diffusers.pipelines import sampling
+    from unclip_diffusers.pipelines import sampling  # where app/loading.py imports the detection from
 
     monkeypatch.setattr(sampling, "cpu_has_native_bf16", lambda: True)
     loaded = load_pipeline(saved_pipeline, device="cpu")
@@ -80,7 +80,7 @@ def test_bf16_autocast_is_automatic_on_native_bf16_cpus_for_trained_weights(monk
 def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
     import builtins
 
-    from unclip_diffusers.pipelines import sampling
+    from unclip_diffusers.utils import cpu_bf16 as sampling
 
     real_open = builtins.open
     cpuinfo = tmp_path / "cpuinfo"

@@ -229,7 +229,7 @@ def test_torchvision_stub_is_import_only_and_removed_afterwards(bench):
 def test_bf16_autocast_keeps_float32_outputs_close_to_fp32():
     from unclip_diffusers import UnCLIPPipeline
     from unclip_diffusers.configs import build_components
-    from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+    from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
     torch.manual_seed(0)
     pipe = UnCLIPPipeline(**build_components("tiny"))

@@ -19,7 +19,8 @@ from PIL import Image
 from unclip_diffusers import UnCLIPPipeline, UnCLIPPriorTransformer, UnCLIPTextProjection
 from unclip_diffusers.hub.cards import validate_card
 from unclip_diffusers.hub.push import DELETE_PATTERNS, UploadOptions, build_upload, local_hub_path, main
-from unclip_diffusers.karlo import KARLO_MODEL_INDEX, write_random_karlo_layout
+from unclip_diffusers.pipelines.karlo import KARLO_MODEL_INDEX
+from unclip_diffusers.pipelines.karlo_random import write_random_karlo_layout
 
 from test_hub_cards import write_dataset, write_metrics
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from unclip_diffusers import UnCLIPPipeline, UnCLIPPriorTransformer, UnCLIPTextProjection
-from unclip_diffusers.karlo import KARLO_MODEL_INDEX, is_karlo_layout, load_karlo_pipeline, write_random_karlo_layout
+from unclip_diffusers.pipelines.karlo import KARLO_MODEL_INDEX, is_karlo_layout
+from unclip_diffusers.pipelines.karlo_random import write_random_karlo_layout
 
 STEPS = dict(prior_num_inference_steps=3, decoder_num_inference_steps=3, super_res_num_inference_steps=3)
 
@@ -124,4 +125,4 @@ def test_loaded_karlo_saves_in_our_format_and_reloads(pipe, tmp_path):
     np.testing.assert_array_equal(pipe("a cat", **kwargs).images,
                                   reloaded("a cat", **{**kwargs, "generator": torch.Generator().manual_seed(3)}).images)
     with pytest.raises(ValueError, match="does not look like a Karlo folder"):
-        load_karlo_pipeline(tmp_path / "converted")
+        UnCLIPPipeline.from_karlo(tmp_path / "converted")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..pipelines.karlo import is_karlo_layout
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("pipeline", "karlo", "clip", "prior", "decoder", "upsampler")
@@ -53,8 +55,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def inspect_folder(path: str | os.PathLike) -> SourceFolder:
     """Recognise a pipeline folder, a Karlo-layout folder, or a training stage (its run folder or its `final/`)."""
-    from ..karlo import is_karlo_layout
-
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"{str(path)!r} is not a folder.")

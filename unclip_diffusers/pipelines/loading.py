@@ -24,8 +24,9 @@ import os
 from typing import Any
 
 import torch
-
 from diffusers.utils import logging
+
+from .karlo import is_karlo_layout, karlo_components
 
 logger = logging.get_logger(__name__)
 
@@ -117,11 +118,10 @@ class UnCLIPLoadingMixin:
         Load a saved pipeline folder or Hub repository; safetensors weights only.
 
         With no path, loads `unclip_diffusers.defaults.default_pretrained_path()` (the release checkpoint). A folder
-        laid out like `kakaobrain/karlo-v1-alpha` is recognised and loaded with `unclip_diffusers.karlo`. Without
-        `dtype` every component is loaded in float32, whatever dtype its weights were saved in.
+        laid out like `kakaobrain/karlo-v1-alpha` is recognised and loaded with `from_karlo`. Without `dtype` every
+        component is loaded in float32, whatever dtype its weights were saved in.
         """
-        from ..defaults import default_pretrained_path
-        from ..karlo import is_karlo_layout, load_karlo_pipeline
+        from ..defaults import default_pretrained_path  # not shipped as remote code: it locates the source checkout
 
         if kwargs.get("use_safetensors") is False:
             raise ValueError("unclip-diffusers loads safetensors weights only; use_safetensors must be True.")
@@ -145,5 +145,13 @@ class UnCLIPLoadingMixin:
                                             "local_files_only", "force_download"})
             if ignored:
                 logger.warning(f"Loading a Karlo-layout folder ignores {ignored}.")
-            return load_karlo_pipeline(path, torch_dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"))
+            return cls.from_karlo(path, torch_dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"))
         return super().from_pretrained(path, **kwargs)
+
+    @classmethod
+    def from_karlo(cls, folder: str | os.PathLike, torch_dtype: torch.dtype | None = None):
+        """Build the pipeline from a local folder laid out like `kakaobrain/karlo-v1-alpha` (`pipelines/karlo.py`).
+
+        Karlo was trained on raw CLIP embeddings, so the pipeline gets `normalize_embeddings=False`.
+        """
+        return cls(**karlo_components(folder, read_model_index(folder), torch_dtype), normalize_embeddings=False)

@@ -62,7 +62,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
     its resolution. Resolutions are read from the components' configs.
 
     All CLIP embeddings passed between stages are L2-normalised when `normalize_embeddings` is set (this project's
-    models); Karlo checkpoints use raw embeddings (`normalize_embeddings=False`, set by `unclip_diffusers.karlo`).
+    models); Karlo checkpoints use raw embeddings (`normalize_embeddings=False`, set by `from_karlo`).
     The pipeline never mutates its schedulers (each call samples with a private copy), so one instance can serve
     concurrent requests.
 
