@@ -24,7 +24,7 @@ def _conditioning(pipe, prompts):
 
 def test_prior_validation_samples_like_sample_prior(pipe):
     cond, empty = _conditioning(pipe, ["a cat", "a red heart"])
-    trained = sample_prior_embeddings(pipe.prior, *cond, empty, num_inference_steps=3, guidance_scale=2.0,
+    trained = sample_prior_embeddings(pipe.prior, *cond, empty=empty, num_inference_steps=3, guidance_scale=2.0,
                                       generator=_generator(1))
     shipped = pipe.sample_prior(cond, num_inference_steps=3, guidance_scale=2.0, generator=_generator(1))
     torch.testing.assert_close(F.normalize(trained, dim=-1), shipped)  # the pipeline normalises between stages
@@ -35,7 +35,7 @@ def test_decoder_validation_samples_like_decode(pipe, guidance_scale):
     cond, empty = _conditioning(pipe, ["a cat", "a red heart"])
     image_embeds = F.normalize(torch.randn(2, pipe.embedding_dim, generator=_generator(2)), dim=-1)
     model = DecoderWithProjection(pipe.decoder, pipe.text_proj)
-    trained = sample_decoder_images(model, image_embeds, tuple(cond), empty, num_inference_steps=3,
+    trained = sample_decoder_images(model, image_embeds, text=tuple(cond), empty=empty, num_inference_steps=3,
                                     guidance_scale=guidance_scale, generator=_generator(3))
     shipped = pipe.decode(image_embeds, cond, num_inference_steps=3, guidance_scale=guidance_scale,
                           generator=_generator(3), upscale=False, output_type="pt")
@@ -46,7 +46,8 @@ def test_decoder_validation_samples_like_decode(pipe, guidance_scale):
 def test_upsampler_validation_samples_like_super_resolve(pipe, strength):
     low = torch.rand(2, 3, *pipe.base_size, generator=_generator(4))
     conditioning = upsample_for_super_res(low * 2 - 1, pipe.output_size)
-    trained = sample_super_res(pipe.super_res_first, conditioning, 4, _generator(5), strength)
+    trained = sample_super_res(pipe.super_res_first, conditioning, num_inference_steps=4, generator=_generator(5),
+                               strength=strength)
     shipped = pipe.super_resolve(low, num_inference_steps=4, generator=_generator(5), output_type="pt",
                                  strength=strength)
     torch.testing.assert_close((trained + 1) / 2, shipped, atol=1e-5, rtol=0)
@@ -62,7 +63,8 @@ def test_predict_last_is_the_final_model_call_of_an_order_2_scheduler():
         return predict
 
     scheduler = HeunDiscreteScheduler()
-    denoise(model("first"), scheduler, torch.randn(1, 3, 4, 4), 3, predict_last=model("last"))
+    denoise(model("first"), scheduler, latents=torch.randn(1, 3, 4, 4), num_inference_steps=3,
+            predict_last=model("last"))
     assert calls == ["first"] * 4 + ["last"]  # 2N - 1 model calls for N = 3 steps
 
 
@@ -81,7 +83,8 @@ def test_guidance_mixes_the_doubled_batch_and_keeps_the_conditional_variance():
             return super().step(model_output, timestep, sample, **kwargs)
 
     scheduler = Recording(variance_type="learned_range")
-    denoise(predict, scheduler, torch.randn(1, 3, 2, 2), 2, guidance_scale=3.0, generator=_generator())
+    denoise(predict, scheduler, latents=torch.randn(1, 3, 2, 2), num_inference_steps=2, guidance_scale=3.0,
+            generator=_generator())
     assert seen == [2, 2]
     mean, variance = scheduler.outputs[0].split(3, dim=1)
     assert torch.all(mean == 3.0) and torch.all(variance == 0.5)  # 0 + 3 * (1 - 0); the conditional variance
@@ -90,4 +93,4 @@ def test_guidance_mixes_the_doubled_batch_and_keeps_the_conditional_variance():
 def test_strength_below_one_needs_a_start_sample():
     scheduler = working_copy(DDPMScheduler())
     with pytest.raises(ValueError, match="start"):
-        denoise(lambda x, t: x, scheduler, torch.randn(1, 3, 2, 2), 4, strength=0.5)
+        denoise(lambda x, t: x, scheduler, latents=torch.randn(1, 3, 2, 2), num_inference_steps=4, strength=0.5)

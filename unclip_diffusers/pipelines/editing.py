@@ -70,10 +70,11 @@ class UnCLIPEditingMixin:
         check_positive_int(num_images_per_prompt, "num_images_per_prompt")
         check_output_type(output_type)
         image_embeds = self.encode_image(images).repeat_interleave(num_images_per_prompt, dim=0)
-        base = self._decode(image_embeds, None, decoder_num_inference_steps, decoder_guidance_scale, generator,
-                            decoder_latents, None, None, ())
-        return self._finish(image_embeds, base, super_res_num_inference_steps, generator, super_res_latents,
-                            output_type, return_dict)
+        base = self._decode(image_embeds, num_inference_steps=decoder_num_inference_steps,
+                            guidance_scale=decoder_guidance_scale, generator=generator, latents=decoder_latents)
+        return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
+                            generator=generator, super_res_latents=super_res_latents, output_type=output_type,
+                            return_dict=return_dict)
 
     @torch.inference_mode()
     def interpolate(
@@ -123,15 +124,26 @@ class UnCLIPEditingMixin:
             raise ValueError(f"steps must be at least 2 (the two endpoints), got {steps}.")
         check_output_type(output_type)
         generator = _single_generator(generator)
-        prior_args = (prior_num_inference_steps, prior_guidance_scale, generator)
-        z_start = self._endpoint_embedding(start, "start", *prior_args)  # (1, D)
-        z_end = self._endpoint_embedding(end, "end", *prior_args)
+        prior_args = dict(prior_num_inference_steps=prior_num_inference_steps,
+                          prior_guidance_scale=prior_guidance_scale, generator=generator)
+        z_start = self._endpoint_embedding(start, "start", **prior_args)  # (1, D)
+        z_end = self._endpoint_embedding(end, "end", **prior_args)
         weights = torch.linspace(0.0, 1.0, steps, device=z_start.device)
         image_embeds = slerp(z_start[0], z_end[0], weights).to(z_start.dtype)  # (steps, D)
 
         endpoints = [(start, z_start), (end, z_end)]
-        return self._render_path(image_embeds, endpoints, weights, decoder_num_inference_steps, decoder_guidance_scale,
-                                 super_res_num_inference_steps, generator, output_type, return_dict, invert)
+        return self._render_path(
+            image_embeds,
+            endpoints=endpoints,
+            weights=weights,
+            decoder_num_inference_steps=decoder_num_inference_steps,
+            decoder_guidance_scale=decoder_guidance_scale,
+            super_res_num_inference_steps=super_res_num_inference_steps,
+            generator=generator,
+            output_type=output_type,
+            return_dict=return_dict,
+            invert=invert,
+        )
 
     @torch.inference_mode()
     def text_diff(
@@ -189,8 +201,9 @@ class UnCLIPEditingMixin:
                 raise TypeError(f"{name} must be a string, got {type(value).__name__}.")
         check_output_type(output_type)
         generator = _single_generator(generator)
-        z_i = self._endpoint_embedding(image_or_prompt, "image_or_prompt", prior_num_inference_steps,
-                                       prior_guidance_scale, generator)  # (1, D)
+        z_i = self._endpoint_embedding(image_or_prompt, "image_or_prompt",
+                                       prior_num_inference_steps=prior_num_inference_steps,
+                                       prior_guidance_scale=prior_guidance_scale, generator=generator)  # (1, D)
         texts = self._encode_text(check_prompt([base_prompt, target_prompt]), z_i.device).text_embeds
         difference = (texts[1] - texts[0]).float()
         if difference.norm() < 1e-6:
@@ -200,9 +213,18 @@ class UnCLIPEditingMixin:
         weights = torch.tensor(amounts, dtype=torch.float32, device=z_i.device)
         image_embeds = slerp(z_i[0], z_d.to(z_i.dtype), weights).to(z_i.dtype)  # (A, D)
         endpoints = [(image_or_prompt, z_i), (None, None)]
-        return self._render_path(image_embeds, endpoints, torch.zeros_like(weights), decoder_num_inference_steps,
-                                 decoder_guidance_scale, super_res_num_inference_steps, generator, output_type,
-                                 return_dict, invert)
+        return self._render_path(
+            image_embeds,
+            endpoints=endpoints,
+            weights=torch.zeros_like(weights),
+            decoder_num_inference_steps=decoder_num_inference_steps,
+            decoder_guidance_scale=decoder_guidance_scale,
+            super_res_num_inference_steps=super_res_num_inference_steps,
+            generator=generator,
+            output_type=output_type,
+            return_dict=return_dict,
+            invert=invert,
+        )
 
     @torch.inference_mode()
     def ddim_invert(
@@ -240,8 +262,8 @@ class UnCLIPEditingMixin:
         return denoise(
             functools.partial(self._decoder_forward, condition=condition),
             _scheduler_from(DDIMInverseScheduler, self.decoder_scheduler),
-            latents,
-            num_inference_steps,
+            latents=latents,
+            num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             progress_bar=self.progress_bar,
         )
@@ -252,13 +274,15 @@ class UnCLIPEditingMixin:
         self: UnCLIPPipeline,
         value: Any,
         name: str,
+        *,
         prior_num_inference_steps: int,
         prior_guidance_scale: float | None,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         """`z_i` of one endpoint, shape (1, D): the CLIP embedding of an image, or a prior sample for a caption."""
         if isinstance(value, str):
-            return self.sample_prior(value, 1, prior_num_inference_steps, prior_guidance_scale, 1, generator)
+            return self.sample_prior(value, num_inference_steps=prior_num_inference_steps,
+                                     guidance_scale=prior_guidance_scale, generator=generator)
         if isinstance(value, PIL.Image.Image):
             return self.encode_image(value)
         raise TypeError(f"{name} must be a caption (str) or a PIL.Image.Image, got {type(value).__name__}.")
@@ -266,6 +290,7 @@ class UnCLIPEditingMixin:
     def _render_path(
         self: UnCLIPPipeline,
         image_embeds: torch.Tensor,
+        *,
         endpoints: list[tuple[Any, torch.Tensor | None]],
         weights: torch.Tensor,
         decoder_num_inference_steps: int,
@@ -299,16 +324,20 @@ class UnCLIPEditingMixin:
             starts = []
             for value, z in endpoints:
                 if isinstance(value, PIL.Image.Image):
-                    starts.append(self.ddim_invert(value, z, decoder_num_inference_steps, decoder_guidance_scale))
+                    inverted = self.ddim_invert(value, image_embeds=z, num_inference_steps=decoder_num_inference_steps,
+                                                guidance_scale=decoder_guidance_scale)
+                    starts.append(inverted)
                 else:
                     starts.append(shared)
             flat = slerp(starts[0].flatten(), starts[1].flatten(), weights.to(device))  # (frames, C*h*w)
             latents = flat.reshape(num_frames, *shape[1:]).to(self.decoder.dtype)
             scheduler = _scheduler_from(DDIMScheduler, self.decoder_scheduler)
-        base = self._decode(image_embeds, None, decoder_num_inference_steps, decoder_guidance_scale,
-                            frame_generators(decoder_seed), latents, scheduler, None, ())
-        return self._finish(image_embeds, base, super_res_num_inference_steps, frame_generators(super_res_seed), None,
-                            output_type, return_dict)
+        base = self._decode(image_embeds, num_inference_steps=decoder_num_inference_steps,
+                            guidance_scale=decoder_guidance_scale, generator=frame_generators(decoder_seed),
+                            latents=latents, scheduler=scheduler)
+        return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
+                            generator=frame_generators(super_res_seed), super_res_latents=None,
+                            output_type=output_type, return_dict=return_dict)
 
 
 def _single_generator(generator: Any) -> torch.Generator | None:

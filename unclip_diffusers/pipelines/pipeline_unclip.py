@@ -352,7 +352,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         dtype = self.prior.dtype
         if latents is None:
             # (N, k, D): with a generator list, image i's k candidates all come from generator[i].
-            latents = draw_noise((num_images, sample_count, dim), generator, device, dtype).reshape(-1, dim)
+            shape = (num_images, sample_count, dim)
+            latents = draw_noise(shape, generator=generator, device=device, dtype=dtype).reshape(-1, dim)
         latents = latents.to(device=device, dtype=dtype)
         step_generator = generator
         if isinstance(generator, (list, tuple)) and sample_count > 1:
@@ -370,8 +371,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         latents = denoise(
             predict,
             working_copy(scheduler or self.prior_scheduler),
-            latents,
-            num_inference_steps,
+            latents=latents,
+            num_inference_steps=num_inference_steps,
             generator=step_generator,
             guidance_scale=guidance_scale,
             callback_on_step_end=self._stage_callback("prior", callback_on_step_end),
@@ -439,24 +440,28 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             The images in `output_type` (base resolution without `upscale` or without an upsampler).
         """
         check_output_type(output_type)
-        base = self._decode(image_embeds, prompt, num_inference_steps, guidance_scale, generator, latents, scheduler,
-                            callback_on_step_end, callback_on_step_end_tensor_inputs)
+        callbacks = dict(callback_on_step_end=callback_on_step_end,
+                         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        base = self._decode(image_embeds, prompt=prompt, num_inference_steps=num_inference_steps,
+                            guidance_scale=guidance_scale, generator=generator, latents=latents, scheduler=scheduler,
+                            **callbacks)
         if upscale and self.super_res_first is not None:
-            base = self._super_resolve(base, super_res_num_inference_steps, generator, super_res_latents,
-                                       super_res_scheduler, callback_on_step_end, callback_on_step_end_tensor_inputs)
+            base = self._super_resolve(base, num_inference_steps=super_res_num_inference_steps, generator=generator,
+                                       latents=super_res_latents, scheduler=super_res_scheduler, **callbacks)
         return postprocess_images(base, output_type)
 
     def _decode(
         self,
         image_embeds: torch.Tensor,
-        prompt: str | list[str] | PromptEncodings | None,
+        *,
         num_inference_steps: int,
         guidance_scale: float,
-        generator: Generator,
-        latents: torch.Tensor | None,
-        scheduler: SchedulerMixin | None,
-        callback_on_step_end: Callback | None,
-        callback_on_step_end_tensor_inputs: Sequence[str],
+        prompt: str | list[str] | PromptEncodings | None = None,
+        generator: Generator = None,
+        latents: torch.Tensor | None = None,
+        scheduler: SchedulerMixin | None = None,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> torch.Tensor:
         """The decoder loop; returns base images `(N, 3, h, w)` in [-1, 1]."""
         device = self._execution_device
@@ -475,13 +480,13 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         condition = self._decoder_condition(image_embeds, prompt, guidance_scale)
         dtype = self.decoder.dtype
         if latents is None:
-            latents = draw_noise(shape, generator, device, dtype)
+            latents = draw_noise(shape, generator=generator, device=device, dtype=dtype)
         latents = latents.to(device=device, dtype=dtype)
         latents = denoise(
             functools.partial(self._decoder_forward, condition=condition),
             working_copy(scheduler or self.decoder_scheduler),
-            latents,
-            num_inference_steps,
+            latents=latents,
+            num_inference_steps=num_inference_steps,
             generator=generator,
             guidance_scale=guidance_scale,
             callback_on_step_end=self._stage_callback("decoder", callback_on_step_end),
@@ -566,19 +571,22 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         low_res = to_tensor_images(images).to(self._execution_device)
         if strength is not None:
             check_strength(strength, "strength")
-        upsampled = self._super_resolve(low_res, num_inference_steps, generator, latents, scheduler,
-                                        callback_on_step_end, callback_on_step_end_tensor_inputs, strength)
+        upsampled = self._super_resolve(low_res, num_inference_steps=num_inference_steps, generator=generator,
+                                        latents=latents, scheduler=scheduler, callback_on_step_end=callback_on_step_end,
+                                        callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                                        strength=strength)
         return postprocess_images(upsampled, output_type)
 
     def _super_resolve(
         self,
         low_res: torch.Tensor,
+        *,
         num_inference_steps: int,
-        generator: Generator,
-        latents: torch.Tensor | None,
-        scheduler: SchedulerMixin | None,
-        callback_on_step_end: Callback | None,
-        callback_on_step_end_tensor_inputs: Sequence[str],
+        generator: Generator = None,
+        latents: torch.Tensor | None = None,
+        scheduler: SchedulerMixin | None = None,
+        callback_on_step_end: Callback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         strength: float | None = None,
     ) -> torch.Tensor:
         """The upsampler loop on images in [-1, 1]; returns `(N, 3, H, W)` in [-1, 1]."""
@@ -595,7 +603,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         dtype = self.super_res_first.dtype
         condition = upsample_for_super_res(low_res.to(device=device, dtype=dtype), self.output_size)
         if latents is None:
-            latents = draw_noise(shape, generator, device, dtype)
+            latents = draw_noise(shape, generator=generator, device=device, dtype=dtype)
         latents = latents.to(device=device, dtype=dtype)
         def predict_with(unet: UNet2DModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
             return lambda model_input, t: unet(torch.cat([model_input, condition], dim=1), t).sample
@@ -603,8 +611,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         latents = denoise(
             predict_with(self.super_res_first),
             working_copy(scheduler or self.super_res_scheduler),
-            latents,
-            num_inference_steps,
+            latents=latents,
+            num_inference_steps=num_inference_steps,
             generator=generator,
             strength=self.config.super_res_strength if strength is None else strength,
             start=condition,
@@ -718,25 +726,54 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if prior_guidance_scale is None:
             prior_guidance_scale = self.config.prior_guidance_scale
-        self.check_inputs(prompt, num_images_per_prompt, prior_num_inference_steps, decoder_num_inference_steps,
-                          super_res_num_inference_steps, prior_guidance_scale, decoder_guidance_scale,
-                          prior_sample_count, generator, prior_latents, decoder_latents, super_res_latents,
-                          output_type, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        device = self._execution_device
-        cond = self._encode_text(check_prompt(prompt), device)
-        image_embeds = self.sample_prior(cond, num_images_per_prompt, prior_num_inference_steps, prior_guidance_scale,
-                                         prior_sample_count, generator, prior_latents, None, callback_on_step_end,
-                                         callback_on_step_end_tensor_inputs)
-        base = self._decode(image_embeds, cond.repeat_interleave(num_images_per_prompt), decoder_num_inference_steps,
-                            decoder_guidance_scale, generator, decoder_latents, None, callback_on_step_end,
-                            callback_on_step_end_tensor_inputs)
-        return self._finish(image_embeds, base, super_res_num_inference_steps, generator, super_res_latents,
-                            output_type, return_dict, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        self.check_inputs(
+            prompt=prompt,
+            num_images_per_prompt=num_images_per_prompt,
+            prior_num_inference_steps=prior_num_inference_steps,
+            decoder_num_inference_steps=decoder_num_inference_steps,
+            super_res_num_inference_steps=super_res_num_inference_steps,
+            prior_guidance_scale=prior_guidance_scale,
+            decoder_guidance_scale=decoder_guidance_scale,
+            prior_sample_count=prior_sample_count,
+            generator=generator,
+            prior_latents=prior_latents,
+            decoder_latents=decoder_latents,
+            super_res_latents=super_res_latents,
+            output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        callbacks = dict(callback_on_step_end=callback_on_step_end,
+                         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        cond = self._encode_text(check_prompt(prompt), self._execution_device)
+        image_embeds = self.sample_prior(
+            cond,
+            num_images_per_prompt=num_images_per_prompt,
+            num_inference_steps=prior_num_inference_steps,
+            guidance_scale=prior_guidance_scale,
+            sample_count=prior_sample_count,
+            generator=generator,
+            latents=prior_latents,
+            **callbacks,
+        )
+        base = self._decode(
+            image_embeds,
+            prompt=cond.repeat_interleave(num_images_per_prompt),
+            num_inference_steps=decoder_num_inference_steps,
+            guidance_scale=decoder_guidance_scale,
+            generator=generator,
+            latents=decoder_latents,
+            **callbacks,
+        )
+        return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
+                            generator=generator, super_res_latents=super_res_latents, output_type=output_type,
+                            return_dict=return_dict, **callbacks)
 
     def _finish(
         self,
         image_embeds: torch.Tensor,
         base: torch.Tensor,
+        *,
         super_res_num_inference_steps: int,
         generator: Generator,
         super_res_latents: torch.Tensor | None,
@@ -748,8 +785,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         """Upsample base images (when there is an upsampler), convert both and pack the output."""
         images = base
         if self.super_res_first is not None:
-            images = self._super_resolve(base, super_res_num_inference_steps, generator, super_res_latents, None,
-                                         callback_on_step_end, callback_on_step_end_tensor_inputs)
+            images = self._super_resolve(base, num_inference_steps=super_res_num_inference_steps, generator=generator,
+                                         latents=super_res_latents, callback_on_step_end=callback_on_step_end,
+                                         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
         self.maybe_free_model_hooks()
         output = (postprocess_images(images, output_type), image_embeds, postprocess_images(base, output_type))
         return UnCLIPPipelineOutput(*output) if return_dict else output
@@ -773,7 +811,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         return image_embeds
 
     def _stage_callback(self, stage: str, callback: Callback | None) -> StepCallback | None:
-        """`denoise`'s step callback that calls a pipeline callback as `callback(pipe, step, t, {"stage": ..., ...})`."""
+        """`denoise`'s step callback: calls a pipeline callback as `callback(pipe, step, t, {"stage": ..., ...})`."""
         if callback is None:
             return None
         return lambda step, t, callback_kwargs: callback(self, step, t, {"stage": stage, **callback_kwargs})

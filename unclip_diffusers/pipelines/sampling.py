@@ -33,9 +33,9 @@ StepCallback = Callable[[int, torch.Tensor, dict[str, Any]], dict[str, Any] | No
 def denoise(
     predict: ModelPrediction,
     scheduler: SchedulerMixin,
+    *,
     latents: torch.Tensor,
     num_inference_steps: int,
-    *,
     generator: Generator = None,
     guidance_scale: float = 1.0,
     strength: float = 1.0,
@@ -86,7 +86,8 @@ def denoise(
         else:
             output = model(model_input, t)
         next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
-        latents = scheduler_step(scheduler, output, t, latents, next_t, generator)
+        latents = scheduler_step(scheduler, output, timestep=t, sample=latents, next_timestep=next_t,
+                                 generator=generator)
         if callback_on_step_end is not None:
             callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
             returned = callback_on_step_end(i, t, callback_kwargs) or {}

@@ -105,7 +105,8 @@ def sample_decoder_images(
         return model(model_input, t, image_embeds, drop, *text)
 
     noise = torch.randn(batch, 3, size, size, generator=generator)
-    latents = denoise(predict, build_sampling_scheduler("epsilon"), noise, num_inference_steps, generator=generator,
+    latents = denoise(predict, build_sampling_scheduler("epsilon"), latents=noise,
+                      num_inference_steps=num_inference_steps, generator=generator,
                       guidance_scale=guidance_scale)
     return latents.clamp(-1.0, 1.0)
 
@@ -187,8 +188,8 @@ class DecoderStage(Stage):
                 model, cache, images, indices, rows, no_drop, None, generator).item()
         shown = indices[: self.config.num_validation_images]
         samples = sample_decoder_images(
-            model, cache.image_embeds[shown], cache.conditioning(rows[: len(shown)]), cache.empty_conditioning(),
-            num_inference_steps=self.config.validation_inference_steps,
+            model, cache.image_embeds[shown], text=cache.conditioning(rows[: len(shown)]),
+            empty=cache.empty_conditioning(), num_inference_steps=self.config.validation_inference_steps,
             guidance_scale=self.config.validation_guidance_scale, generator=generator,
         )
         grid_dir = output_dir / "samples"

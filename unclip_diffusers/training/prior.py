@@ -80,7 +80,8 @@ def sample_prior_embeddings(
                      return_dict=False)[0]
 
     noise = torch.randn(text_embeds.shape[0], prior.config.embedding_dim, generator=generator)
-    latents = denoise(predict, build_sampling_scheduler("sample"), noise, num_inference_steps, generator=generator,
+    latents = denoise(predict, build_sampling_scheduler("sample"), latents=noise,
+                      num_inference_steps=num_inference_steps, generator=generator,
                       guidance_scale=guidance_scale)
     return prior.post_process_latents(latents)
 
@@ -150,7 +151,7 @@ class PriorStage(Stage):
             generator = torch.Generator().manual_seed(self.config.seed)
             metrics[f"{name}_loss"] = self.diffusion_loss(model, cache, indices, rows, None, generator).item()
             text = cache.conditioning(rows)
-            sampled = sample_prior_embeddings(model, *text, cache.empty_conditioning(), generator=generator)
+            sampled = sample_prior_embeddings(model, *text, empty=cache.empty_conditioning(), generator=generator)
             target = cache.image_embeds[indices]
             metrics[f"{name}_sample_cosine"] = F.cosine_similarity(sampled, target).mean().item()
             # Baseline: the same samples against other examples' image embeddings (no caption information).

@@ -110,7 +110,8 @@ def sample_super_res(
         return model(torch.cat([model_input, conditioning], dim=1), t, return_dict=False)[0]
 
     noise = torch.randn(conditioning.shape, generator=generator)
-    latents = denoise(predict, build_sampling_scheduler("epsilon"), noise, num_inference_steps, generator=generator,
+    latents = denoise(predict, build_sampling_scheduler("epsilon"), latents=noise,
+                      num_inference_steps=num_inference_steps, generator=generator,
                       strength=strength, start=conditioning)
     return latents.clamp(-1.0, 1.0)
 
@@ -189,13 +190,14 @@ class UpsamplerStage(Stage):
             metrics["heldout_loss"] = self.diffusion_loss(model, targets, generator).item()
         shown = to_unit_range(targets[: self.config.num_validation_images])
         cond = conditioning_image(shown, blur=False)
-        samples = sample_super_res(model, cond, self.config.validation_inference_steps, generator)
+        samples = sample_super_res(model, cond, num_inference_steps=self.config.validation_inference_steps,
+                                   generator=generator)
         metrics[f"{name}_psnr"] = psnr(samples, shown)
         rows = [to_uint8(cond), to_uint8(samples)]
         strength = self.config.validation_strength
         if strength < 1.0:
-            truncated = sample_super_res(model, cond, self.config.validation_inference_steps,
-                                         torch.Generator().manual_seed(self.config.seed), strength)
+            truncated = sample_super_res(model, cond, num_inference_steps=self.config.validation_inference_steps,
+                                         generator=torch.Generator().manual_seed(self.config.seed), strength=strength)
             metrics[f"{name}_psnr_strength{strength:g}"] = psnr(truncated, shown)
             rows.append(to_uint8(truncated))
         metrics[f"{name}_bicubic_psnr"] = psnr(cond.clamp(-1, 1), shown)
