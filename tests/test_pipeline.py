@@ -69,6 +69,46 @@ def test_expected_values_and_return_dict_false(pipe):
 
 
 
+def test_precomputed_prompt_encodings_give_the_same_images(pipe):
+    prompts = ["a red heart", "a cat"]
+    from_text = pipe(prompts, num_images_per_prompt=2, generator=_generator(2), output_type="np", **FAST)
+    encodings = pipe.encode_prompt(prompts)  # conditional rows only, one per caption
+    from_encodings = pipe(encodings, num_images_per_prompt=2, generator=_generator(2), output_type="np", **FAST)
+    np.testing.assert_array_equal(from_encodings.images, from_text.images)
+    torch.testing.assert_close(from_encodings.image_embeds, from_text.image_embeds, atol=0, rtol=0)
+
+
+def test_latent_output_type_returns_the_last_stages_latents(pipe):
+    images = pipe("a cat", generator=_generator(1), output_type="pt", **FAST)
+    latents = pipe("a cat", generator=_generator(1), output_type="latent", **FAST)
+    assert latents.images.shape == (1, 3, 64, 64) and latents.base_images.shape == (1, 3, 16, 16)
+    assert latents.images.min() < 0 and latents.images.abs().max() <= 1  # the upsampler's [-1, 1] output
+    torch.testing.assert_close(latents.images / 2 + 0.5, images.images)
+    torch.testing.assert_close(latents.base_images / 2 + 0.5, images.base_images)
+    base = pipe.decode(latents.image_embeds, "a cat", num_inference_steps=2, guidance_scale=2.0,
+                       generator=_generator(9), upscale=False, output_type="latent")
+    assert base.shape == (1, 3, 16, 16) and base.min() < 0
+
+
+@pytest.mark.parametrize("method", ["__call__", "sample_prior", "decode", "super_resolve"])
+def test_generator_none_draws_from_torchs_global_rng(pipe, method):
+    embeds = torch.nn.functional.normalize(torch.randn(1, 32, generator=_generator(3)), dim=-1)
+    calls = {
+        "__call__": lambda: pipe("a cat", output_type="pt", **FAST).images,
+        "sample_prior": lambda: pipe.sample_prior("a cat", num_inference_steps=2),
+        "decode": lambda: pipe.decode(embeds, num_inference_steps=2, super_res_num_inference_steps=2, output_type="pt"),
+        "super_resolve": lambda: pipe.super_resolve(torch.rand(1, 3, 16, 16, generator=_generator(4)),
+                                                    num_inference_steps=2, output_type="pt"),
+    }
+    torch.manual_seed(7)
+    first = calls[method]()
+    torch.manual_seed(7)
+    again = calls[method]()
+    other = calls[method]()  # the global RNG has moved on
+    torch.testing.assert_close(first, again, atol=0, rtol=0)
+    assert (first - other).abs().max() > 0.01
+
+
 def test_same_seed_same_image_different_seed_different(pipe):
     a = pipe("a cat", generator=_generator(3), output_type="np", **FAST)
     b = pipe("a cat", generator=_generator(3), output_type="np", **FAST)
@@ -265,7 +305,11 @@ def test_callback_sees_every_stage_and_can_replace_latents(pipe):
         (dict(decoder_guidance_scale=float("inf")), ValueError, "decoder_guidance_scale"),
         (dict(prior_sample_count=0), ValueError, "prior_sample_count"),
         (dict(generator=[torch.Generator()] * 3), ValueError, "3 generators for 1 images"),
-        (dict(output_type="latent"), ValueError, "output_type"),
+        (dict(output_type="latents"), ValueError, "output_type"),
+        (dict(prompt=PromptEncodings(torch.zeros(1, 31), torch.zeros(1, 77, 32), torch.ones(1, 77, dtype=torch.bool))),
+         ValueError, r"text_embeds must have shape \(B, 32\)"),
+        (dict(prompt=PromptEncodings(torch.zeros(1, 32), torch.zeros(1, 77, 32), torch.ones(2, 77, dtype=torch.bool))),
+         ValueError, "attention_mask"),
         (dict(prior_latents=torch.zeros(1, 31)), ValueError, "prior_latents"),
         (dict(decoder_latents=torch.zeros(1, 3, 8, 8)), ValueError, "decoder_latents"),
         (dict(super_res_latents=torch.zeros(2, 3, 64, 64)), ValueError, "super_res_latents"),

@@ -196,3 +196,29 @@ def test_inverted_interpolation_starts_and_ends_at_the_images(zero_noise_pipe):
     edit = pipe.text_diff(start, "a cat", "a dog", [0.0], invert=True, generator=_generator(), output_type="pt",
                           **STEPS, **PRIOR)
     torch.testing.assert_close(edit.base_images[0] * 2 - 1, to_tensor_images(start)[0], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["image_variation", "interpolate", "text_diff"])
+def test_generator_none_draws_from_torchs_global_rng(pipe, method):
+    calls = {
+        "image_variation": lambda: pipe.image_variation(_image(0), output_type="pt", **STEPS),
+        "interpolate": lambda: pipe.interpolate(_image(0), "a cat", steps=2, output_type="pt", **STEPS, **PRIOR),
+        "text_diff": lambda: pipe.text_diff(_image(0), "a cat", "a dog", amount=[0.0, 0.5], output_type="pt",
+                                            **STEPS, **PRIOR),
+    }
+    torch.manual_seed(7)
+    first = calls[method]().images
+    torch.manual_seed(7)
+    again = calls[method]().images
+    other = calls[method]().images  # the global RNG has moved on
+    torch.testing.assert_close(first, again, atol=0, rtol=0)
+    assert (first - other).abs().max() > 0.05
+
+
+def test_latent_output_is_the_last_stages_latents(pipe):
+    images = pipe.image_variation(_image(0), generator=_generator(2), output_type="pt", **STEPS)
+    latents = pipe.image_variation(_image(0), generator=_generator(2), output_type="latent", **STEPS)
+    assert latents.images.shape == (1, 3, 64, 64) and latents.base_images.shape == (1, 3, 16, 16)
+    assert latents.images.min() < 0 <= latents.images.min() + 1  # model space [-1, 1], not [0, 1]
+    torch.testing.assert_close(latents.images / 2 + 0.5, images.images)
+    torch.testing.assert_close(latents.base_images / 2 + 0.5, images.base_images)

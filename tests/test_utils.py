@@ -95,8 +95,9 @@ def test_image_conversions_round_trip():
     assert to_tensor_images(PIL.Image.new("RGB", (20, 10)), size=(8, 8)).shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         to_tensor_images(images)  # model-space [-1, 1] tensors are not an accepted input range
+    assert postprocess_images(images, "latent") is images  # diffusers' "latent": the model-space tensor itself
     with pytest.raises(ValueError, match="output_type"):
-        postprocess_images(images, "latent")
+        postprocess_images(images, "latents")
 
 
 def test_default_pretrained_path_resolution(tmp_path, monkeypatch):

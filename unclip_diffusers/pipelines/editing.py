@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +58,8 @@ class UnCLIPEditingMixin:
             decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
             super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
                 noise.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
+                stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
 
         Returns:
@@ -109,8 +109,10 @@ class UnCLIPEditingMixin:
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for caption endpoints;
                 `None` uses the pipeline's `prior_guidance_scale`.
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
-            generator (`torch.Generator`, *optional*, defaults to `None`): one generator for the whole path.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            generator (`torch.Generator`, *optional*, defaults to `None`): one generator for the whole path; `None`
+                draws from torch's global RNG, like every method of the pipeline.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
+                stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
             invert (`bool`, *optional*, defaults to `False`): DDIM-invert image endpoints so the first/last frames
                 reconstruct them; the decoder then samples with DDIM (eta 0) from `slerp(x_T^start, x_T^end, w)`,
@@ -181,8 +183,10 @@ class UnCLIPEditingMixin:
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for a caption source;
                 `None` uses the pipeline's `prior_guidance_scale`.
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
-            generator (`torch.Generator`, *optional*, defaults to `None`): one generator for all frames.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            generator (`torch.Generator`, *optional*, defaults to `None`): one generator for all frames; `None`
+                draws from torch's global RNG, like every method of the pipeline.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
+                stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
             invert (`bool`, *optional*, defaults to `False`): DDIM-invert a source image so `amount = 0` reconstructs
                 it (the paper's setting); the decoder then samples with DDIM (eta 0).
@@ -354,10 +358,9 @@ def _single_generator(generator: Any) -> torch.Generator | None:
 
 
 def _derive_seed(generator: torch.Generator | None) -> int:
-    """A seed drawn from `generator`, or from the OS when there is none (never from torch's global RNG)."""
-    if generator is None:
-        return secrets.randbits(62)
-    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+    """A seed drawn from `generator`, or from torch's global RNG when there is none (as every other method draws)."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
 
 
 def _scheduler_from(scheduler_class: type, scheduler: SchedulerMixin) -> SchedulerMixin:

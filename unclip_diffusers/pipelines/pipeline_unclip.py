@@ -39,6 +39,7 @@ from .loading import UnCLIPLoadingMixin
 from .pipeline_output import PromptEncodings, UnCLIPPipelineOutput
 from .sampling import StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
 from .validation import (
+    check_encodings,
     check_guidance,
     check_output_type,
     check_positive_int,
@@ -427,7 +428,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
                 starting noise.
             upscale (`bool`, *optional*, defaults to `True`): run the upsampler; `False` returns the base images.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
+                stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces `decoder_scheduler` for this call.
             super_res_scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces the pipeline's
                 `super_res_scheduler` for this call.
@@ -552,7 +554,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
                 or one per image.
             latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): starting noise.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
+                stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces `super_res_scheduler` for this call.
             callback_on_step_end (`Callable`, *optional*, defaults to `None`): see `sample_prior`; the stage is
                 `"super_res"`.
@@ -627,7 +630,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
 
     def check_inputs(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int,
         prior_num_inference_steps: int,
         decoder_num_inference_steps: int,
@@ -644,7 +647,11 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str],
     ) -> None:
         """Validate every argument of `__call__` before any work, with a `ValueError`/`TypeError` naming the culprit."""
-        prompts = check_prompt(prompt)
+        if isinstance(prompt, PromptEncodings):
+            check_encodings(prompt, self.embedding_dim)
+            num_prompts = prompt.batch_size
+        else:
+            num_prompts = len(check_prompt(prompt))
         check_positive_int(num_images_per_prompt, "num_images_per_prompt")
         check_positive_int(prior_num_inference_steps, "prior_num_inference_steps")
         check_positive_int(decoder_num_inference_steps, "decoder_num_inference_steps")
@@ -653,7 +660,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             check_guidance(prior_guidance_scale, "prior_guidance_scale")
         check_guidance(decoder_guidance_scale, "decoder_guidance_scale")
         check_positive_int(prior_sample_count, "prior_sample_count")
-        num_images = len(prompts) * num_images_per_prompt
+        num_images = num_prompts * num_images_per_prompt
         check_generator(generator, num_images)
         check_latents(prior_latents, (num_images * prior_sample_count, self.embedding_dim), "prior_latents")
         decoder_shape = (num_images, self.decoder.config.in_channels, *self.base_size)
@@ -669,7 +676,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
     @torch.inference_mode()
     def __call__(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int = 1,
         prior_num_inference_steps: int = 25,
         decoder_num_inference_steps: int = 25,
@@ -690,8 +697,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         Text-to-image: caption → prior → CLIP image embedding → decoder → upsampler.
 
         Args:
-            prompt (`str` or `list[str]`): the caption(s); longer than the tokenizer's length (77 tokens for CLIP)
-                they are truncated with a warning.
+            prompt (`str`, `list[str]` or [`PromptEncodings`]): the caption(s), longer than the tokenizer's length
+                (77 tokens for CLIP) truncated with a warning; or their precomputed conditional encodings from
+                `encode_prompt(..., do_classifier_free_guidance=False)` (one row per caption), as diffusers'
+                `UnCLIPPipeline` takes `text_model_output`/`text_attention_mask`.
             num_images_per_prompt (`int`, *optional*, defaults to 1): images per caption.
             prior_num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
             decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
@@ -708,8 +717,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
             super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
                 noise.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`(N, H, W, 3)` in [0, 1]) or
-                `"pt"` (`(N, 3, H, W)` in [0, 1]).
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`(N, H, W, 3)` in [0, 1]),
+                `"pt"` (`(N, 3, H, W)` in [0, 1]) or `"latent"` (the last stage's latents, unconverted: `(N, 3, H, W)`
+                in [-1, 1]; `base_images` are the decoder's).
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of the
                 tuple `(images, image_embeds, base_images)`.
             callback_on_step_end (`Callable`, *optional*, defaults to `None`): called as
@@ -745,7 +755,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         )
         callbacks = dict(callback_on_step_end=callback_on_step_end,
                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
-        cond = self._encode_text(check_prompt(prompt), self._execution_device)
+        cond = self._as_encodings(prompt, self._execution_device)
         image_embeds = self.sample_prior(
             cond,
             num_images_per_prompt=num_images_per_prompt,
@@ -796,6 +806,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
 
     def _as_encodings(self, prompt: str | list[str] | PromptEncodings, device: torch.device) -> PromptEncodings:
         if isinstance(prompt, PromptEncodings):
+            check_encodings(prompt, self.embedding_dim)
             return PromptEncodings(*(t.to(device) for t in prompt))
         return self._encode_text(check_prompt(prompt), device)
 

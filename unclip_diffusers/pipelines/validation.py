@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..utils.images import OUTPUT_TYPES
 from .pipeline_output import PromptEncodings
@@ -29,6 +30,21 @@ def check_prompt(prompt: Any) -> list[str]:
         if not isinstance(item, str):
             raise TypeError(f"prompt[{i}] must be a string, got {type(item).__name__}.")
     return list(prompt)
+
+
+def check_encodings(encodings: PromptEncodings, embedding_dim: int) -> None:
+    """Reject precomputed caption encodings whose shapes do not fit together or do not fit the pipeline."""
+    text_embeds, token_encodings, attention_mask = encodings
+    if not all(isinstance(t, torch.Tensor) for t in encodings):
+        raise TypeError("PromptEncodings must hold three tensors (text_embeds, token_encodings, attention_mask).")
+    batch = text_embeds.shape[0] if text_embeds.ndim == 2 else -1
+    if batch < 1 or text_embeds.shape[1] != embedding_dim:
+        raise ValueError(f"PromptEncodings.text_embeds must have shape (B, {embedding_dim}) with B >= 1, got "
+                         f"{tuple(text_embeds.shape)}; use `encode_prompt` of a pipeline with the same CLIP.")
+    if token_encodings.ndim != 3 or attention_mask.shape != (batch, token_encodings.shape[1]) or \
+            token_encodings.shape[0] != batch:
+        raise ValueError(f"PromptEncodings of {batch} captions need token_encodings (B, T, D) and attention_mask "
+                         f"(B, T); got {tuple(token_encodings.shape)} and {tuple(attention_mask.shape)}.")
 
 
 def check_positive_int(value: Any, name: str) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 ACCEPTED_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr")
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 def to_rgb(image: PIL.Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> PIL.Image.Image:
@@ -96,10 +96,12 @@ def postprocess_images(images: torch.Tensor, output_type: str) -> list[PIL.Image
     """Map model-space images `(B, 3, H, W)` in [-1, 1] to the requested output type.
 
     "pt": a float tensor `(B, 3, H, W)` in [0, 1]; "np": a float32 array `(B, H, W, 3)` in [0, 1]; "pil": a list of
-    RGB PIL images.
+    RGB PIL images; "latent": `images` themselves (diffusers' convention for the last stage's unconverted latents).
     """
     if output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+    if output_type == "latent":
+        return images
     images = (images.float() / 2 + 0.5).clamp(0, 1)
     if output_type == "pt":
         return images
