@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
+@pytest.mark.timeout(1200)  # the tiny runs in-process, then the script's 600 s: its own timeout reports first
 def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snapshot(tmp_path):
     runs = tmp_path / "runs"
     for name, (run, _, _) in tiny_runs().items():
@@ -76,6 +77,7 @@ def test_train_release_trains_the_evaluator_with_the_evaluation_seed():
 
 
 @pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
+@pytest.mark.timeout(2100)  # two runs of the script, 900 s each: their own timeouts report first
 def test_train_release_on_a_fresh_machine_restores_the_committed_release(tmp_path):
     """Train the tiny chain with the script, then lose the runs (a new machine): the script restores them from the
     release folder, skips the finished stages and writes the same weights again."""

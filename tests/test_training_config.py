@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 
 import pytest
 import torch
 
 from unclip_diffusers.configs import get_model_config
+from unclip_diffusers.training import cli
 from unclip_diffusers.training.cli import build_parser, ensure_malloc_env
 from unclip_diffusers.training.config import (
     CONFIG_CLASSES,
@@ -94,10 +97,35 @@ def test_bool_settings_reject_other_words(monkeypatch, capsys):
     assert "--use_switch" in error and "'maybe'" in error and "true/false" in error
 
 
+def _record_execve(monkeypatch) -> list[tuple]:
+    calls: list[tuple] = []
+    monkeypatch.setattr(cli.os, "execve", lambda *args: calls.append(args))
+    return calls
+
+
 def test_malloc_env_is_already_set_in_tests(monkeypatch):
-    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "100000000000")
-    ensure_malloc_env(["clip"])  # returns instead of re-executing
+    calls = _record_execve(monkeypatch)
+    monkeypatch.delenv(cli.NO_REEXEC_ENV, raising=False)
+    for name, value in cli.MALLOC_ENV.items():
+        monkeypatch.setenv(name, value)
+    ensure_malloc_env(["clip"])
+    assert calls == []  # already tuned: no re-exec
+
+
+def test_malloc_env_re_executes_the_command_with_the_tuned_allocator(monkeypatch):
+    calls = _record_execve(monkeypatch)
+    monkeypatch.delenv(cli.NO_REEXEC_ENV, raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")
+    ensure_malloc_env(["clip", "--max_steps", "3"])
+    assert len(calls) == 1
+    executable, argv, env = calls[0]
+    assert executable == sys.executable
+    assert argv == [sys.executable, "-m", "unclip_diffusers.training.cli", "clip", "--max_steps", "3"]
+    assert {k: env[k] for k in cli.MALLOC_ENV} == cli.MALLOC_ENV and env["PATH"] == os.environ["PATH"]
+    monkeypatch.setenv(cli.NO_REEXEC_ENV, "1")  # opted out: the current settings stay
+    ensure_malloc_env(["clip"])
+    assert len(calls) == 1
 
 
 def test_small_preset_sizes():
