@@ -4,13 +4,21 @@ import io
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from unclip_diffusers.data import load_image_text_dataset
-from unclip_diffusers.data.build import BuildOptions, build_dataset, main, select_concepts
+from unclip_diffusers.data.build import (
+    CACHE_VERSION,
+    BuildOptions,
+    build_dataset,
+    drop_near_duplicates,
+    main,
+    select_concepts,
+)
 from unclip_diffusers.data.images import RenderJob, SkipArtwork, is_blank, render_job, render_noto, to_square_on_white
 from unclip_diffusers.data.sources import SOURCE_BY_ID, SearchPaths, find_sources, install_command
 
@@ -57,7 +65,8 @@ def npm_prefix(tmp_path_factory) -> Path:
     for folder in ("color", "black"):
         (openmoji / folder / "svg").mkdir(parents=True)
         for i, entry in enumerate(entries):  # distinct images: identical ones would be dropped as placeholders
-            (openmoji / folder / "svg" / f"{entry['hexcode']}.svg").write_text(_svg(f"#{40 * i:02x}a030"))
+            shade = "a030" if folder == "color" else "30a0"  # styles apart too, or the near-duplicate check drops
+            (openmoji / folder / "svg" / f"{entry['hexcode']}.svg").write_text(_svg(f"#{40 * i:02x}{shade}"))
 
     twitter = _package(prefix, "emoji-datasource-twitter")
     (twitter / "img" / "twitter" / "64").mkdir(parents=True)
@@ -99,6 +108,8 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     assert sum(summary["split_sizes"].values()) == 17
     assert all(summary["split_sizes"][s] > 0 for s in ("train", "heldout_pairs", "heldout_concepts"))
     assert "CC-BY-SA-4.0" in (output / "LICENSES.md").read_text()
+    assert summary["near_duplicates"]["found"] == {"heldout_pairs": 0, "heldout_concepts": 0}
+    assert min(summary["near_duplicates"]["closest_left_rms"].values()) >= summary["near_duplicates"]["threshold_rms"]
     assert Image.open(output / "contact_sheet.png").width > 300
 
     rows = []
@@ -116,6 +127,10 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     medium = np.asarray(Image.open(io.BytesIO(by_pair[("1f44d-1f3fd", "Fluent flat")]["image"]["bytes"])))
     assert tuple(medium[32, 32]) == (0xA0, 0x60, 0x40)
     assert by_pair[(ENGLAND, "Fluent flat")]["name"] == "flag: England"
+    assert by_pair[("1f44d-1f3fd", "Fluent flat")]["family"] == "1f44d"
+    # no emojibase-data in the fake prefix: groups unknown, so only skin tones tell a slice (people)
+    assert {(r["concept"], r["slice"]) for r in rows if r["slice"] != "other"} == {
+        ("1f44d-1f3fd", "people"), ("1f44d-1f3fc", "people")}
 
     with caplog.at_level(logging.INFO):
         again = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False)
@@ -203,3 +218,18 @@ def test_noto_font_rejects_multi_glyph_and_missing_emoji():
 
 def test_every_source_has_a_known_license():
     assert {s.license for s in SOURCE_BY_ID.values()} <= {"OFL-1.1", "Apache-2.0", "CC-BY-4.0", "CC-BY-SA-4.0", "MIT"}
+
+
+def test_held_out_copies_of_training_images_are_dropped(tmp_path):
+    source = SimpleNamespace(spec=SimpleNamespace(id="fake"), version="1")
+    stem = tmp_path / CACHE_VERSION / "fake-1"
+    stem.mkdir(parents=True)
+    colours = {"1f4bf": (10, 10, 200), "1f4c0": (12, 10, 200), "1f680": (200, 10, 10), "1f408": (10, 200, 10)}
+    for key, colour in colours.items():  # optical disk and dvd drawn (nearly) alike
+        Image.new("RGB", (64, 64), colour).save(stem / f"{key}.png")
+    assignment = {("1f4bf", "S"): "train", ("1f4c0", "S"): "heldout_concepts", ("1f680", "S"): "train",
+                  ("1f408", "S"): "heldout_pairs"}  # fmt: skip
+    report = drop_near_duplicates(assignment, {pair: source for pair in assignment}, tmp_path)
+    assert ("1f4c0", "S") not in assignment and ("1f408", "S") in assignment
+    assert report["found"] == {"heldout_pairs": 0, "heldout_concepts": 1}
+    assert report["closest_left_rms"]["heldout_pairs"] > 0.5 and "1f4bf" in report["examples"]["heldout_concepts"][0]

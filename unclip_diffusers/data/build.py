@@ -24,18 +24,23 @@ import datasets
 from tqdm.auto import tqdm
 
 from .captions import build_captions, primary_caption
+import numpy as np
+from PIL import Image
+
 from .concepts import Concept, emoji_concepts, skin_tones_of, strip_skin_tones
-from .images import RenderJob, render_job
-from .quality import find_duplicates
+from .families import family_of
+from .groups import emoji_groups, group_of, slice_of
+from .images import RenderJob, resize, render_job
+from .quality import NEAR_DUPLICATE_SIZE, NEAR_DUPLICATE_THRESHOLD, find_duplicates, nearest_distances
 from .report import SourceUsage, make_contact_sheet, write_licenses
 from .sources import DEFAULT_NPM_PREFIX, STYLES, FoundSource, SearchPaths, find_sources, install_command
-from .split import SPLITS, assign_splits, unit_hash
+from .split import SPLITS, assign_splits, leak_free_splits, unit_hash
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "data/emoji"
 CACHE_VERSION = "v1"  # bump when the rendering changes, so cached images are redrawn
-BUILD_VERSION = 2  # bump when captions, filtering or splitting change, so an up-to-date check rebuilds
+BUILD_VERSION = 3  # bump when captions, filtering or splitting change, so an up-to-date check rebuilds
 SKIN_TONE_CHOICES = ("all", "single", "none")
 
 
@@ -52,6 +57,9 @@ def dataset_features() -> datasets.Features:
             "style": datasets.Value("string"),
             "source": datasets.Value("string"),
             "license": datasets.Value("string"),
+            "family": datasets.Value("string"),  # families.family_of: held out together, weighed equally
+            "group": datasets.Value("string"),  # Unicode emoji group (emojibase-data), '' when unknown
+            "slice": datasets.Value("string"),  # evaluation slice: everyday, people, flags or other (groups.py)
         }
     )
 
@@ -178,6 +186,7 @@ def _rows(
     chosen: dict[tuple[str, str], FoundSource],
     cache_dir: Path,
     found: tuple[FoundSource, ...],
+    groups: dict[str, str],
 ) -> Iterator[dict]:
     concepts = emoji_concepts()
     texts: dict[str, tuple[list[str], list[str]]] = {}
@@ -199,7 +208,53 @@ def _rows(
             "style": style,
             "source": source.spec.package,
             "license": source.spec.license,
+            "family": family_of(key),
+            "group": group_of(key, groups),
+            "slice": slice_of(key, group_of(key, groups)),
         }
+
+
+def _small_images(pairs: list[tuple[str, str]], chosen: dict[tuple[str, str], FoundSource], cache_dir: Path) -> np.ndarray:
+    """(N, D) float32 images of `pairs` at NEAR_DUPLICATE_SIZE px, flattened, in [0, 1]."""
+    rows = []
+    for key, style in pairs:
+        with Image.open(_cache_stem(cache_dir, chosen[(key, style)], key).with_suffix(".png")) as image:
+            small = resize(image.convert("RGB"), NEAR_DUPLICATE_SIZE)
+        rows.append(np.asarray(small, dtype=np.float32).reshape(-1) / 255.0)
+    return np.stack(rows) if rows else np.zeros((0, NEAR_DUPLICATE_SIZE**2 * 3), np.float32)
+
+
+def drop_near_duplicates(
+    assignment: dict[tuple[str, str], str], chosen: dict[tuple[str, str], FoundSource], cache_dir: Path,
+    threshold: float = NEAR_DUPLICATE_THRESHOLD,
+) -> dict:
+    """Remove from `assignment` every held-out image that a training image of any style nearly copies; report it.
+
+    Compares at NEAR_DUPLICATE_SIZE px by RMS pixel difference, across all styles (some draw alike), so an image
+    drawn identically under another name (OpenMoji's "optical disk" and "dvd") cannot be scored as unseen.
+    """
+    train = sorted(p for p, s in assignment.items() if s == "train")
+    report: dict = {"size_px": NEAR_DUPLICATE_SIZE, "threshold_rms": round(threshold, 5), "found": {},
+                    "closest_left_rms": {}, "examples": {}}  # fmt: skip
+    if not train:
+        return report
+    references = _small_images(train, chosen, cache_dir)
+    for split in SPLITS[1:]:
+        held = sorted(p for p, s in assignment.items() if s == split)
+        if not held:
+            continue
+        distances, nearest = nearest_distances(_small_images(held, chosen, cache_dir), references)
+        offenders = [(held[i], train[nearest[i]], float(distances[i])) for i in np.flatnonzero(distances < threshold)]
+        for pair, _, _ in offenders:
+            del assignment[pair]
+        left = distances[distances >= threshold]
+        report["found"][split] = len(offenders)
+        report["closest_left_rms"][split] = round(float(left.min()), 5) if left.size else None
+        report["examples"][split] = [f"{a[0]} {a[1]} ~ {b[0]} {b[1]} ({d:.4f})" for a, b, d in offenders[:10]]
+        if offenders:
+            logger.info("%s: dropped %d images a training image nearly copies, e.g. %s", split, len(offenders),
+                        report["examples"][split][:3])  # fmt: skip
+    return report
 
 
 def _signature(options: BuildOptions, found: list[FoundSource]) -> str:
@@ -214,6 +269,7 @@ def _save_splits(
     chosen: dict[tuple[str, str], FoundSource],
     cache_dir: Path,
     found: list[FoundSource],
+    groups: dict[str, str],
 ) -> datasets.DatasetDict:
     """Write the DatasetDict to `folder` (streamed through a temporary Arrow cache, so memory stays small)."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -228,7 +284,7 @@ def _save_splits(
                 _rows, features=dataset_features(), cache_dir=arrow_cache, split=datasets.Split(split),
                 # tuples, not lists: `datasets` would try to shard list arguments
                 gen_kwargs={"pairs": tuple(by_split[split]), "chosen": chosen, "cache_dir": cache_dir,
-                            "found": tuple(found)},
+                            "found": tuple(found), "groups": groups},
             )  # fmt: skip
         # an empty split needs one explicit (empty) shard, or `load_from_disk` fails on it
         num_shards = {name: 1 if len(split) == 0 else None for name, split in splits.items()}
@@ -308,12 +364,16 @@ def build_dataset(
     chosen = {pair: source for pair, source in chosen.items() if pair not in duplicates}
 
     assignment = assign_splits(chosen, options.heldout_pair_fraction, options.heldout_concept_fraction, options.seed)
+    assignment = leak_free_splits(assignment)
+    near = drop_near_duplicates(assignment, chosen, cache_dir)
+    chosen = {pair: source for pair, source in chosen.items() if pair in assignment}
     by_split: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for pair in sorted(chosen):
         by_split[assignment[pair]].append(pair)
 
+    groups = emoji_groups(search.npm_prefixes if search is not None else SearchPaths.default().npm_prefixes)
     partial = output_dir.with_name(output_dir.name + ".partial")
-    dataset = _save_splits(partial, by_split, chosen, cache_dir, found)
+    dataset = _save_splits(partial, by_split, chosen, cache_dir, found, groups)
     per_source = Counter(f"{chosen[p].spec.id}" for p in chosen)
     usages = [SourceUsage(f.spec, f.version, per_source[f.spec.id]) for f in found if per_source[f.spec.id]]
     write_licenses(partial / "LICENSES.md", usages)
@@ -330,6 +390,8 @@ def build_dataset(
         "missing_sources": [m.id for m in missing],
         "skipped_pairs": len(skipped),
         "duplicates_dropped_per_style": dict(sorted(duplicates_per_style.items())),
+        "near_duplicates": near,
+        "images_per_slice": {s: dict(sorted(Counter(dataset[s]["slice"]).items())) for s in SPLITS},
         "seconds": round(time.perf_counter() - start, 1),
     }  # fmt: skip
     (partial / "build_info.json").write_text(json.dumps(summary, indent=2) + "\n")
