@@ -45,6 +45,7 @@ from .embeddings import (
     split_with_embeddings,
 )
 from .losses import epsilon_loss
+from .pack import check_pack_size, head, is_pack, load_pack
 from .prior import write_clip_reference
 from .trainer import Stage, run_training
 from .warm_start import load_component
@@ -119,6 +120,21 @@ class DecoderStage(Stage):
                 f"Model preset {self.config.model_preset!r} has a learned-variance decoder; this trainer implements "
                 "epsilon prediction with fixed variance only (set learned_variance=False)."
             )
+        if is_pack(self.config.data_path):
+            self._setup_from_pack(accelerator)
+        else:
+            self._setup_from_dataset(accelerator)
+        self.noise_scheduler = build_train_scheduler("epsilon")
+        text_proj = build_text_proj(self.model_config)
+        if text_proj.config.clip_embeddings_dim != self.cache.image_embeds.shape[1]:
+            raise ValueError(
+                f"Model preset {self.config.model_preset!r} expects {text_proj.config.clip_embeddings_dim}-wide CLIP "
+                f"embeddings but the CLIP in {str(self.clip_dir)!r} embeds to {self.cache.image_embeds.shape[1]}."
+            )
+        return DecoderWithProjection(build_decoder(self.model_config), text_proj)
+
+    def _setup_from_dataset(self, accelerator: Accelerator) -> None:
+        """Training (and validation) images and embeddings from the dataset and the CLIP run's embedding cache."""
         size = self.model_config.decoder.sample_size
         data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
         self.examples = caption_examples(data)
@@ -133,14 +149,20 @@ class DecoderStage(Stage):
             self.validation = (cache, caption_examples(heldout), images)
         self.clip_dir = resolve_clip_dir(self.config)
         self.clip_fingerprint = fingerprint_files(clip_final_dir(self.clip_dir))
-        self.noise_scheduler = build_train_scheduler("epsilon")
-        text_proj = build_text_proj(self.model_config)
-        if text_proj.config.clip_embeddings_dim != self.cache.image_embeds.shape[1]:
-            raise ValueError(
-                f"Model preset {self.config.model_preset!r} expects {text_proj.config.clip_embeddings_dim}-wide CLIP "
-                f"embeddings but the CLIP in {str(self.clip_dir)!r} embeds to {self.cache.image_embeds.shape[1]}."
-            )
-        return DecoderWithProjection(build_decoder(self.model_config), text_proj)
+
+    def _setup_from_pack(self, accelerator: Accelerator | None) -> None:
+        """The same from a pack (`unclip-train pack`): no dataset and no CLIP run needed."""
+        pack = load_pack(self.config.data_path, "decoder", accelerator.device if accelerator is not None else "cpu")
+        check_pack_size(pack, self.config, self.model_config.decoder.sample_size)
+        train = head(pack.splits[TRAIN_SPLIT], self.config.max_train_examples)
+        self.cache, self.images, self.examples = train.cache, train.images, caption_examples(train.table)
+        self.balance_families(train.table)
+        self.validation = None
+        heldout = pack.splits.get(VALIDATION_SPLIT)
+        if self.config.num_validation_examples and heldout is not None:
+            heldout = head(heldout, self.config.num_validation_examples)
+            self.validation = (heldout.cache, caption_examples(heldout.table), heldout.images)
+        self.clip_dir, self.clip_fingerprint = Path(pack.clip_dir), pack.clip_fingerprint
 
     @property
     def num_train_examples(self) -> int:

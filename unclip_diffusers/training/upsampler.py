@@ -32,6 +32,7 @@ from .batches import (
 )
 from .config import UpsamplerTrainingConfig
 from .losses import epsilon_loss
+from .pack import check_pack_size, head, is_pack, load_pack
 from .trainer import Stage, run_training
 from .warm_start import load_component
 
@@ -134,6 +135,18 @@ class UpsamplerStage(Stage):
         crop = self.config.crop_size or size
         if crop > size:
             raise ValueError(f"crop_size {crop} is larger than the upsampler's output size {size}.")
+        self.noise_scheduler = build_train_scheduler("epsilon")
+        if is_pack(self.config.data_path):
+            pack = load_pack(self.config.data_path, "upsampler")
+            check_pack_size(pack, self.config, size)
+            train = head(pack.splits[TRAIN_SPLIT], self.config.max_train_examples)
+            self.targets, self.skipped = train.images, 0
+            self.balance_families(train.table)
+            heldout = pack.splits.get(VALIDATION_SPLIT)
+            self.validation = None
+            if self.config.num_validation_examples and heldout is not None:
+                self.validation = heldout.images[: self.config.num_validation_examples]
+            return build_super_res(self.model_config)
         column = self.config.high_res_column
         train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
         if column not in train.column_names:
@@ -151,7 +164,6 @@ class UpsamplerStage(Stage):
             targets, rows = column_images(heldout, column, size, desc="decoding high-res held-out images")
             if rows:
                 self.validation = targets[: self.config.num_validation_examples]
-        self.noise_scheduler = build_train_scheduler("epsilon")
         return build_super_res(self.model_config)
 
     @property
