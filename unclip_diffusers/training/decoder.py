@@ -30,6 +30,7 @@ from .batches import (
     VALIDATION_SPLIT,
     caption_examples,
     images_to_uint8,
+    model_device,
     save_image_grid,
     to_uint8,
     to_unit_range,
@@ -96,14 +97,16 @@ def sample_decoder_images(
     """Decode z_i (with its caption) into images in [-1, 1] with DPMSolver and classifier-free guidance."""
     scheduler = build_sampling_scheduler("epsilon")
     scheduler.set_timesteps(num_inference_steps)
+    device = model_device(model)
     batch, size = image_embeds.shape[0], model.decoder.config.sample_size
     empty_expanded = [e[None].expand(batch, *e.shape).to(t.dtype) for e, t in zip(empty, text)]
     text_embeds, text_hidden, text_mask = (torch.cat([u, c]) for u, c in zip(empty_expanded, text))
     drop = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)])
     latents = torch.randn(batch, 3, size, size, generator=generator)
     for t in scheduler.timesteps:
-        noise = model(torch.cat([latents, latents]), t, torch.cat([image_embeds, image_embeds]), drop, text_embeds,
-                      text_hidden, text_mask)
+        inputs = (torch.cat([latents, latents]), t, torch.cat([image_embeds, image_embeds]), drop, text_embeds,
+                  text_hidden, text_mask)
+        noise = model(*(x.to(device) for x in inputs)).float().cpu()  # the sampler runs on the CPU
         uncond, cond = noise.chunk(2)
         latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
     return latents.clamp(-1.0, 1.0)
@@ -177,9 +180,10 @@ class DecoderStage(Stage):
         noise = torch.randn(x_start.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
         x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
-        text_embeds, text_hidden, text_mask = cache.conditioning(rows, drop_text)
-        pred = model(x_t, timesteps, cache.image_embeds[indices], drop_image, text_embeds, text_hidden, text_mask)
-        return epsilon_loss(pred, noise, timesteps, self.noise_scheduler, self.config.snr_gamma)
+        inputs = (x_t, timesteps, cache.image_embeds[indices], drop_image, *cache.conditioning(rows, drop_text))
+        device = model_device(model)  # drawn on the CPU (the same draws on any device), then moved
+        pred = model(*(x.to(device) for x in inputs))
+        return epsilon_loss(pred, noise.to(device), timesteps, self.noise_scheduler, self.config.snr_gamma)
 
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         rows = sample_caption_rows(self.cache, self.examples, indices, rng)

@@ -286,6 +286,7 @@ def prepare_run(stage: Stage, accelerator: Accelerator) -> PreparedRun:
     )
     ema = make_ema(model, config)
     model, optimizer = accelerator.prepare(model, optimizer)
+    ema.to(accelerator.device)  # the shadow weights live beside the weights (a GPU's, once prepared)
     state = TrainState()
     if start_step:
         state.step = ema.optimization_step = start_step
@@ -338,6 +339,7 @@ def _run_training(stage: Stage, resume: bool, clock: Callable[[], float] = time.
     checkpoint = latest_checkpoint(output_dir) if resume else None
     if checkpoint is not None:
         load_checkpoint(accelerator, checkpoint)
+        ema.to(accelerator.device)  # restored on the CPU
         logger.info("Resumed from %s (step %d)", checkpoint, state.step)
     elif resume:
         logger.info("No checkpoint in %s: starting from step 0.", output_dir)

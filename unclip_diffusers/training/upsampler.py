@@ -25,6 +25,7 @@ from .batches import (
     VALIDATION_SPLIT,
     column_images,
     load_split,
+    model_device,
     model_image_size,
     save_image_grid,
     to_uint8,
@@ -113,8 +114,10 @@ def sample_super_res(
     if strength < 1.0:
         timesteps = strength_timesteps(scheduler, num_inference_steps, strength)
         latents = scheduler.add_noise(conditioning, latents, timesteps[:1])
+    device = model_device(model)
     for t in timesteps:
-        noise = model(torch.cat([latents, conditioning], dim=1), t, return_dict=False)[0]
+        inputs = torch.cat([latents, conditioning], dim=1).to(device)
+        noise = model(inputs, t.to(device), return_dict=False)[0].float().cpu()  # the sampler runs on the CPU
         latents = scheduler.step(noise, t, latents).prev_sample
     return latents.clamp(-1.0, 1.0)
 
@@ -182,8 +185,9 @@ class UpsamplerStage(Stage):
         noise = torch.randn(x_start.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(x_start),), generator=generator)
         x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
-        pred = model(torch.cat([x_t, cond], dim=1), timesteps, return_dict=False)[0]
-        return epsilon_loss(pred, noise, timesteps, self.noise_scheduler, self.config.snr_gamma)
+        device = model_device(model)  # drawn on the CPU (the same draws on any device), then moved
+        pred = model(torch.cat([x_t, cond], dim=1).to(device), timesteps.to(device), return_dict=False)[0]
+        return epsilon_loss(pred, noise.to(device), timesteps, self.noise_scheduler, self.config.snr_gamma)
 
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         return self.diffusion_loss(model, self.targets[indices], generator)
