@@ -179,3 +179,30 @@ def test_warm_start_loads_half_precision_weights_exactly(packed, tmp_path):
     for key, value in model.state_dict().items():
         assert value.dtype == torch.float32 and torch.equal(value, saved[key].float())
     shutil.rmtree(run_dir)
+
+
+@pytest.mark.slow
+def test_gpu_train_script_runs_on_cpu_and_brings_back_fp16_weights(packed, tmp_path):
+    """scripts/gpu_train.sh end to end (accelerate launch, budget stop, fp16 export, tar), on the CPU."""
+    import os
+    import subprocess
+    import tarfile
+
+    start = DecoderStage(_pack_config("decoder", packed, tmp_path / "start", max_steps=2, checkpoint_every=2))
+    snapshot = export_checkpoint(run_training(start))  # snapshot-2: the run continues from step 2
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OUT=str(tmp_path / "OUT"), GPU_TRAIN_ALLOW_CPU="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        ["bash", str(root / "scripts" / "gpu_train.sh"), "decoder", "0.0001", str(snapshot), str(packed["tokens"]),
+         "--config", "tiny", "--batch_size", "4", "--num_validation_examples", "0", "--max_steps", "20",
+         "--num_threads", "1"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "OUT"
+    assert (out / "step.txt").read_text().strip() == "3"  # one step past the snapshot, then out of time
+    with tarfile.open(out / "snapshot-3.tar") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    weights = load_file(tmp_path / "back" / "snapshot-3" / "decoder" / "diffusion_pytorch_model.safetensors")
+    assert all(v.dtype == torch.float16 for v in weights.values())
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "snapshot-3.tar", "step.txt", "train.log"]
