@@ -6,12 +6,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 from PIL import Image, ImageDraw, ImageFont
 
 from .sources import STYLES, SourceSpec
 from .split import SPLITS, unit_hash
+
+if TYPE_CHECKING:  # imported where used, so training from a pack needs no `datasets`
+    import datasets
 
 # Cell frame colour per split, so the held-out images stand out on the sheet.
 SPLIT_COLORS = {"train": (255, 255, 255), "heldout_pairs": (230, 120, 0), "heldout_concepts": (30, 90, 220)}
@@ -25,6 +28,8 @@ SPDX_URLS = {
 
 
 def _as_dict(dataset: datasets.DatasetDict | datasets.Dataset) -> dict[str, datasets.Dataset]:
+    import datasets
+
     return dict(dataset) if isinstance(dataset, datasets.DatasetDict) else {"train": dataset}
 
 
