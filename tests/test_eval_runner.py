@@ -27,7 +27,7 @@ SHAPES = ["circle", "square", "triangle", "cross", "diamond", "ring"]
 STYLES = {"Red": (220, 40, 40), "Green": (40, 170, 60), "Blue": (40, 70, 220)}
 HELDOUT_PAIRS = {("circle", "Blue"), ("square", "Green"), ("triangle", "Red"), ("cross", "Green")}
 HELDOUT_CONCEPTS = {"diamond", "ring"}
-SLICE_OF = {"circle": "everyday", "square": "everyday", "triangle": "everyday", "cross": "flags", "diamond": "people",
+SLICE_OF = {"circle": "everyday", "square": "people", "triangle": "everyday", "cross": "flags", "diamond": "everyday",
             "ring": "everyday"}  # fmt: skip
 
 
@@ -184,8 +184,8 @@ def test_oracle_pipeline_scores_equal_real_reference(evaluation):
 def test_slices_score_generated_and_real_images_alike_for_an_oracle(evaluation):
     results, _, _ = evaluation
     concepts = results["splits"]["heldout_concepts"]
-    assert set(concepts["slices"]) == {"everyday", "people"}  # ring and diamond
-    assert set(results["splits"]["heldout_pairs"]["slices"]) == {"everyday", "flags"}
+    assert set(concepts["slices"]) == {"everyday"}  # ring and diamond
+    assert set(results["splits"]["heldout_pairs"]["slices"]) == {"everyday", "people", "flags"}
     for split in ("heldout_pairs", "heldout_concepts"):
         s = results["splits"][split]
         for name, t in s["slices"].items():
@@ -196,7 +196,7 @@ def test_slices_score_generated_and_real_images_alike_for_an_oracle(evaluation):
             f = s["variation_fidelity"][name]
             assert f["variation_concept_top1"] == pytest.approx(f["real_concept_top1"], nan_ok=True)
     everyday = results["splits"]["heldout_concepts"]["slices"]["everyday"]
-    assert 0 < everyday["concept_top1_chance"] < 1 and everyday["concept_top1"] >= 0
+    assert everyday["concept_top1_chance"] == 0.5 and everyday["concept_top1_count"] == 6  # ring vs diamond
 
 
 def _captions(split):

@@ -24,7 +24,7 @@ from ..data import load_image_text_dataset
 from .evaluator import EvaluatorCLIP
 from .inception import inception_fid
 from .report import make_grid
-from .slices import UNSLICED, caption_slices, slice_rows, slice_scores
+from .slices import UNSLICED, slice_rows, slice_scores
 
 logger = logging.getLogger(__name__)
 
@@ -420,8 +420,7 @@ def variation_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, real
 
 @torch.inference_mode()
 def variation_fidelity_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, real_embeds: torch.Tensor,
-                               settings: EvalSettings, pool: Any, pool_embeds: torch.Tensor,
-                               pool_slices: dict[str, str]) -> dict[str, Any]:
+                               text_embeds: torch.Tensor, settings: EvalSettings) -> dict[str, Any]:
     """Per slice: evaluator concept top-1 of one variation of each of the first scored real images, next to the
     real images' own top-1 (the ceiling). The decoder must draw the thing from its exact CLIP image embedding."""
     result: dict[str, Any] = {}
@@ -437,25 +436,25 @@ def variation_fidelity_section(pipe: Any, data: SplitData, evaluator: EvaluatorC
                                        generator=_generators(settings.seed + 500, chunk),
                                        **_call_kwargs(settings, prior=False))  # fmt: skip
             variations += list(out.images)
-        captions = [data.captions[r] for r in rows]
-        scores = slice_scores(list(range(len(rows))), captions, evaluator.embed_images(variations),
-                              real_embeds[rows], pool, pool_embeds, pool_slices)  # fmt: skip
+        scores = slice_scores(rows, evaluator.embed_images(variations), real_embeds, data, text_embeds)
         result[name] = {"count": scores["count"], "variation_concept_top1": scores["concept_top1"],
                         "real_concept_top1": scores["concept_top1_real"], "chance": scores["concept_top1_chance"],
                         "ratio_to_ceiling": scores["ratio_to_ceiling"]}  # fmt: skip
     return result
 
 
-def slices_text_to_image_section(e_gen: torch.Tensor, real: torch.Tensor, text: torch.Tensor, data: SplitData,
-                                 settings: EvalSettings, pool: Any, pool_embeds: torch.Tensor,
-                                 pool_slices: dict[str, str]) -> dict[str, Any]:
-    """Per slice of the scored rows: the text-to-image image-set scores and concept top-1 against the ceiling."""
+def slices_text_to_image_section(e_gen: torch.Tensor, e_real: torch.Tensor, e_text: torch.Tensor, data: SplitData,
+                                 settings: EvalSettings, pool: Any, pool_embeds: torch.Tensor) -> dict[str, Any]:
+    """Per slice of the scored rows: the text-to-image image-set scores and concept top-1 against the ceiling.
+
+    `e_gen` holds one generated image per scored row; `e_real` and `e_text` one embedding per split row."""
     captions, concepts = data.subset("captions"), data.subset("concepts")
     result: dict[str, Any] = {}
-    for name, rows in slice_rows(data.subset("slices")).items():
-        section = image_set_section(e_gen[rows], real[rows], text[rows], [captions[i] for i in rows],
-                                    [concepts[i] for i in rows], settings, pool, pool_embeds)  # fmt: skip
-        section.update(slice_scores(rows, captions, e_gen, real, pool, pool_embeds, pool_slices))
+    for name, positions in slice_rows(data.subset("slices")).items():
+        rows = [data.picked[i] for i in positions]
+        section = image_set_section(e_gen[positions], e_real[rows], e_text[rows], [captions[i] for i in positions],
+                                    [concepts[i] for i in positions], settings, pool, pool_embeds)  # fmt: skip
+        section.update(slice_scores(rows, e_gen[positions], e_real, data, e_text))
         result[name] = section
     return result
 
@@ -524,7 +523,6 @@ def run_evaluation(
     pool = caption_pool(data_path)
     pool_gen = text_embeddings(pipe, pool[0]) if pool[0] and settings.clip_retrieval else torch.empty(0)
     pool_eval = evaluator.embed_texts(pool[0], progress=True) if pool[0] else torch.empty(0)
-    pool_slices = caption_slices(data_path, ("train",) + HELDOUT_SPLITS)
 
     for split in settings.splits:
         t0 = time.perf_counter()
@@ -556,8 +554,7 @@ def run_evaluation(
         section["text_to_image"] = {
             "via_prior": image_set_section(e_gen, real_sub, text_sub, captions, concepts, settings, pool, pool_eval)
         }
-        section["slices"] = slices_text_to_image_section(e_gen, real_sub, text_sub, data, settings, pool, pool_eval,
-                                                         pool_slices)  # fmt: skip
+        section["slices"] = slices_text_to_image_section(e_gen, e_real, e_text, data, settings, pool, pool_eval)
         if settings.text_embedding_ablation:
             direct = decode_embeddings(pipe, z_t[data.picked], captions, settings, seed_offset=0)
             section["text_to_image"]["text_embedding_direct"] = image_set_section(
@@ -574,8 +571,7 @@ def run_evaluation(
                 var_grid, column_labels=["input"] + [f"variation {i + 1}" for i in range(len(var_grid[0]) - 1)],
                 title=f"Image variations of real {split} images")
         if settings.num_fidelity_inputs:
-            section["variation_fidelity"] = variation_fidelity_section(pipe, data, evaluator, e_real, settings, pool,
-                                                                       pool_eval, pool_slices)  # fmt: skip
+            section["variation_fidelity"] = variation_fidelity_section(pipe, data, evaluator, e_real, e_text, settings)
         section["interpolation"], strips = interpolation_section(pipe, data, evaluator, e_real, settings)
         if strips:
             frames = [f"t={i / (settings.interpolation_steps - 1):.2f}" for i in range(settings.interpolation_steps)]

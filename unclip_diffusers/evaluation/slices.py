@@ -13,24 +13,9 @@ from typing import Any
 import torch
 
 from ..data.groups import SLICES
-from ..data.loading import load_image_text_dataset
 from . import metrics
 
 UNSLICED = "all"  # the slice name used when a dataset has no `slice` column
-
-
-def caption_slices(data_path: str, splits: Sequence[str]) -> dict[str, str]:
-    """Primary caption -> slice over `splits` of `data_path` ({} when the data has no `slice` column)."""
-    result: dict[str, str] = {}
-    for split in splits:
-        try:
-            data = load_image_text_dataset(data_path, split)
-        except ValueError:
-            continue
-        if "slice" not in data.column_names:
-            return {}
-        result.update(zip(data["caption"], data["slice"]))
-    return result
 
 
 def slice_rows(slices: Sequence[str]) -> dict[str, list[int]]:
@@ -43,21 +28,27 @@ def slice_rows(slices: Sequence[str]) -> dict[str, list[int]]:
 
 def concept_top1(
     query: torch.Tensor,
+    true_rows: Sequence[int],
     captions: Sequence[str],
-    pool: tuple[list[str], list[str], list[str]],
-    pool_embeds: torch.Tensor,
-    pool_slices: dict[str, str],
-) -> dict[str, float] | None:
-    """Evaluator concept top-1 of images whose true captions are `captions`: the true caption must score highest
-    among the pool captions of the same style and the same slice (so a cat competes with the other everyday things
-    drawn in its style). None when a true caption is not in the pool."""
-    pool_captions, _, pool_styles = pool
-    index = {c: i for i, c in enumerate(pool_captions)}
-    if not captions or any(c not in index for c in captions):
-        return None
-    true = torch.tensor([index[c] for c in captions])
-    groups = [(pool_styles[i], pool_slices.get(c, UNSLICED)) for i, c in enumerate(pool_captions)]
-    return metrics.group_accuracy(query, pool_embeds, true, [groups[i] for i in true.tolist()], groups)
+    styles: Sequence[str],
+    slices: Sequence[str],
+    text_embeds: torch.Tensor,
+) -> dict[str, float]:
+    """Evaluator concept top-1 of images `query` whose true captions are those of `true_rows` of a split.
+
+    The candidates are the split's distinct captions of the query's own style and slice (a held-out cat competes
+    with the other held-out everyday things drawn in its style), embedded in `text_embeds` (one row per caption
+    row of the split). Queries without a rival candidate decide nothing and are skipped.
+    """
+    first: dict[str, int] = {}
+    for i, caption in enumerate(captions):
+        first.setdefault(caption, i)
+    candidates = list(first.values())
+    position = {row: k for k, row in enumerate(candidates)}
+    groups = [(styles[r], slices[r]) for r in candidates]
+    true = torch.tensor([position[first[captions[r]]] for r in true_rows])
+    query_groups = [(styles[r], slices[r]) for r in true_rows]
+    return metrics.group_accuracy(query, text_embeds[candidates], true, query_groups, groups)
 
 
 def ratio(value: float | None, ceiling: float | None) -> float | None:
@@ -68,25 +59,20 @@ def ratio(value: float | None, ceiling: float | None) -> float | None:
 
 
 def slice_scores(
-    rows: Sequence[int],
-    captions: Sequence[str],
-    e_gen: torch.Tensor,
-    e_real: torch.Tensor,
-    pool: tuple[list[str], list[str], list[str]],
-    pool_embeds: torch.Tensor,
-    pool_slices: dict[str, str],
+    rows: Sequence[int], e_gen: torch.Tensor, e_real: torch.Tensor, data: Any, text_embeds: torch.Tensor
 ) -> dict[str, Any]:
-    """Concept top-1 of generated and of real images for the scored `rows` of one slice, and their ratio."""
-    picked = [captions[i] for i in rows]
-    generated = concept_top1(e_gen[rows], picked, pool, pool_embeds, pool_slices)
-    real = concept_top1(e_real[rows], picked, pool, pool_embeds, pool_slices)
+    """Concept top-1 of generated images `e_gen` (one per row of `rows`, split positions) and of the real images of
+    those rows (`e_real`, one per split row), with chance and their ratio; `data` is the split (`SplitData`)."""
+    generated = concept_top1(e_gen, rows, data.captions, data.styles, data.slices, text_embeds)
+    real = concept_top1(e_real[list(rows)], rows, data.captions, data.styles, data.slices, text_embeds)
     return {
         "count": len(rows),
-        "concept_top1": generated["accuracy"] if generated else None,
-        "concept_top1_real": real["accuracy"] if real else None,  # the ceiling
-        "concept_top1_chance": real["chance"] if real else None,
-        "ratio_to_ceiling": ratio(generated["accuracy"] if generated else None, real["accuracy"] if real else None),
+        "concept_top1": generated["accuracy"],
+        "concept_top1_real": real["accuracy"],  # the ceiling
+        "concept_top1_chance": real["chance"],
+        "concept_top1_count": real["count"],
+        "ratio_to_ceiling": ratio(generated["accuracy"], real["accuracy"]),
     }
 
 
-__all__ = ["UNSLICED", "caption_slices", "concept_top1", "ratio", "slice_rows", "slice_scores"]
+__all__ = ["UNSLICED", "concept_top1", "ratio", "slice_rows", "slice_scores"]
