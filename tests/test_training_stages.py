@@ -307,3 +307,11 @@ def test_family_balance_weights_every_stage_s_batches_by_family(tmp_path, caplog
     uniform = UpsamplerStage(_config("upsampler", tmp_path / "u", max_train_examples=0))
     uniform.setup(None)
     assert uniform.sampling_weights is None
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_throughput_benchmark_trains_every_stage_on_synthetic_data(stage):
+    from unclip_diffusers.training.benchmark import benchmark_stage
+
+    result = benchmark_stage(stage, "tiny", seconds=0.0, warmup_steps=1, num_threads=1)
+    assert result["stage"] == stage and result["timed_steps"] >= 1 and result["samples_per_s"] > 0
