@@ -72,7 +72,7 @@ def english_captions(
     def pick() -> str:  # the main name more often than each alias
         return name if not aliases or rng.random() < 0.6 else rng.choice(list(aliases))
 
-    captions = [primary_caption(name, style)]
+    captions = [primary_caption(name, style), name]  # the bare main name always, as people type it
     captions += [fill(t, pick(), _style(rng, style)) for t in STYLED_TEMPLATES]
     captions += [fill(t, pick()) for t in PLAIN_TEMPLATES]
     if keywords:
