@@ -96,6 +96,42 @@ def localized_captions(locale: str, style: str, annotation: Annotation, rng: ran
     return [name, *rng.sample(forms, CAPTIONS_PER_LOCALE - 1)]
 
 
+def captions_by_language(
+    name: str,
+    style: str,
+    aliases: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    localized: Mapping[str, Annotation] | None = None,
+    shortcodes: Iterable[str] = (),
+    max_captions: int = MAX_CAPTIONS,
+) -> dict[str, list[str]]:
+    """The training captions of one image per locale ('en' first, primary caption first); see `build_captions`."""
+    if max_captions < 1:
+        raise ValueError(f"max_captions must be >= 1, got {max_captions}")
+    rng = caption_rng(name, style)
+    aliases = clean_words(aliases, exclude=[name])[:MAX_ALIASES]
+    keywords = clean_words(tags, exclude=[name, *aliases])
+    codes = [c for c in dict.fromkeys(shortcodes) if c][:MAX_SHORTCODES]
+    english = english_captions(name, style, aliases, keywords, codes, rng)
+    primary = english[0]
+    rest = [c for c in dict.fromkeys(english[1:]) if c != primary and not matches_heldout(c)]
+    seen = {primary, *rest}
+    budget = max_captions - 1 - min(len(rest), max_captions // 2)  # English keeps at least half the list
+    other: dict[str, list[str]] = {}
+    for locale, annotation in (localized or {}).items():
+        if not annotation.names:
+            continue
+        texts = [c for c in dict.fromkeys(localized_captions(locale, style, annotation, rng))
+                 if c not in seen and not matches_heldout(c)][: max(budget, 0)]  # fmt: skip
+        budget -= len(texts)
+        seen.update(texts)
+        if texts:
+            other[locale] = texts
+    rng.shuffle(rest)
+    used = sum(len(t) for t in other.values())
+    return {"en": [primary, *rest[: max_captions - 1 - used]], **other}
+
+
 def build_captions(
     name: str,
     style: str,
@@ -119,23 +155,8 @@ def build_captions(
     The choices (names, style synonyms, keywords) are seeded by (name, style), so a build is reproducible and the
     styles of one concept show different wordings.
     """
-    if max_captions < 1:
-        raise ValueError(f"max_captions must be >= 1, got {max_captions}")
-    rng = caption_rng(name, style)
-    aliases = clean_words(aliases, exclude=[name])[:MAX_ALIASES]
-    keywords = clean_words(tags, exclude=[name, *aliases])
-    codes = [c for c in dict.fromkeys(shortcodes) if c][:MAX_SHORTCODES]
-    english = english_captions(name, style, aliases, keywords, codes, rng)
-    other: list[str] = []
-    for locale, annotation in (localized or {}).items():
-        if annotation.names:
-            other += localized_captions(locale, style, annotation, rng)
-    primary = english[0]
-    rest = [c for c in dict.fromkeys(english[1:]) if c != primary and not matches_heldout(c)]
-    other = [c for c in dict.fromkeys(other) if c not in rest and c != primary and not matches_heldout(c)]
-    other = other[: max_captions - 1 - min(len(rest), max_captions // 2)]
-    rng.shuffle(rest)
-    return [primary, *rest[: max_captions - 1 - len(other)], *other]
+    by_language = captions_by_language(name, style, aliases, tags, localized, shortcodes, max_captions)
+    return [caption for texts in by_language.values() for caption in texts]
 
 
 def evaluation_prompts(
