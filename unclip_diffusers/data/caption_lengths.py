@@ -140,8 +140,7 @@ def train_caption_bpe(by_locale: dict[str, list[str]], vocab_size: int):
 
 
 def extended_clip_tokenizer(by_locale: dict[str, list[str]], num_merges: int, extra_merges: int):
-    """CLIP's first `num_merges` merges (its ids) followed by up to `extra_merges` merges learned from the
-    non-English captions, so English keeps CLIP's words and the other scripts get whole-word tokens."""
+    """CLIP's first `num_merges` merges (and ids) plus up to `extra_merges` merges learned from non-English captions."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
