@@ -22,6 +22,7 @@ from unclip_diffusers.data.build import (
 from unclip_diffusers.data.images import RenderJob, SkipArtwork, is_blank, render_job, render_noto, to_square_on_white
 from unclip_diffusers.data.sources import SOURCE_BY_ID, SearchPaths, find_sources, install_command
 
+LANGUAGE_FIXTURE = Path(__file__).parent / "fixtures" / "language"
 ENGLAND = "1f3f4-e0067-e0062-e0065-e006e-e0067-e007f"
 
 
@@ -102,12 +103,18 @@ def test_find_sources_and_install_hint(npm_prefix):
 def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     output = tmp_path / "emoji"
     options = BuildOptions(heldout_pair_fraction=0.2, heldout_concept_fraction=0.2)
-    summary = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False)
+    search = _search(npm_prefix)
+    search.npm_prefixes.append(LANGUAGE_FIXTURE)  # the committed excerpt of the CLDR and emojibase packages
+    summary = build_dataset(output, options, search, num_workers=1, progress=False)
     assert summary["images_per_style"] == {"Fluent flat": 6, "OpenMoji": 4, "OpenMoji outline": 4, "Twemoji": 3}
     assert summary["skipped_pairs"] == 1  # the blank heart
     assert sum(summary["split_sizes"].values()) == 17
     assert all(summary["split_sizes"][s] > 0 for s in ("train", "heldout_pairs", "heldout_concepts"))
-    assert "CC-BY-SA-4.0" in (output / "LICENSES.md").read_text()
+    licenses = (output / "LICENSES.md").read_text()
+    assert "CC-BY-SA-4.0" in licenses
+    assert "UNICODE LICENSE V3" in licenses and "Copyright (c) 2017-2019 Miles Johnson" in licenses
+    assert [t["package"] for t in summary["language_sources"]] == ["cldr-annotations-full",
+                                                                   "cldr-annotations-derived-full", "emojibase-data"]
     assert summary["near_duplicates"]["found"] == {"heldout_pairs": 0, "heldout_concepts": 0}
     assert min(summary["near_duplicates"]["closest_left_rms"].values()) >= summary["near_duplicates"]["threshold_rms"]
     assert Image.open(output / "contact_sheet.png").width > 300
@@ -119,7 +126,10 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     assert len(by_pair) == len(rows) == 17
     cat = by_pair[("1f63e", "OpenMoji")]
     assert cat["caption"] == "pouting cat, OpenMoji style" and cat["name"] == "pouting cat"
-    assert "cat, pouting, pouting cat face in the OpenMoji style" in cat["captions"]  # tags + another source's name
+    assert cat["captions"][0] == cat["caption"] and len(cat["captions"]) <= 64
+    assert {"pouting cat", "schmollende Katze", "不機嫌な猫", ":pouting_cat:"} <= set(cat["captions"])
+    assert any("pouting cat face" in c for c in cat["captions"])  # another source's name (emoji-datasource)
+    assert json.loads(cat["names"])["de"] == "schmollende Katze" and json.loads(cat["names"])["en"] == "pouting cat"
     assert cat["license"] == "CC-BY-SA-4.0" and cat["source"] == "openmoji"
     assert by_pair[("1f63e", "Twemoji")]["image_256"] is None  # 64-px source
     assert Image.open(io.BytesIO(cat["image_256"]["bytes"])).size == (256, 256)  # to_list() keeps encoded images
@@ -128,18 +138,21 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     assert tuple(medium[32, 32]) == (0xA0, 0x60, 0x40)
     assert by_pair[(ENGLAND, "Fluent flat")]["name"] == "flag: England"
     assert by_pair[("1f44d-1f3fd", "Fluent flat")]["family"] == "1f44d"
-    # no emojibase-data in the fake prefix: groups unknown, so only skin tones tell a slice (people)
-    assert {(r["concept"], r["slice"]) for r in rows if r["slice"] != "other"} == {
-        ("1f44d-1f3fd", "people"), ("1f44d-1f3fc", "people")}
+    # groups from the emojibase excerpt; a skin tone makes "people" whatever the group
+    assert {(r["concept"], r["group"], r["slice"]) for r in rows} == {
+        ("1f63e", "smileys-emotion", "everyday"), ("1f600", "smileys-emotion", "everyday"),
+        ("1f680", "travel-places", "everyday"), ("2764", "smileys-emotion", "everyday"),
+        ("1f44d-1f3fc", "people-body", "people"), ("1f44d-1f3fd", "people-body", "people"),
+        (ENGLAND, "flags", "flags")}
 
     with caplog.at_level(logging.INFO):
-        again = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False)
+        again = build_dataset(output, options, search, num_workers=1, progress=False)
     assert again["signature"] == summary["signature"] and "already holds this build" in caplog.text
 
     # a forced rebuild reuses the rendered images instead of drawing them again
     cached = sorted((tmp_path / "emoji.cache").rglob("*.png"))
     stamps = [p.stat().st_mtime_ns for p in cached]
-    rebuilt = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False, force=True)
+    rebuilt = build_dataset(output, options, search, num_workers=1, progress=False, force=True)
     assert rebuilt["split_sizes"] == summary["split_sizes"]
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "emoji.cache").rglob("*.png"))] == stamps
 

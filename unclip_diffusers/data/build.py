@@ -23,14 +23,15 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
-from .captions import build_captions, primary_caption
 import numpy as np
 from PIL import Image
 
+from .captions import build_captions, primary_caption
 from .concepts import Concept, emoji_concepts, skin_tones_of, strip_skin_tones
 from .families import family_of
 from .groups import emoji_groups, group_of, slice_of
 from .images import RenderJob, resize, render_job
+from .language import LanguageData, load_language_data
 from .quality import NEAR_DUPLICATE_SIZE, NEAR_DUPLICATE_THRESHOLD, find_duplicates, nearest_distances
 from .report import SourceUsage, make_contact_sheet, write_licenses
 from .sources import DEFAULT_NPM_PREFIX, STYLES, FoundSource, SearchPaths, find_sources, install_command
@@ -52,6 +53,7 @@ def dataset_features() -> datasets.Features:
             "image_256": datasets.Image(),  # 256 px, None where the source has no high-resolution art
             "caption": datasets.Value("string"),
             "captions": datasets.List(datasets.Value("string")),
+            "names": datasets.Value("string"),  # JSON {locale: short name}, e.g. {"en": "cat", "de": "Katze"}
             "concept": datasets.Value("string"),
             "name": datasets.Value("string"),
             "style": datasets.Value("string"),
@@ -187,6 +189,7 @@ def _rows(
     cache_dir: Path,
     found: tuple[FoundSource, ...],
     groups: dict[str, str],
+    language: LanguageData,
 ) -> Iterator[dict]:
     concepts = emoji_concepts()
     texts: dict[str, tuple[list[str], list[str]]] = {}
@@ -198,11 +201,15 @@ def _rows(
             texts[key] = concept_texts(key, found)
         aliases, tags = texts[key]
         name = concepts[key].name
+        english = language.annotation(key, "en")
+        captions = build_captions(name, style, english.names + aliases, english.keywords + tags,
+                                  language.localized(key), language.shortcodes.get(key, []))  # fmt: skip
         yield {
             "image": {"bytes": stem.with_suffix(".png").read_bytes(), "path": None},
             "image_256": {"bytes": high.read_bytes(), "path": None} if source.spec.high_res else None,
             "caption": primary_caption(name, style),
-            "captions": build_captions(name, style, aliases, tags),
+            "captions": captions,
+            "names": json.dumps({**language.names(key), "en": name}, ensure_ascii=False),
             "concept": key,
             "name": name,
             "style": style,
@@ -257,9 +264,10 @@ def drop_near_duplicates(
     return report
 
 
-def _signature(options: BuildOptions, found: list[FoundSource]) -> str:
+def _signature(options: BuildOptions, found: list[FoundSource], language: LanguageData) -> str:
     payload = {"options": vars(options), "cache": CACHE_VERSION, "build": BUILD_VERSION,
-               "sources": sorted((f.spec.id, f.version, len(f.artwork)) for f in found)}  # fmt: skip
+               "sources": sorted((f.spec.id, f.version, len(f.artwork)) for f in found),
+               "language": sorted((f.spec.package, f.version, *f.locales) for f in language.found)}  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -270,6 +278,7 @@ def _save_splits(
     cache_dir: Path,
     found: list[FoundSource],
     groups: dict[str, str],
+    language: LanguageData,
 ) -> datasets.DatasetDict:
     """Write the DatasetDict to `folder` (streamed through a temporary Arrow cache, so memory stays small)."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -284,7 +293,7 @@ def _save_splits(
                 _rows, features=dataset_features(), cache_dir=arrow_cache, split=datasets.Split(split),
                 # tuples, not lists: `datasets` would try to shard list arguments
                 gen_kwargs={"pairs": tuple(by_split[split]), "chosen": chosen, "cache_dir": cache_dir,
-                            "found": tuple(found), "groups": groups},
+                            "found": tuple(found), "groups": groups, "language": language},
             )  # fmt: skip
         # an empty split needs one explicit (empty) shard, or `load_from_disk` fails on it
         num_shards = {name: 1 if len(split) == 0 else None for name, split in splits.items()}
@@ -334,7 +343,8 @@ def build_dataset(
         logger.info("found %s %s at %s (%d images)", source.spec.package, source.version, source.root,
                     len(source.artwork))  # fmt: skip
 
-    signature = _signature(options, found)
+    language = load_language_data(search)
+    signature = _signature(options, found, language)
     info_path = output_dir / "build_info.json"
     if not force and info_path.is_file() and json.loads(info_path.read_text()).get("signature") == signature:
         logger.info("%s already holds this build (signature %s); use --force to rebuild", output_dir, signature)
@@ -371,12 +381,12 @@ def build_dataset(
     for pair in sorted(chosen):
         by_split[assignment[pair]].append(pair)
 
-    groups = emoji_groups(search.npm_prefixes if search is not None else SearchPaths.default().npm_prefixes)
+    groups = emoji_groups(search or SearchPaths.default())
     partial = output_dir.with_name(output_dir.name + ".partial")
-    dataset = _save_splits(partial, by_split, chosen, cache_dir, found, groups)
+    dataset = _save_splits(partial, by_split, chosen, cache_dir, found, groups, language.subset(keys))
     per_source = Counter(f"{chosen[p].spec.id}" for p in chosen)
     usages = [SourceUsage(f.spec, f.version, per_source[f.spec.id]) for f in found if per_source[f.spec.id]]
-    write_licenses(partial / "LICENSES.md", usages)
+    write_licenses(partial / "LICENSES.md", usages, language.found)
     make_contact_sheet(dataset, partial / "contact_sheet.png")
     summary = {
         "signature": signature,
@@ -388,6 +398,9 @@ def build_dataset(
         "sources": [{"id": u.spec.id, "package": u.spec.package, "version": u.version, "style": u.spec.style,
                      "license": u.spec.license, "images": u.images} for u in usages],
         "missing_sources": [m.id for m in missing],
+        "language_sources": [{"package": f.spec.package, "version": f.version, "license": f.spec.license,
+                              "locales": f.locales} for f in language.found],
+        "missing_language_sources": [m.package for m in language.missing],
         "skipped_pairs": len(skipped),
         "duplicates_dropped_per_style": dict(sorted(duplicates_per_style.items())),
         "near_duplicates": near,
@@ -454,8 +467,13 @@ def main(argv: list[str] | None = None) -> int:
         for spec in missing:
             note = f"  (optional: {spec.style} already comes from another source)" if spec.style in covered else ""
             print(f"missing  {spec.id:15} {spec.package}{note}")
-        if missing:
-            print("install the missing ones with:\n  " + "\n  ".join(install_command(missing)))
+        language = load_language_data(search)
+        for package in language.found:
+            print(f"found    {package.spec.package} {package.version}: locales {' '.join(package.locales)}")
+        for spec in language.missing:
+            print(f"missing  {spec.package}  (names and keywords in other languages)")
+        if missing or language.missing:
+            print("install the missing ones with:\n  " + "\n  ".join(install_command([*missing, *language.missing])))
         return 0
     options = BuildOptions(
         styles=args.styles, source_ids=args.sources, concepts=args.concepts, max_concepts=args.max_concepts,

@@ -1,4 +1,4 @@
-"""Unicode emoji groups (from npm `emojibase-data`, MIT) and the evaluation slices built on them.
+"""Unicode emoji groups (npm `emojibase-data`, MIT, noticed with the caption sources) and the evaluation slices.
 
 Slices are what users meet, reported apart so people variants cannot hide how everyday things are drawn:
 
@@ -18,12 +18,11 @@ from pathlib import Path
 
 from .concepts import concept_key, key_to_codepoints, skin_tones_of, strip_skin_tones
 from .families import family_of
+from .sources import SearchPaths, npm_package_dir
 
 logger = logging.getLogger(__name__)
 
 EMOJIBASE_PACKAGE = "emojibase-data"
-EMOJIBASE_LICENSE = "MIT"
-EMOJIBASE_NOTICE = "emojibase-data, Copyright (c) 2017-2019 Miles Johnson, MIT License (emoji groups and labels)"
 # emojibase's group numbers, from its meta/groups.json.
 GROUPS = ("smileys-emotion", "people-body", "component", "animals-nature", "food-drink", "travel-places",
           "activities", "objects", "symbols", "flags")  # fmt: skip
@@ -50,26 +49,17 @@ def read_emojibase_groups(data_json: Path) -> dict[str, str]:
     return groups
 
 
-def find_emojibase(npm_prefixes: list[Path]) -> Path | None:
-    """The installed emojibase-data package folder under the first npm prefix that has it, or None."""
-    for prefix in npm_prefixes:
-        root = Path(prefix) / "node_modules" / EMOJIBASE_PACKAGE
-        if (root / "en" / "data.json").is_file():
-            return root
-    return None
-
-
 @lru_cache(maxsize=4)
 def _groups_from(root: str) -> dict[str, str]:
     return read_emojibase_groups(Path(root) / "en" / "data.json")
 
 
-def emoji_groups(npm_prefixes: list[Path]) -> dict[str, str]:
+def emoji_groups(search: SearchPaths) -> dict[str, str]:
     """Concept key -> Unicode group, or an empty mapping (with a warning) when emojibase-data is not installed."""
-    root = find_emojibase(npm_prefixes)
-    if root is None:
-        logger.warning("%s is not installed, so every image lands in the 'other' slice; install it with: npm "
-                       "install --prefix data/npm %s", EMOJIBASE_PACKAGE, EMOJIBASE_PACKAGE)  # fmt: skip
+    root = npm_package_dir(EMOJIBASE_PACKAGE, search)
+    if root is None or not (root / "en" / "data.json").is_file():
+        logger.warning("%s is not installed, so only skin tones tell a slice (the rest is 'other'); install it "
+                       "with: npm install --prefix data/npm %s", EMOJIBASE_PACKAGE, EMOJIBASE_PACKAGE)  # fmt: skip
         return {}
     return _groups_from(str(root))
 
@@ -95,5 +85,5 @@ def slice_of(key: str, group: str) -> str:
     return "other"
 
 
-__all__ = ["EMOJIBASE_NOTICE", "GROUPS", "SLICES", "emoji_groups", "find_emojibase", "group_of",
+__all__ = ["GROUPS", "SLICES", "emoji_groups", "group_of",
            "read_emojibase_groups", "slice_of"]  # fmt: skip
