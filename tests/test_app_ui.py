@@ -84,3 +84,19 @@ def test_launch_settings_need_no_network():
     theme = kwargs["theme"]
     fonts = list(theme._font) + list(theme._font_mono)
     assert not any(isinstance(f, gr.themes.GoogleFont) for f in fonts)
+
+
+def _props(demo, elem_id: str) -> dict:
+    return next(c["props"] for c in demo.get_config_file()["components"] if c["props"].get("elem_id") == elem_id)
+
+
+def test_prompt_box_states_the_token_limit_of_the_loaded_model(service, demo):
+    assert "75 tokens" in _props(demo, "t2i-prompt")["info"]  # the tiny text encoder: 77 positions, start and end
+    tokenizer = service.pipe.tokenizer
+    previous, tokenizer.model_max_length = tokenizer.model_max_length, 12
+    try:
+        shorter = build_demo(service)
+    finally:
+        tokenizer.model_max_length = previous
+    info = _props(shorter, "t2i-prompt")["info"]
+    assert "10 tokens" in info and "400" not in info and "notes say where" in info

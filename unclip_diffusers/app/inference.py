@@ -5,8 +5,8 @@ shallow copy of the pipeline that shares the model weights but has its own sched
 (timesteps, solver history), so concurrent requests must never share them; the weights are only read.
 
 The functions are generators: Gradio streams each `yield` to the page, which is how the base-resolution image shows
-up before the upsampled one. Bad input raises `gr.Error` with one sentence; notices (a cut prompt, a downscaled
-upload) are shown with `gr.Warning` and also returned as text, so API clients see them too.
+up before the upsampled one. Bad input raises `gr.Error` with one sentence; notices (a prompt longer than the model
+reads, a downscaled upload) are shown with `gr.Warning` and also returned as text, so API clients see them too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 from .animation import GifStore
 from .images import sanitize_image
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
-from .validation import LIMITS, InputError, check_number, check_prompt, resolve_seed
+from .validation import LIMITS, InputError, check_number, check_prompt, cut_prompt_note, resolve_seed
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,17 @@ class UnCLIPService:
             notes.items.append("These images come from a randomly initialised model (no trained weights loaded).")
         return notes
 
+    @property
+    def max_prompt_tokens(self) -> int:
+        """How many tokens of a prompt the model reads (what the prompt box tells the user)."""
+        return self.pipe.max_prompt_tokens
+
+    def _prompt(self, prompt: Any, what: str, notes: Notes) -> str:
+        """A checked prompt; a note says where it was cut if it is longer than the model reads."""
+        prompt = check_prompt(prompt, what)
+        notes.add(cut_prompt_note(self.pipe.fit_prompt(prompt), what))
+        return prompt
+
     def _settings(self, **values: Any) -> dict[str, int | float]:
         """Check stage settings by name; `None` means the pipeline's default."""
         return {name: check_number(name, self.defaults[name] if value is None else value)
@@ -181,9 +192,7 @@ class UnCLIPService:
             raise InputError(f"The {what} must be one of {list(SOURCES)}, got {kind!r}.")
         if kind == "Image":
             return self._load_image(image, f"{what} image", notes)
-        prompt, notice = check_prompt(prompt, f"{what} prompt")
-        notes.add(notice)
-        return prompt
+        return self._prompt(prompt, f"{what} prompt", notes)
 
     def _base_then_upsampled(self, pipe: Any, base: torch.Tensor, super_res_steps: int, generator: torch.Generator,
                              seed: int, notes: Notes, progress: gr.Progress) -> Iterator[tuple[Images, int, str]]:
@@ -222,8 +231,7 @@ class UnCLIPService:
         Settings left as `None` use the pipeline's defaults. Yields `(images, seed_used, notes)`.
         """
         notes = self._notes()
-        prompt, notice = check_prompt(prompt)
-        notes.add(notice)
+        prompt = self._prompt(prompt, "prompt", notes)
         num_images = check_number("num_images", num_images)
         s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
                            prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
@@ -353,10 +361,8 @@ class UnCLIPService:
         source = self._source(source_kind, source_prompt, source_image, "source", notes)
         if isinstance(source, str) and not (base_prompt or "").strip():
             base_prompt = source
-        base_prompt, notice = check_prompt(base_prompt, "description of the source")
-        notes.add(notice)
-        target_prompt, notice = check_prompt(target_prompt, "target description")
-        notes.add(notice)
+        base_prompt = self._prompt(base_prompt, "description of the source", notes)
+        target_prompt = self._prompt(target_prompt, "target description", notes)
         amount = check_number("amount", amount)
         num_images = check_number("num_images", num_images)
         s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
