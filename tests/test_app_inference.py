@@ -133,6 +133,8 @@ def test_variations_sanitise_uploads(service, tmp_path):
         last(service.variations(str(text), 0, False, 1))
     with pytest.raises(gr.Error, match="No input image was given"):
         last(service.variations(None, 0, False, 1))
+    _, _, notes = last(service.variations(Image.new("RGB", (1, 1), "red"), 0, False, 1))
+    assert "The input image: The image is 1x1 pixels, below the 32x32 the image encoder reads" in notes
 
 
 @pytest.mark.parametrize("start, end", [

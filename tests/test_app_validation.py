@@ -2,10 +2,12 @@
 
 import random
 
+import gradio as gr
 import pytest
 
 from unclip_diffusers.app.schedulers import SCHEDULERS, make_scheduler
 from unclip_diffusers.app.validation import LIMITS, MAX_PROMPT_CHARS, InputError, check_number, check_prompt, resolve_seed
+from unclip_diffusers.app.widgets import advanced_settings, seed_controls, slider
 from unclip_diffusers.configs import build_sampling_scheduler
 
 
@@ -57,3 +59,25 @@ def test_every_scheduler_keeps_the_stage_schedule(name):
     assert scheduler is not make_scheduler(name, base.config)
     with pytest.raises(ValueError, match="Unknown scheduler"):
         make_scheduler("Euler", base.config)
+
+
+@pytest.mark.parametrize("make, value, message", [
+    (lambda: slider("num_images"), 2.5, "Number of images must be a whole number, got 2.5"),
+    (lambda: seed_controls("t")[0], 1.5, "Seed must be a whole number, got 1.5"),
+])
+def test_integer_inputs_refuse_fractions_instead_of_rounding_them(make, value, message):
+    with gr.Blocks():
+        component = make()
+    with pytest.raises(gr.Error, match=message) as refused:
+        component.preprocess(value)
+    assert refused.value.print_exception is False  # a sentence for the client, no traceback in the server log
+    assert component.preprocess(float(int(value))) == int(value)  # 2.0 is a whole number and still accepted
+
+
+def test_unknown_scheduler_is_refused_by_name_before_it_reaches_the_function():
+    with gr.Blocks():
+        dropdown = advanced_settings("t", {})[-1]
+    assert dropdown.preprocess("UniPC") == "UniPC"
+    with pytest.raises(gr.Error, match="Scheduler must be one of: DPM-Solver\\+\\+ 2M, .*; got 'Euler'") as refused:
+        dropdown.preprocess("Euler")
+    assert refused.value.print_exception is False

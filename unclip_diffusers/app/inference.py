@@ -174,12 +174,18 @@ class UnCLIPService:
         return {name: check_number(name, self.defaults[name] if value is None else value)
                 for name, value in values.items()}
 
-    @staticmethod
-    def _load_image(image: Any, what: str, notes: Notes) -> Image.Image:
+    @property
+    def image_input_side(self) -> int | None:
+        """The side of the square the image encoder reads (its feature extractor's resize), if the pipeline says."""
+        size = getattr(getattr(self.pipe, "feature_extractor", None), "size", None) or {}
+        side = size.get("shortest_edge") or size.get("height")
+        return int(side) if side else None
+
+    def _load_image(self, image: Any, what: str, notes: Notes) -> Image.Image:
         if image is None:
             raise InputError(f"No {what} was given: upload one.")
         try:
-            sanitized = sanitize_image(image)
+            sanitized = sanitize_image(image, min_side=self.image_input_side)
         except ValueError as error:
             raise InputError(f"The {what}: {error}") from error
         for notice in sanitized.notices:
