@@ -294,12 +294,12 @@ class UnCLIPService:
     @user_errors
     def interpolate(
         self,
-        start_kind: str,
-        start_prompt: str | None,
-        start_image: Any,
-        end_kind: str,
-        end_prompt: str | None,
-        end_image: Any,
+        start_kind: str = "Prompt",
+        start_prompt: str | None = None,
+        start_image: Any = None,
+        end_kind: str = "Prompt",
+        end_prompt: str | None = None,
+        end_image: Any = None,
         num_frames: int = 7,
         seed: int = 0,
         randomize_seed: bool = False,
@@ -314,7 +314,8 @@ class UnCLIPService:
     ) -> Iterator[tuple[Captioned, str, int, str]]:
         """A path between two prompts, two images, or a prompt and an image (`pipe.interpolate`): slerp of the CLIP
         image embeddings with one decoder noise for every frame. `invert` DDIM-inverts image endpoints so the end
-        frames reconstruct them (the decoder then samples with DDIM).
+        frames reconstruct them (the decoder then samples with DDIM). An endpoint's image is read only when its kind is
+        "Image", its prompt only when it is "Prompt".
 
         Yields `(frames captioned with their position, gif_path, seed_used, notes)`.
         """
@@ -339,11 +340,11 @@ class UnCLIPService:
     @user_errors
     def text_diff(
         self,
-        source_kind: str,
-        source_prompt: str | None,
-        source_image: Any,
-        base_prompt: str | None,
-        target_prompt: str,
+        source_kind: str = "Prompt",
+        source_prompt: str | None = None,
+        source_image: Any = None,
+        base_prompt: str | None = None,
+        target_prompt: str | None = None,
         amount: float = 0.5,
         num_images: int = 2,
         seed: int = 0,
@@ -359,7 +360,8 @@ class UnCLIPService:
     ) -> Iterator[tuple[Captioned, int, str]]:
         """Move an image (or a prompt's sample) toward a target description along the CLIP text diff
         (`pipe.text_diff`). Returns `num_images` frames evenly spaced up to `amount` (0 = the source, 1 = all the
-        way), each captioned with its amount. `base_prompt` describes the source; empty reuses a prompt source.
+        way), each captioned with its amount. `base_prompt` describes the source; empty reuses a prompt source. The
+        source image is read only when `source_kind` is "Image", the source prompt only when it is "Prompt".
 
         Yields `(frames captioned with their amount, seed_used, notes)`.
         """

@@ -39,10 +39,10 @@ def build(service: UnCLIPService, options: EventOptions) -> TextToImageTab:
             send = send_buttons("t2i", gallery)
     inputs = [prompt, seed, randomize, num_images, *advanced]
     outputs = [gallery, seed, notes]
-    gr.on(
-        [generate.click, prompt.submit], service.text_to_image, inputs, outputs, api_name="text_to_image",
+    options.register(
+        [generate.click, prompt.submit], service.text_to_image, inputs, outputs, randomize=randomize,
+        api_name="text_to_image",
         api_description="Prompt → images (base resolution first, then upsampled); returns images, seed used, notes.",
-        **options.event_kwargs(),
     )
 
     def example(prompt_text: str):
