@@ -1,5 +1,5 @@
 """The launched app: every endpoint through `gradio_client` and raw HTTP, and a real headless Chromium loading the page
-offline."""
+offline. All of it starts a server, so the whole module is `slow` (CI still runs it)."""
 
 import json
 import os
@@ -20,6 +20,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync"]
 DEFAULTS = [2, 2, 2, 4.0, 8.0, "DPM-Solver++ 2M"]  # steps per stage, guidance per stage, scheduler
 STEPS = {"prior_steps": 2, "decoder_steps": 2, "super_res_steps": 2}
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
