@@ -79,6 +79,8 @@ def test_prompts_longer_than_the_model_reads_are_cut_with_a_note_saying_where(se
     _, _, notes = last(service.text_diff("Prompt", "a b", None, "", LONG + " and more words here", 0.5, 1, 0, False))
     assert 'The target description is longer than the 75 tokens' in notes
     assert 'ignored: "x y z and more words here".' in notes
+    _, _, notes = last(service.text_diff("Prompt", LONG, None, "", "cat", 0.5, 1, 0, False))
+    assert notes.count("longer than the 75 tokens") == 1  # the source prompt, not again as its own description
     _, _, _, notes = last(service.interpolate("Prompt", "cat", None, "Prompt", LONG + " " + LONG, None, 3, 0, False))
     assert 'The end prompt is longer than the 75 tokens' in notes and 'ignored: "x y z a b c d e …"' in notes
     assert "start prompt" not in notes

@@ -368,8 +368,9 @@ class UnCLIPService:
         notes = self._notes()
         source = self._source(source_kind, source_prompt, source_image, "source", notes)
         if isinstance(source, str) and not (base_prompt or "").strip():
-            base_prompt = source
-        base_prompt = self._prompt(base_prompt, "description of the source", notes)
+            base_prompt = source  # already checked, and any cut noted, as the source prompt
+        else:
+            base_prompt = self._prompt(base_prompt, "description of the source", notes)
         target_prompt = self._prompt(target_prompt, "target description", notes)
         amount = check_number("amount", amount)
         num_images = check_number("num_images", num_images)
