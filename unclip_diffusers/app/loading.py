@@ -22,9 +22,42 @@ class LoadedPipeline:
     """The pipeline and where it came from, for the page's header."""
 
     pipe: "object"
-    source: str  # a folder path, or "random tiny model"
+    source: str  # a folder path, a Hub id, or "random tiny model"
     placeholder: bool  # True when the weights are random: the UI shows a warning banner
     bf16: bool = False  # the denoising models run under bfloat16 autocast
+
+    @property
+    def label(self) -> str:
+        """How the page header names the weights (`weights_label`)."""
+        return weights_label(self.source, self.placeholder)
+
+
+def model_card_name(folder: str | os.PathLike) -> str | None:
+    """The model's name in the folder's model card (`model-index[0].name` of README.md), if it has one."""
+    readme = os.path.join(folder, "README.md")
+    if not os.path.isfile(readme):
+        return None
+    from huggingface_hub import metadata_load
+
+    try:
+        index = (metadata_load(readme) or {}).get("model-index") or [{}]
+        name = index[0].get("name")
+    except Exception:  # noqa: BLE001 - a malformed card must not stop the app; the folder's name is shown instead
+        logger.warning("Could not read the model card %s.", readme)
+        return None
+    return str(name) if name else None
+
+
+def weights_label(source: str, placeholder: bool = False) -> str:
+    """The weights as the page header names them: the model's name and its folder's name or Hub id, never a
+    file-system path (which says nothing to a visitor and shows the server's layout)."""
+    if placeholder:
+        return source
+    if os.path.isdir(source):
+        folder = os.path.basename(os.path.normpath(os.path.abspath(source)))
+        name = model_card_name(source)
+        return f"{name} (folder `{folder}`)" if name else f"folder `{folder}`"
+    return f"{source.rstrip('/').rsplit('/', 1)[-1]} (Hub `{source}`)"
 
 
 def default_device() -> torch.device:
