@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     bf16 = {"auto": None, "fp32": False, "bf16": True}[args.precision]
     loaded = load_pipeline(args.model, device=args.device, bf16=bf16)
     service = UnCLIPService(loaded.pipe, placeholder=loaded.placeholder)
-    demo = build_demo(service, loaded.source, concurrency_limit=args.concurrency, queue_size=args.queue_size,
+    demo = build_demo(service, loaded.label, concurrency_limit=args.concurrency, queue_size=args.queue_size,
                       cache_examples=not args.no_cache_examples)
     demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs())
 

@@ -121,3 +121,12 @@ def test_data_url_bytes():
 
     url = b"data:image/png;base64," + base64.b64encode(_png_bytes(Image.new("RGB", (3, 3))))
     assert sanitize_image(url).image.size == (3, 3)
+
+
+def test_images_smaller_than_the_encoder_reads_get_a_notice_naming_the_size():
+    result = sanitize_image(Image.new("RGB", (1, 1), "red"), min_side=64)
+    assert result.image.size == (1, 1)
+    assert result.notices == ["The image is 1x1 pixels, below the 64x64 the image encoder reads: it is "
+                              "enlarged, so results follow little more than its colours."]
+    assert sanitize_image(Image.new("RGB", (64, 80)), min_side=64).notices == []
+    assert sanitize_image(Image.new("RGB", (1, 1))).notices == []  # no minimum given, nothing to say

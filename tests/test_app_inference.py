@@ -66,10 +66,24 @@ def test_text_to_image_refuses_bad_input_with_clear_messages(service):
         last(service.text_to_image("cat", -5, False, 1))
 
 
-def test_long_prompts_are_cut_at_400_characters_with_a_notice(service):
-    with pytest.warns(UserWarning, match="first 400 characters"):
-        images, _, notes = last(service.text_to_image("cat " * 150, 0, False, 1))
-    assert "first 400 characters (it had 599)" in notes and len(images) == 1
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+LONG = " ".join(LETTERS * 3)  # 78 one-letter tokens; the tiny text encoder reads 75 (77 positions, start and end)
+
+
+def test_prompts_longer_than_the_model_reads_are_cut_with_a_note_saying_where(service):
+    with pytest.warns(UserWarning, match="75 tokens"):
+        images, _, notes = last(service.text_to_image(LONG, 0, False, 1))
+    assert ('The prompt is longer than the 75 tokens the model reads: it was cut after "…t u v w"; '
+            'ignored: "x y z".') in notes and len(images) == 1
+    assert "cut" not in last(service.text_to_image(LONG[:-6], 0, False, 1))[2]  # exactly 75 tokens: all read
+    _, _, notes = last(service.text_diff("Prompt", "a b", None, "", LONG + " and more words here", 0.5, 1, 0, False))
+    assert 'The target description is longer than the 75 tokens' in notes
+    assert 'ignored: "x y z and more words here".' in notes
+    _, _, notes = last(service.text_diff("Prompt", LONG, None, "", "cat", 0.5, 1, 0, False))
+    assert notes.count("longer than the 75 tokens") == 1  # the source prompt, not again as its own description
+    _, _, _, notes = last(service.interpolate("Prompt", "cat", None, "Prompt", LONG + " " + LONG, None, 3, 0, False))
+    assert 'The end prompt is longer than the 75 tokens' in notes and 'ignored: "x y z a b c d e …"' in notes
+    assert "start prompt" not in notes
 
 
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
@@ -121,6 +135,8 @@ def test_variations_sanitise_uploads(service, tmp_path):
         last(service.variations(str(text), 0, False, 1))
     with pytest.raises(gr.Error, match="No input image was given"):
         last(service.variations(None, 0, False, 1))
+    _, _, notes = last(service.variations(Image.new("RGB", (1, 1), "red"), 0, False, 1))
+    assert "The input image: The image is 1x1 pixels, below the 32x32 the image encoder reads" in notes
 
 
 @pytest.mark.parametrize("start, end", [

@@ -1,5 +1,6 @@
 """Which weights the app serves, and `python app.py`'s wiring (launch is intercepted, no server starts)."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_app_py_assembles_and_launches(monkeypatch, saved_pipeline):
 
 
 def test_bf16_autocast_is_automatic_on_native_bf16_cpus_for_trained_weights(monkeypatch, saved_pipeline):
-    from unclip_diffusers.pipelines import sampling  # where app/loading.py imports the detection from
+    from unclip_diffusers.utils import cpu_bf16 as sampling  # where app/loading.py imports the detection from
 
     monkeypatch.setattr(sampling, "cpu_has_native_bf16", lambda: True)
     loaded = load_pipeline(saved_pipeline, device="cpu")
@@ -95,3 +96,32 @@ def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
     assert not sampling.cpu_has_native_bf16()
     cpuinfo.unlink()  # not Linux: no flags, no bf16
     assert sampling.cpu_flags() == frozenset() and not sampling.cpu_has_native_bf16()
+
+
+def _header(demo) -> str:
+    return next(c["props"]["value"] for c in demo.get_config_file()["components"]
+                if c["type"] == "markdown" and "miniature DALL·E 2" in c["props"]["value"])
+
+
+def test_header_names_the_model_and_its_folder_never_an_absolute_path(monkeypatch, saved_pipeline, tmp_path):
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(demo=self))
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("app", None)
+    import app
+
+    app.main(["--model", str(saved_pipeline), "--no-cache-examples"])
+    header = _header(launched["demo"])
+    assert str(saved_pipeline) not in header and str(saved_pipeline.parent) not in header
+    assert f"folder `{saved_pipeline.name}`" in header
+    card = tmp_path / "named"
+    shutil.copytree(saved_pipeline, card)
+    (card / "README.md").write_text("---\nmodel-index:\n- name: unclip-emoji\n---\n# A card\n")
+    assert load_pipeline(card, device="cpu").label == "unclip-emoji (folder `named`)"
+
+
+def test_hub_and_random_weights_are_labelled_by_name(monkeypatch):
+    from unclip_diffusers.app.loading import weights_label
+
+    assert weights_label("unclip-diffusers/unclip-emoji") == "unclip-emoji (Hub `unclip-diffusers/unclip-emoji`)"
+    assert weights_label("random tiny model", placeholder=True) == "random tiny model"

@@ -1,8 +1,11 @@
-"""The launched app: every endpoint through `gradio_client`, and a real headless Chromium loading the page offline."""
+"""The launched app: every endpoint through `gradio_client` and raw HTTP, and a real headless Chromium loading the page
+offline. All of it starts a server, so the whole module is `slow` (CI still runs it)."""
 
+import json
 import os
 import shutil
 from pathlib import Path
+from urllib.request import Request, urlopen
 
 import pytest
 from gradio_client import Client, handle_file
@@ -16,6 +19,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 DEFAULTS = [2, 2, 2, 4.0, 8.0, "DPM-Solver++ 2M"]  # steps per stage, guidance per stage, scheduler
+STEPS = {"prior_steps": 2, "decoder_steps": 2, "super_res_steps": 2}
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +75,37 @@ def test_variations_interpolation_and_text_diff(client, png):
     assert [i["caption"] for i in images] == ["amount 0.25", "amount 0.50"]
 
 
-def test_long_prompts_are_cut_with_a_notice(client):
+def test_long_prompts_are_cut_with_a_note_saying_where(client):
     _, _, notes = client.predict("apple " * 80, 0, False, 1, *DEFAULTS, api_name="/text_to_image")
-    assert "first 400 characters (it had 479)" in notes
+    assert ('The prompt is longer than the 75 tokens the model reads: it was cut after "…apple apple apple app"; '
+            'ignored: "le apple apple apple apple apple apple apple …".') in notes  # "apple" is 2 tokens: app, le
+
+
+def test_a_seed_given_by_a_client_is_used_without_saying_randomize_seed_false(client):
+    _, seed, _ = client.predict("cat", seed=5, num_images=1, **STEPS, api_name="/text_to_image")
+    assert seed == 5
+    _, seed, _ = client.predict("cat", seed=5, randomize_seed=True, num_images=1, **STEPS, api_name="/text_to_image")
+    assert seed != 5  # asking for a fresh seed still works (a 1 in 2**32 chance of drawing 5)
+
+
+def test_prompt_mode_needs_no_image_arguments(client):
+    frames, _, seed, _ = client.predict(start_kind="Prompt", start_prompt="cat", end_kind="Prompt", end_prompt="dog",
+                                        num_frames=3, seed=4, **STEPS, api_name="/interpolate")
+    assert [f["caption"] for f in frames] == ["0.00", "0.50", "1.00"] and seed == 4
+    images, _, _ = client.predict(source_kind="Prompt", source_prompt="red apple", target_prompt="green apple",
+                                  num_images=1, **STEPS, api_name="/text_diff")
+    assert [i["caption"] for i in images] == ["amount 0.50"]
+
+
+def test_unknown_scheduler_over_raw_http_is_answered_with_a_sentence_and_no_traceback(server, capfd):
+    base = server.rstrip("/") + "/gradio_api/call/text_to_image"
+    body = json.dumps({"data": ["cat", 0, False, 1, 2, 2, 2, 4.0, 8.0, "Euler"]}).encode()
+    with urlopen(Request(base, data=body, headers={"Content-Type": "application/json"}), timeout=60) as response:
+        event_id = json.load(response)["event_id"]
+    with urlopen(f"{base}/{event_id}", timeout=60) as response:
+        stream = response.read().decode()
+    assert "event: error" in stream and "Scheduler must be one of: DPM-Solver++ 2M" in stream and "Euler" in stream
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -80,6 +114,8 @@ def test_long_prompts_are_cut_with_a_notice(client):
     (("cat", 0, False, 1, 500, 2, 2, 4.0, 8.0, "DDIM"), "Prior steps must be between 1 and 100, got 500"),
     (("cat", 0, False, 1, 2, 2, 2, "lots", 8.0, "DDIM"), "Prior guidance scale must be a number"),
     (("cat", -3, False, 1, *DEFAULTS), "Seed must be between 0 and 4294967295"),
+    (("cat", 0, False, 2.5, *DEFAULTS), "Number of images must be a whole number, got 2.5"),
+    (("cat", 1.5, False, 1, *DEFAULTS), "Seed must be a whole number, got 1.5"),
 ])
 def test_bad_api_input_gets_a_sentence_not_a_traceback(client, args, message):
     with pytest.raises(AppError, match=message):
@@ -117,21 +153,33 @@ def test_browser_renders_offline_generates_and_sends_to_variations(server, tmp_p
             page.wait_for_selector("#placeholder-banner", timeout=60_000)
             page.fill("#t2i-prompt textarea", "grinning face, Noto style")
             page.click("#t2i-generate")
-            page.wait_for_function(  # the final (upsampled) image, loaded: notes no longer say "upsampling"
-                """() => {
-                    const img = document.querySelector('#t2i-gallery img');
-                    const notes = document.querySelector('#t2i-notes').innerText;
-                    return img && img.complete && img.naturalWidth > 0
-                        && notes.includes('randomly initialised') && !notes.includes('upsampling');
-                }""",
-                timeout=90_000,
-            )
+            notes_final = """() => {
+                const img = document.querySelector('#t2i-gallery img');
+                const notes = document.querySelector('#t2i-notes').innerText;
+                return img && img.complete && img.naturalWidth > 0
+                    && notes.includes('randomly initialised') && !notes.includes('upsampling');
+            }"""  # the final (upsampled) image, loaded: notes no longer say "upsampling"
+            page.wait_for_function(notes_final, timeout=90_000)
             widths = page.eval_on_selector_all("#t2i-gallery img", "imgs => imgs.map(img => img.naturalWidth)")
             screenshot = tmp_path / "app.png"
             page.screenshot(path=str(screenshot), full_page=True)
             if os.environ.get("APP_SCREENSHOT_DIR"):  # keep a copy to look at
                 Path(os.environ["APP_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
                 shutil.copy(screenshot, Path(os.environ["APP_SCREENSHOT_DIR"]) / "app.png")
+
+            first_seed = page.input_value("#t2i-seed input")
+            page.click("#t2i-generate")  # "Randomize seed" is ticked on the page: a new seed each click
+            page.wait_for_function(f"() => document.querySelector('#t2i-seed input').value !== '{first_seed}'",
+                                   timeout=90_000)
+            page.wait_for_function(notes_final, timeout=90_000)
+            seed = page.input_value("#t2i-seed input")
+            page.fill("#t2i-prompt textarea", "   ")
+            page.click("#t2i-generate")  # refused: the results and the seed stay, the notes say why
+            page.wait_for_function("() => document.querySelector('#t2i-notes').innerText.includes('Not generated')",
+                                   timeout=30_000)
+            after_error = {"images": page.eval_on_selector_all("#t2i-gallery img", "imgs => imgs.length"),
+                           "seed": page.input_value("#t2i-seed input"),
+                           "overlays": page.inner_text("#t2i-gallery") + page.inner_text("#t2i-seed")}
 
             page.click("#t2i-to-variations")
             page.wait_for_selector("#var-image img", timeout=30_000)
@@ -140,6 +188,8 @@ def test_browser_renders_offline_generates_and_sends_to_variations(server, tmp_p
             browser.close()
     assert widths and set(widths) == {64}  # the upsampled images, not the 16 px base ones
     assert variations_visible
+    assert after_error["images"] == len(widths) and after_error["seed"] == seed != first_seed
+    assert "Error" not in after_error["overlays"]  # no error badge covering the kept results
     assert external == []
     with Image.open(screenshot) as shot:
         assert shot.size[0] == 1280

@@ -60,6 +60,7 @@ def test_requirements_are_pinned_and_a_deploy_pins_the_installed_versions(tmp_pa
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (tmp_path / "space" / "requirements.txt").read_text()
 
 
+@pytest.mark.slow  # two subprocesses
 def test_local_dir_target_holds_a_self_contained_space(tmp_path):
     target = tmp_path / "space"
     result = subprocess.run([sys.executable, str(SPACES / "deploy.py"), "user/space", "--local-dir", str(target)],

@@ -84,3 +84,58 @@ def test_launch_settings_need_no_network():
     theme = kwargs["theme"]
     fonts = list(theme._font) + list(theme._font_mono)
     assert not any(isinstance(f, gr.themes.GoogleFont) for f in fonts)
+
+
+def _props(demo, elem_id: str) -> dict:
+    return next(c["props"] for c in demo.get_config_file()["components"] if c["props"].get("elem_id") == elem_id)
+
+
+def test_prompt_box_states_the_token_limit_of_the_loaded_model(service, demo):
+    assert "75 tokens" in _props(demo, "t2i-prompt")["info"]  # the tiny text encoder: 77 positions, start and end
+    tokenizer = service.pipe.tokenizer
+    previous, tokenizer.model_max_length = tokenizer.model_max_length, 12
+    try:
+        shorter = build_demo(service)
+    finally:
+        tokenizer.model_max_length = previous
+    info = _props(shorter, "t2i-prompt")["info"]
+    assert "10 tokens" in info and "400" not in info and "notes say where" in info
+
+
+def _page_event(demo, button_id: str):
+    """The event the page runs when the button with `button_id` is clicked."""
+    button = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == button_id)
+    return next(fn for fn in _fns(demo) if (button._id, "click") in fn.targets)
+
+
+@pytest.mark.parametrize("button_id, arguments", [
+    ("t2i-generate", ("   ", 7, False, 1, 2, 2, 2, 4.0, 8.0, "DDIM")),
+    ("var-generate", (None, 7, False, 1, 2, 2, 8.0, "DDIM")),
+    ("interp-generate", ("Prompt", "cat", None, "Image", "", None, 3, 7, False, 2, 2, 2, 4.0, 8.0, "DDIM", False)),
+    ("diff-generate", ("Prompt", "cat", None, "", "", 0.5, 2, 7, False, 2, 2, 2, 4.0, 8.0, "DDIM", False)),
+])
+def test_a_refused_request_keeps_the_results_and_seed_on_the_page_and_says_why(demo, button_id, arguments):
+    event = _page_event(demo, button_id)
+    with pytest.warns(UserWarning, match="empty|No .* was given"):  # the message also pops up (gr.Warning)
+        updates = list(event.fn(*arguments))
+    *kept, notes = updates[-1]
+    assert kept and all(update == gr.skip() for update in kept)  # the gallery, the GIF and the seed box stay
+    assert notes.startswith("**Not generated:** ") and ("empty" in notes or "was given" in notes)
+
+
+def test_over_the_api_a_given_seed_wins_while_the_page_box_starts_ticked(demo):
+    endpoints = demo.get_api_info()["named_endpoints"]
+    for name in ENDPOINTS:
+        parameters = {p["parameter_name"]: p for p in endpoints[f"/{name}"]["parameters"]}
+        assert parameters["randomize_seed"]["parameter_default"] is False, name
+    ticked = [c["props"]["value"] for c in demo.get_config_file()["components"]
+              if c["type"] == "checkbox" and c["props"].get("label") == "Randomize seed" and c["props"]["visible"]]
+    assert ticked == [True] * 4
+
+
+def test_image_arguments_are_optional_over_the_api_in_prompt_mode(demo):
+    endpoints = demo.get_api_info()["named_endpoints"]
+    optional = {name: {p["parameter_name"] for p in endpoints[name]["parameters"] if p["parameter_has_default"]}
+                for name in ("/interpolate", "/text_diff")}
+    assert {"start_image", "end_image"} <= optional["/interpolate"]
+    assert {"source_image"} <= optional["/text_diff"]

@@ -2,18 +2,21 @@
 
 import random
 
+import gradio as gr
 import pytest
 
 from unclip_diffusers.app.schedulers import SCHEDULERS, make_scheduler
 from unclip_diffusers.app.validation import LIMITS, MAX_PROMPT_CHARS, InputError, check_number, check_prompt, resolve_seed
+from unclip_diffusers.app.widgets import advanced_settings, seed_controls, slider
 from unclip_diffusers.configs import build_sampling_scheduler
 
 
-def test_prompt_is_stripped_and_cut_at_400_characters():
-    assert check_prompt("  a  red\napple ") == ("a red apple", None)
-    prompt, notice = check_prompt("x" * 450)
-    assert len(prompt) == MAX_PROMPT_CHARS and "400" in notice and "450" in notice
-    assert check_prompt("y" * 400) == ("y" * 400, None)
+def test_prompt_is_stripped_and_only_absurd_lengths_are_refused():
+    assert check_prompt("  a  red\napple ") == "a red apple"
+    long = "red apple " * 100  # far past what the model reads: cut by tokens later (`fit_prompt`), not here
+    assert check_prompt(long) == long.strip()
+    with pytest.raises(InputError, match=f"prompt has {MAX_PROMPT_CHARS + 1} characters; at most {MAX_PROMPT_CHARS}"):
+        check_prompt("x" * (MAX_PROMPT_CHARS + 1))
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", None, "\n\t"])
@@ -56,3 +59,25 @@ def test_every_scheduler_keeps_the_stage_schedule(name):
     assert scheduler is not make_scheduler(name, base.config)
     with pytest.raises(ValueError, match="Unknown scheduler"):
         make_scheduler("Euler", base.config)
+
+
+@pytest.mark.parametrize("make, value, message", [
+    (lambda: slider("num_images"), 2.5, "Number of images must be a whole number, got 2.5"),
+    (lambda: seed_controls("t")[0], 1.5, "Seed must be a whole number, got 1.5"),
+])
+def test_integer_inputs_refuse_fractions_instead_of_rounding_them(make, value, message):
+    with gr.Blocks():
+        component = make()
+    with pytest.raises(gr.Error, match=message) as refused:
+        component.preprocess(value)
+    assert refused.value.print_exception is False  # a sentence for the client, no traceback in the server log
+    assert component.preprocess(float(int(value))) == int(value)  # 2.0 is a whole number and still accepted
+
+
+def test_unknown_scheduler_is_refused_by_name_before_it_reaches_the_function():
+    with gr.Blocks():
+        dropdown = advanced_settings("t", {})[-1]
+    assert dropdown.preprocess("UniPC") == "UniPC"
+    with pytest.raises(gr.Error, match="Scheduler must be one of: DPM-Solver\\+\\+ 2M, .*; got 'Euler'") as refused:
+        dropdown.preprocess("Euler")
+    assert refused.value.print_exception is False

@@ -4,16 +4,25 @@ import io
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from unclip_diffusers.data import load_image_text_dataset
-from unclip_diffusers.data.build import BuildOptions, build_dataset, main, select_concepts
+from unclip_diffusers.data.build import (
+    CACHE_VERSION,
+    BuildOptions,
+    build_dataset,
+    drop_near_duplicates,
+    main,
+    select_concepts,
+)
 from unclip_diffusers.data.images import RenderJob, SkipArtwork, is_blank, render_job, render_noto, to_square_on_white
 from unclip_diffusers.data.sources import SOURCE_BY_ID, SearchPaths, find_sources, install_command
 
+LANGUAGE_FIXTURE = Path(__file__).parent / "fixtures" / "language"
 ENGLAND = "1f3f4-e0067-e0062-e0065-e006e-e0067-e007f"
 
 
@@ -57,7 +66,8 @@ def npm_prefix(tmp_path_factory) -> Path:
     for folder in ("color", "black"):
         (openmoji / folder / "svg").mkdir(parents=True)
         for i, entry in enumerate(entries):  # distinct images: identical ones would be dropped as placeholders
-            (openmoji / folder / "svg" / f"{entry['hexcode']}.svg").write_text(_svg(f"#{40 * i:02x}a030"))
+            shade = "a030" if folder == "color" else "30a0"  # styles apart too, or the near-duplicate check drops
+            (openmoji / folder / "svg" / f"{entry['hexcode']}.svg").write_text(_svg(f"#{40 * i:02x}{shade}"))
 
     twitter = _package(prefix, "emoji-datasource-twitter")
     (twitter / "img" / "twitter" / "64").mkdir(parents=True)
@@ -93,12 +103,20 @@ def test_find_sources_and_install_hint(npm_prefix):
 def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     output = tmp_path / "emoji"
     options = BuildOptions(heldout_pair_fraction=0.2, heldout_concept_fraction=0.2)
-    summary = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False)
+    search = _search(npm_prefix)
+    search.npm_prefixes.append(LANGUAGE_FIXTURE)  # the committed excerpt of the CLDR and emojibase packages
+    summary = build_dataset(output, options, search, num_workers=1, progress=False)
     assert summary["images_per_style"] == {"Fluent flat": 6, "OpenMoji": 4, "OpenMoji outline": 4, "Twemoji": 3}
     assert summary["skipped_pairs"] == 1  # the blank heart
     assert sum(summary["split_sizes"].values()) == 17
     assert all(summary["split_sizes"][s] > 0 for s in ("train", "heldout_pairs", "heldout_concepts"))
-    assert "CC-BY-SA-4.0" in (output / "LICENSES.md").read_text()
+    licenses = (output / "LICENSES.md").read_text()
+    assert "CC-BY-SA-4.0" in licenses
+    assert "UNICODE LICENSE V3" in licenses and "Copyright (c) 2017-2019 Miles Johnson" in licenses
+    assert [t["package"] for t in summary["language_sources"]] == ["cldr-annotations-full",
+                                                                   "cldr-annotations-derived-full", "emojibase-data"]
+    assert summary["near_duplicates"]["found"] == {"heldout_pairs": 0, "heldout_concepts": 0}
+    assert min(summary["near_duplicates"]["closest_left_rms"].values()) >= summary["near_duplicates"]["threshold_rms"]
     assert Image.open(output / "contact_sheet.png").width > 300
 
     rows = []
@@ -108,7 +126,10 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     assert len(by_pair) == len(rows) == 17
     cat = by_pair[("1f63e", "OpenMoji")]
     assert cat["caption"] == "pouting cat, OpenMoji style" and cat["name"] == "pouting cat"
-    assert "cat, pouting, pouting cat face in the OpenMoji style" in cat["captions"]  # tags + another source's name
+    assert cat["captions"][0] == cat["caption"] and len(cat["captions"]) <= 64
+    assert {"pouting cat", "schmollende Katze", "不機嫌な猫", ":pouting_cat:"} <= set(cat["captions"])
+    assert any("pouting cat face" in c for c in cat["captions"])  # another source's name (emoji-datasource)
+    assert json.loads(cat["names"])["de"] == "schmollende Katze" and json.loads(cat["names"])["en"] == "pouting cat"
     assert cat["license"] == "CC-BY-SA-4.0" and cat["source"] == "openmoji"
     assert by_pair[("1f63e", "Twemoji")]["image_256"] is None  # 64-px source
     assert Image.open(io.BytesIO(cat["image_256"]["bytes"])).size == (256, 256)  # to_list() keeps encoded images
@@ -116,15 +137,22 @@ def test_build_end_to_end(npm_prefix, tmp_path, caplog):
     medium = np.asarray(Image.open(io.BytesIO(by_pair[("1f44d-1f3fd", "Fluent flat")]["image"]["bytes"])))
     assert tuple(medium[32, 32]) == (0xA0, 0x60, 0x40)
     assert by_pair[(ENGLAND, "Fluent flat")]["name"] == "flag: England"
+    assert by_pair[("1f44d-1f3fd", "Fluent flat")]["family"] == "1f44d"
+    # groups from the emojibase excerpt; a skin tone makes "people" whatever the group
+    assert {(r["concept"], r["group"], r["slice"]) for r in rows} == {
+        ("1f63e", "smileys-emotion", "everyday"), ("1f600", "smileys-emotion", "everyday"),
+        ("1f680", "travel-places", "everyday"), ("2764", "smileys-emotion", "everyday"),
+        ("1f44d-1f3fc", "people-body", "people"), ("1f44d-1f3fd", "people-body", "people"),
+        (ENGLAND, "flags", "flags")}
 
     with caplog.at_level(logging.INFO):
-        again = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False)
+        again = build_dataset(output, options, search, num_workers=1, progress=False)
     assert again["signature"] == summary["signature"] and "already holds this build" in caplog.text
 
     # a forced rebuild reuses the rendered images instead of drawing them again
     cached = sorted((tmp_path / "emoji.cache").rglob("*.png"))
     stamps = [p.stat().st_mtime_ns for p in cached]
-    rebuilt = build_dataset(output, options, _search(npm_prefix), num_workers=1, progress=False, force=True)
+    rebuilt = build_dataset(output, options, search, num_workers=1, progress=False, force=True)
     assert rebuilt["split_sizes"] == summary["split_sizes"]
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "emoji.cache").rglob("*.png"))] == stamps
 
@@ -203,3 +231,18 @@ def test_noto_font_rejects_multi_glyph_and_missing_emoji():
 
 def test_every_source_has_a_known_license():
     assert {s.license for s in SOURCE_BY_ID.values()} <= {"OFL-1.1", "Apache-2.0", "CC-BY-4.0", "CC-BY-SA-4.0", "MIT"}
+
+
+def test_held_out_copies_of_training_images_are_dropped(tmp_path):
+    source = SimpleNamespace(spec=SimpleNamespace(id="fake"), version="1")
+    stem = tmp_path / CACHE_VERSION / "fake-1"
+    stem.mkdir(parents=True)
+    colours = {"1f4bf": (10, 10, 200), "1f4c0": (12, 10, 200), "1f680": (200, 10, 10), "1f408": (10, 200, 10)}
+    for key, colour in colours.items():  # optical disk and dvd drawn (nearly) alike
+        Image.new("RGB", (64, 64), colour).save(stem / f"{key}.png")
+    assignment = {("1f4bf", "S"): "train", ("1f4c0", "S"): "heldout_concepts", ("1f680", "S"): "train",
+                  ("1f408", "S"): "heldout_pairs"}  # fmt: skip
+    report = drop_near_duplicates(assignment, {pair: source for pair in assignment}, tmp_path)
+    assert ("1f4c0", "S") not in assignment and ("1f408", "S") in assignment
+    assert report["found"] == {"heldout_pairs": 0, "heldout_concepts": 1}
+    assert report["closest_left_rms"]["heldout_pairs"] > 0.5 and "1f4bf" in report["examples"]["heldout_concepts"][0]

@@ -27,6 +27,8 @@ SHAPES = ["circle", "square", "triangle", "cross", "diamond", "ring"]
 STYLES = {"Red": (220, 40, 40), "Green": (40, 170, 60), "Blue": (40, 70, 220)}
 HELDOUT_PAIRS = {("circle", "Blue"), ("square", "Green"), ("triangle", "Red"), ("cross", "Green")}
 HELDOUT_CONCEPTS = {"diamond", "ring"}
+SLICE_OF = {"circle": "everyday", "square": "people", "triangle": "everyday", "cross": "flags", "diamond": "everyday",
+            "ring": "everyday"}  # fmt: skip
 
 
 def _draw(shape: str, colour: tuple[int, int, int], size: int = 64, inset: int = 12) -> Image.Image:
@@ -62,13 +64,13 @@ def make_synthetic_dataset(path) -> str:
                 rows[split].append({
                     "image": _draw(shape, colour, inset=inset), "image_256": None, "caption": caption,
                     "captions": [caption, f"a {style.lower()} {shape}"], "concept": shape, "name": shape,
-                    "style": style, "source": "synthetic", "license": "CC0-1.0",
+                    "style": style, "source": "synthetic", "license": "CC0-1.0", "slice": SLICE_OF[shape],
                 })
     features = datasets.Features({
         "image": datasets.Image(), "image_256": datasets.Image(), "caption": datasets.Value("string"),
         "captions": datasets.Sequence(datasets.Value("string")), "concept": datasets.Value("string"),
         "name": datasets.Value("string"), "style": datasets.Value("string"), "source": datasets.Value("string"),
-        "license": datasets.Value("string"),
+        "license": datasets.Value("string"), "slice": datasets.Value("string"),
     })
     dd = datasets.DatasetDict({k: datasets.Dataset.from_list(v, features=features) for k, v in rows.items()})
     dd.save_to_disk(str(path))
@@ -123,8 +125,9 @@ class OraclePipeline:
     def image_variation(self, image, num_images_per_prompt=1, decoder_num_inference_steps=25,
                         super_res_num_inference_steps=10, decoder_guidance_scale=8.0, generator=None,
                         output_type="pil"):
-        self._record("image_variation", generator, num_images_per_prompt)
-        return SimpleNamespace(images=[image.copy() for _ in range(num_images_per_prompt)])
+        images = image if isinstance(image, list) else [image]
+        self._record("image_variation", generator, len(images) * num_images_per_prompt)
+        return SimpleNamespace(images=[im.copy() for im in images for _ in range(num_images_per_prompt)])
 
     def interpolate(self, start, end, steps=5, prior_num_inference_steps=25, decoder_num_inference_steps=25,
                     super_res_num_inference_steps=10, prior_guidance_scale=4.0, decoder_guidance_scale=8.0,
@@ -176,6 +179,30 @@ def test_oracle_pipeline_scores_equal_real_reference(evaluation):
         assert i["endpoint_cos_start"] == pytest.approx(1.0, abs=1e-5)
         assert i["endpoint_cos_end"] == pytest.approx(1.0, abs=1e-5)
         assert i["max_over_mean"] == pytest.approx(2.0) and i["straightness"] == pytest.approx(1.0)  # one jump
+
+
+def test_slices_score_generated_and_real_images_alike_for_an_oracle(evaluation):
+    results, _, _ = evaluation
+    concepts = results["splits"]["heldout_concepts"]
+    assert set(concepts["slices"]) == {"everyday"}  # ring and diamond
+    assert set(results["splits"]["heldout_pairs"]["slices"]) == {"everyday", "people", "flags"}
+    for split in ("heldout_pairs", "heldout_concepts"):
+        s = results["splits"][split]
+        for name, t in s["slices"].items():
+            assert t["count"] == sum(SLICE_OF[c.split(",")[0]] == name for c in
+                                     [r for r in _captions(split)])  # fmt: skip
+            # the oracle "generates" the real image (nan: a slice whose captions have no rival in their style)
+            assert t["concept_top1"] == pytest.approx(t["concept_top1_real"], nan_ok=True)
+            f = s["variation_fidelity"][name]
+            assert f["variation_concept_top1"] == pytest.approx(f["real_concept_top1"], nan_ok=True)
+    everyday = results["splits"]["heldout_concepts"]["slices"]["everyday"]
+    assert everyday["concept_top1_chance"] == 0.5 and everyday["concept_top1_count"] == 6  # ring vs diamond
+
+
+def _captions(split):
+    return [f"{shape}, {style} style" for shape in SHAPES for style in STYLES
+            if (shape in HELDOUT_CONCEPTS) == (split == "heldout_concepts")
+            and ((shape, style) in HELDOUT_PAIRS) == (split == "heldout_pairs")]
 
 
 def test_prior_baselines_use_train_concepts_only_where_they_exist(evaluation):

@@ -59,7 +59,11 @@ def write_dataset(folder):
                 {"id": "fluent-flat", "package": "@lobehub/fluent-emoji-flat", "version": "1.0.0",
                  "style": "Fluent flat", "license": "MIT", "images": 40},
                 {"id": "noto-font", "package": "fonts-noto-color-emoji", "version": "2.042-1", "style": "Noto",
-                 "license": "OFL-1.1", "images": 36}]}
+                 "license": "OFL-1.1", "images": 36}],
+            "language_sources": [
+                {"package": "cldr-annotations-full", "version": "48.2.0", "license": "Unicode-3.0",
+                 "locales": ["en", "de", "ja"]},
+                {"package": "emojibase-data", "version": "17.0.0", "license": "MIT", "locales": ["en", "de"]}]}
     (folder / "build_info.json").write_text(json.dumps(info))
     (folder / "LICENSES.md").write_text("# Licenses and attribution\n\nTwemoji graphics, Copyright Twitter, Inc\n")
     return folder
@@ -114,6 +118,8 @@ def test_pipeline_card_reports_the_measured_metrics_and_validates(tmp_path):
     for license_id in ("CC-BY-4.0", "CC-BY-SA-4.0", "MIT", "OFL-1.1"):
         assert license_id in text
     assert "emoji-datasource-twitter" in text and "[`TRAINING_DATA_LICENSES.md`]" in text
+    assert "Caption names and keywords in 3 languages come from `cldr-annotations-full` 48.2.0 (Unicode-3.0)" in text
+    assert "emojibase-data` 17.0.0 (MIT)" in text and "Unicode License v3" in text
     assert 'UnCLIPPipeline.from_pretrained("someone/unclip-emoji", revision=REVISION)' in text
     assert 'trust_remote_code=True, revision=REVISION' in text and "pip install unclip-diffusers" in text
     assert "ab" * 32 in text and "pin `revision=` to a commit sha" in text

@@ -19,7 +19,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from unclip_diffusers import PromptEncodings, UnCLIPPipeline, UnCLIPPipelineOutput
+from unclip_diffusers import PromptEncodings, PromptFit, UnCLIPPipeline, UnCLIPPipelineOutput
 from unclip_diffusers.configs import build_components
 from unclip_diffusers.pipelines.sampling import strength_start_index
 
@@ -340,6 +340,20 @@ def test_long_prompt_is_truncated_to_77_tokens_with_a_warning(pipe, caplog):
     same = pipe(truncated, generator=_generator(), output_type="np", **FAST)
     np.testing.assert_allclose(out.images, same.images, atol=1e-5)
 
+
+
+def test_fit_prompt_says_what_the_encoder_reads_and_what_it_cuts(pipe, caplog):
+    assert pipe.max_prompt_tokens == 75  # the tiny text encoder's 77 positions less the start and end tokens
+    assert pipe.fit_prompt("red apple, Noto style") == PromptFit(kept="red apple , noto style", dropped="",
+                                                                 max_tokens=75)
+    letters = [chr(ord("a") + i % 26) for i in range(80)]  # one token each
+    fit = pipe.fit_prompt(" ".join(letters))
+    assert fit == PromptFit(kept=" ".join(letters[:75]), dropped=" ".join(letters[75:]), max_tokens=75)
+    with caplog.at_level(logging.WARNING):
+        full = pipe(" ".join(letters), generator=_generator(), output_type="np", **FAST)
+    assert any("dropped: 'x y z a b'" in record.getMessage() for record in caplog.records)
+    kept = pipe(fit.kept, generator=_generator(), output_type="np", **FAST)
+    np.testing.assert_allclose(full.images, kept.images, atol=1e-6)  # what `kept` says is what the model read
 
 PUBLIC_METHODS = ["__call__", "encode_prompt", "sample_prior", "decode", "super_resolve", "image_variation",
                   "interpolate", "text_diff", "ddim_invert"]

@@ -164,3 +164,17 @@ def test_conditioning_image_and_crops():
     assert not torch.allclose(blurred, sharp) and (sharp - targets).abs().mean() < (torch.rand_like(targets) * 2 - 1 - targets).abs().mean()
     a, b = random_crops([targets, targets.clone()], 16, torch.Generator().manual_seed(0))
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bf16(monkeypatch, caplog):
+    from unclip_diffusers.training import trainer
+
+    config = get_training_config("decoder", "tiny", mixed_precision="bf16")
+    monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="unclip_diffusers.training.trainer"):
+        assert trainer.effective_mixed_precision(config) == "no"
+    assert "no native bf16" in caplog.text
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.effective_mixed_precision(config) == "bf16"
+    assert trainer.effective_mixed_precision(get_training_config("decoder", "tiny")) == "no"

@@ -287,3 +287,31 @@ def test_locked_image_tuning_trains_only_the_text_tower(tmp_path):
     torch.testing.assert_close(cached, full.logits_per_image, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="locked_image_tower"):
         _config("clip", tmp_path, locked_image_tower=str(tmp_path / "missing"))
+
+
+def test_family_balance_weights_every_stage_s_batches_by_family(tmp_path, caplog):
+    """family_balance=1 gives the 3 thumbs-up tones of the fixture one family's weight; 0 leaves draws uniform."""
+    stage = UpsamplerStage(_config("upsampler", tmp_path, family_balance=1.0, max_train_examples=0))
+    train = load_split(stage.config, "train")
+    with caplog.at_level("INFO", logger="unclip_diffusers.training.trainer"):
+        stage.balance_families(train)
+    per_family: dict[str, float] = {}
+    for weight, family in zip(stage.sampling_weights.tolist(), train["family"]):
+        per_family[family] = per_family.get(family, 0.0) + weight
+    assert len(per_family) > 3 and max(per_family.values()) == pytest.approx(min(per_family.values()))
+    assert "everyday share of a batch" in caplog.text
+    stage.setup(None)  # the stage's own setup weighs its (high-resolution) training rows
+    assert stage.sampling_weights is not None and len(stage.sampling_weights) == stage.num_train_examples
+    drawn = stage.batch_indices(micro_step=5, process_index=0, num_processes=1)
+    assert torch.equal(drawn, stage.batch_indices(micro_step=5, process_index=0, num_processes=1))
+    uniform = UpsamplerStage(_config("upsampler", tmp_path / "u", max_train_examples=0))
+    uniform.setup(None)
+    assert uniform.sampling_weights is None
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_throughput_benchmark_trains_every_stage_on_synthetic_data(stage):
+    from unclip_diffusers.training.benchmark import benchmark_stage
+
+    result = benchmark_stage(stage, "tiny", seconds=0.0, warmup_steps=1, num_threads=1)
+    assert result["stage"] == stage and result["timed_steps"] >= 1 and result["samples_per_s"] > 0

@@ -7,10 +7,11 @@ __version__ = "0.1.0"
 from diffusers import ModelMixin  # noqa: F401
 
 from .models import UnCLIPPriorTransformer, UnCLIPTextProjection
-from .pipelines import PromptEncodings, UnCLIPPipeline, UnCLIPPipelineOutput
+from .pipelines import PromptEncodings, PromptFit, UnCLIPPipeline, UnCLIPPipelineOutput
 
 __all__ = [
     "PromptEncodings",
+    "PromptFit",
     "UnCLIPPipeline",
     "UnCLIPPipelineOutput",
     "UnCLIPPriorTransformer",

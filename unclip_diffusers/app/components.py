@@ -37,12 +37,16 @@ class UploadImage(gr.Image):
 
 
 def _checked_number(component: gr.components.Component, payload: Any, minimum: float | None, maximum: float | None):
-    """Reject a non-numeric or out-of-range API value with a message that names the component."""
+    """Reject a non-numeric, out-of-range or (for a whole-number component) fractional API value with a message that
+    names the component; Gradio would otherwise round `2.5` to `2` without a word."""
     if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
         raise gr.Error(f"{component.label} must be a number, got {payload!r}.", print_exception=False)
     if (minimum is not None and payload < minimum) or (maximum is not None and payload > maximum):
         raise gr.Error(f"{component.label} must be between {format_number(minimum)} and {format_number(maximum)}, "
                        f"got {format_number(payload)}.", print_exception=False)
+    if getattr(component, "precision", None) == 0 and payload != int(payload):
+        raise gr.Error(f"{component.label} must be a whole number, got {format_number(payload)}.",
+                       print_exception=False)
 
 
 class CheckedSlider(gr.Slider):
@@ -64,4 +68,18 @@ class CheckedNumber(gr.Number):
         if payload is None:
             return None
         _checked_number(self, payload, self.minimum, self.maximum)
+        return super().preprocess(payload)
+
+
+class CheckedDropdown(gr.Dropdown):
+    """A dropdown whose unknown API values are refused with the dropdown's name and choices (the stock one's refusal
+    leaves a traceback in the server log)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        choices = [value for _, value in self.choices]
+        if not self.allow_custom_value and not self.multiselect and payload not in choices:
+            raise gr.Error(f"{self.label} must be one of: {', '.join(map(str, choices))}; got {payload!r}.",
+                           print_exception=False)
         return super().preprocess(payload)

@@ -100,8 +100,9 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     return image.convert("RGB"), f"The {names.get(mode, mode)} image was converted to RGB."
 
 
-def sanitize_image(source: ImageInput, max_side: int = MAX_SIDE) -> SanitizedImage:
-    """Load an upload as an RGB image no larger than `max_side` on its longest side.
+def sanitize_image(source: ImageInput, max_side: int = MAX_SIDE, min_side: int | None = None) -> SanitizedImage:
+    """Load an upload as an RGB image no larger than `max_side` on its longest side; with `min_side` (the image
+    encoder's input size), a notice says when the image is smaller and so gets enlarged.
 
     Raises `ValueError` with a user-facing message for anything that is not a usable image: missing or empty files,
     non-images, damaged files, decompression bombs and animations are handled; EXIF rotation is applied.
@@ -133,4 +134,7 @@ def sanitize_image(source: ImageInput, max_side: int = MAX_SIDE) -> SanitizedIma
         image = image.copy()
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         notices.append(f"The {original[0]}x{original[1]} image was downscaled to {image.width}x{image.height}.")
+    if min_side is not None and min(image.size) < min_side:
+        notices.append(f"The image is {image.width}x{image.height} pixels, below the {min_side}x{min_side} the image "
+                       "encoder reads: it is enlarged, so results follow little more than its colours.")
     return SanitizedImage(image=image, notices=notices)

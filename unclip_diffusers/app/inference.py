@@ -5,8 +5,8 @@ shallow copy of the pipeline that shares the model weights but has its own sched
 (timesteps, solver history), so concurrent requests must never share them; the weights are only read.
 
 The functions are generators: Gradio streams each `yield` to the page, which is how the base-resolution image shows
-up before the upsampled one. Bad input raises `gr.Error` with one sentence; notices (a cut prompt, a downscaled
-upload) are shown with `gr.Warning` and also returned as text, so API clients see them too.
+up before the upsampled one. Bad input raises `gr.Error` with one sentence; notices (a prompt longer than the model
+reads, a downscaled upload) are shown with `gr.Warning` and also returned as text, so API clients see them too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 from .animation import GifStore
 from .images import sanitize_image
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
-from .validation import LIMITS, InputError, check_number, check_prompt, resolve_seed
+from .validation import LIMITS, InputError, check_number, check_prompt, cut_prompt_note, resolve_seed
 
 logger = logging.getLogger(__name__)
 
@@ -158,17 +158,34 @@ class UnCLIPService:
             notes.items.append("These images come from a randomly initialised model (no trained weights loaded).")
         return notes
 
+    @property
+    def max_prompt_tokens(self) -> int:
+        """How many tokens of a prompt the model reads (what the prompt box tells the user)."""
+        return self.pipe.max_prompt_tokens
+
+    def _prompt(self, prompt: Any, what: str, notes: Notes) -> str:
+        """A checked prompt; a note says where it was cut if it is longer than the model reads."""
+        prompt = check_prompt(prompt, what)
+        notes.add(cut_prompt_note(self.pipe.fit_prompt(prompt), what))
+        return prompt
+
     def _settings(self, **values: Any) -> dict[str, int | float]:
         """Check stage settings by name; `None` means the pipeline's default."""
         return {name: check_number(name, self.defaults[name] if value is None else value)
                 for name, value in values.items()}
 
-    @staticmethod
-    def _load_image(image: Any, what: str, notes: Notes) -> Image.Image:
+    @property
+    def image_input_side(self) -> int | None:
+        """The side of the square the image encoder reads (its feature extractor's resize), if the pipeline says."""
+        size = getattr(getattr(self.pipe, "feature_extractor", None), "size", None) or {}
+        side = size.get("shortest_edge") or size.get("height")
+        return int(side) if side else None
+
+    def _load_image(self, image: Any, what: str, notes: Notes) -> Image.Image:
         if image is None:
             raise InputError(f"No {what} was given: upload one.")
         try:
-            sanitized = sanitize_image(image)
+            sanitized = sanitize_image(image, min_side=self.image_input_side)
         except ValueError as error:
             raise InputError(f"The {what}: {error}") from error
         for notice in sanitized.notices:
@@ -181,9 +198,7 @@ class UnCLIPService:
             raise InputError(f"The {what} must be one of {list(SOURCES)}, got {kind!r}.")
         if kind == "Image":
             return self._load_image(image, f"{what} image", notes)
-        prompt, notice = check_prompt(prompt, f"{what} prompt")
-        notes.add(notice)
-        return prompt
+        return self._prompt(prompt, f"{what} prompt", notes)
 
     def _base_then_upsampled(self, pipe: Any, base: torch.Tensor, super_res_steps: int, generator: torch.Generator,
                              seed: int, notes: Notes, progress: gr.Progress) -> Iterator[tuple[Images, int, str]]:
@@ -222,8 +237,7 @@ class UnCLIPService:
         Settings left as `None` use the pipeline's defaults. Yields `(images, seed_used, notes)`.
         """
         notes = self._notes()
-        prompt, notice = check_prompt(prompt)
-        notes.add(notice)
+        prompt = self._prompt(prompt, "prompt", notes)
         num_images = check_number("num_images", num_images)
         s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
                            prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
@@ -280,12 +294,12 @@ class UnCLIPService:
     @user_errors
     def interpolate(
         self,
-        start_kind: str,
-        start_prompt: str | None,
-        start_image: Any,
-        end_kind: str,
-        end_prompt: str | None,
-        end_image: Any,
+        start_kind: str = "Prompt",
+        start_prompt: str | None = None,
+        start_image: Any = None,
+        end_kind: str = "Prompt",
+        end_prompt: str | None = None,
+        end_image: Any = None,
         num_frames: int = 7,
         seed: int = 0,
         randomize_seed: bool = False,
@@ -300,7 +314,8 @@ class UnCLIPService:
     ) -> Iterator[tuple[Captioned, str, int, str]]:
         """A path between two prompts, two images, or a prompt and an image (`pipe.interpolate`): slerp of the CLIP
         image embeddings with one decoder noise for every frame. `invert` DDIM-inverts image endpoints so the end
-        frames reconstruct them (the decoder then samples with DDIM).
+        frames reconstruct them (the decoder then samples with DDIM). An endpoint's image is read only when its kind is
+        "Image", its prompt only when it is "Prompt".
 
         Yields `(frames captioned with their position, gif_path, seed_used, notes)`.
         """
@@ -325,11 +340,11 @@ class UnCLIPService:
     @user_errors
     def text_diff(
         self,
-        source_kind: str,
-        source_prompt: str | None,
-        source_image: Any,
-        base_prompt: str | None,
-        target_prompt: str,
+        source_kind: str = "Prompt",
+        source_prompt: str | None = None,
+        source_image: Any = None,
+        base_prompt: str | None = None,
+        target_prompt: str | None = None,
         amount: float = 0.5,
         num_images: int = 2,
         seed: int = 0,
@@ -345,18 +360,18 @@ class UnCLIPService:
     ) -> Iterator[tuple[Captioned, int, str]]:
         """Move an image (or a prompt's sample) toward a target description along the CLIP text diff
         (`pipe.text_diff`). Returns `num_images` frames evenly spaced up to `amount` (0 = the source, 1 = all the
-        way), each captioned with its amount. `base_prompt` describes the source; empty reuses a prompt source.
+        way), each captioned with its amount. `base_prompt` describes the source; empty reuses a prompt source. The
+        source image is read only when `source_kind` is "Image", the source prompt only when it is "Prompt".
 
         Yields `(frames captioned with their amount, seed_used, notes)`.
         """
         notes = self._notes()
         source = self._source(source_kind, source_prompt, source_image, "source", notes)
         if isinstance(source, str) and not (base_prompt or "").strip():
-            base_prompt = source
-        base_prompt, notice = check_prompt(base_prompt, "description of the source")
-        notes.add(notice)
-        target_prompt, notice = check_prompt(target_prompt, "target description")
-        notes.add(notice)
+            base_prompt = source  # already checked, and any cut noted, as the source prompt
+        else:
+            base_prompt = self._prompt(base_prompt, "description of the source", notes)
+        target_prompt = self._prompt(target_prompt, "target description", notes)
         amount = check_number("amount", amount)
         num_images = check_number("num_images", num_images)
         s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,

@@ -22,9 +22,42 @@ class LoadedPipeline:
     """The pipeline and where it came from, for the page's header."""
 
     pipe: "object"
-    source: str  # a folder path, or "random tiny model"
+    source: str  # a folder path, a Hub id, or "random tiny model"
     placeholder: bool  # True when the weights are random: the UI shows a warning banner
     bf16: bool = False  # the denoising models run under bfloat16 autocast
+
+    @property
+    def label(self) -> str:
+        """How the page header names the weights (`weights_label`)."""
+        return weights_label(self.source, self.placeholder)
+
+
+def model_card_name(folder: str | os.PathLike) -> str | None:
+    """The model's name in the folder's model card (`model-index[0].name` of README.md), if it has one."""
+    readme = os.path.join(folder, "README.md")
+    if not os.path.isfile(readme):
+        return None
+    from huggingface_hub import metadata_load
+
+    try:
+        index = (metadata_load(readme) or {}).get("model-index") or [{}]
+        name = index[0].get("name")
+    except Exception:  # noqa: BLE001 - a malformed card must not stop the app; the folder's name is shown instead
+        logger.warning("Could not read the model card %s.", readme)
+        return None
+    return str(name) if name else None
+
+
+def weights_label(source: str, placeholder: bool = False) -> str:
+    """The weights as the page header names them: the model's name and its folder's name or Hub id, never a
+    file-system path (which says nothing to a visitor and shows the server's layout)."""
+    if placeholder:
+        return source
+    if os.path.isdir(source):
+        folder = os.path.basename(os.path.normpath(os.path.abspath(source)))
+        name = model_card_name(source)
+        return f"{name} (folder `{folder}`)" if name else f"folder `{folder}`"
+    return f"{source.rstrip('/').rsplit('/', 1)[-1]} (Hub `{source}`)"
 
 
 def default_device() -> torch.device:
@@ -101,13 +134,13 @@ def load_pipeline(
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # the app reports progress through gr.Progress instead
     if bf16 is None:
-        from unclip_diffusers.pipelines.sampling import cpu_has_native_bf16
+        from unclip_diffusers.utils.cpu_bf16 import cpu_has_native_bf16
 
         bf16 = device.type == "cpu" and not placeholder and cpu_has_native_bf16()
     if bf16:
         if device.type != "cpu":
             raise ValueError(f"bf16 autocast is for CPU inference; the pipeline is on {device}.")
-        from unclip_diffusers.pipelines.sampling import enable_cpu_bf16_autocast
+        from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
         enable_cpu_bf16_autocast(pipe)
         logger.info("The denoising models run under bfloat16 autocast.")

@@ -29,7 +29,7 @@ CSS = """
 
 HEADER = """# unCLIP — a miniature DALL·E 2
 CLIP text encoder → diffusion **prior** (text embedding → CLIP image embedding) → **decoder** (embedding → base image)
-→ **upsampler**. [Paper](https://arxiv.org/abs/2204.06125) · weights: `{source}`"""
+→ **upsampler**. [Paper](https://arxiv.org/abs/2204.06125) · weights: {source}"""
 
 
 def theme() -> gr.themes.Base:
@@ -78,7 +78,7 @@ def build_demo(
 
     Args:
         service (`UnCLIPService`): the shared pipeline and the functions behind the tabs.
-        source (`str`): where the weights came from, shown in the header.
+        source (`str`): how the header names the weights (`LoadedPipeline.label`: a name, never a path).
         concurrency_limit (`int`, defaults to `CONCURRENCY`): simultaneous generations across all tabs.
         queue_size (`int`, defaults to `QUEUE_SIZE`): requests allowed to wait.
         cache_examples (`bool`, defaults to `False`): cache example outputs (lazily, on first click).

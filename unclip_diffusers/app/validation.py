@@ -8,8 +8,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-MAX_PROMPT_CHARS = 400  # DALL-E 2's limit on prompt length
+if TYPE_CHECKING:
+    from unclip_diffusers.pipelines.pipeline_output import PromptFit
+
+# Longer prompts are refused before tokenizing (a bound on the work one request can ask for). The model reads far fewer:
+# `UnCLIPPipeline.fit_prompt` says how much, and the tab functions note where a prompt was cut.
+MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
 
 
@@ -62,11 +68,8 @@ def check_number(name: str, value: object) -> int | float:
     return float(value)
 
 
-def check_prompt(prompt: object, what: str = "prompt") -> tuple[str, str | None]:
-    """Strip a prompt and cut it to `MAX_PROMPT_CHARS`; returns the prompt and a notice if it was cut.
-
-    Raises `InputError` for a missing or blank prompt.
-    """
+def check_prompt(prompt: object, what: str = "prompt") -> str:
+    """The prompt with its whitespace collapsed; raises `InputError` for a missing, blank or absurdly long prompt."""
     if prompt is None:
         prompt = ""
     if not isinstance(prompt, str):
@@ -75,11 +78,20 @@ def check_prompt(prompt: object, what: str = "prompt") -> tuple[str, str | None]
     if not prompt:
         raise InputError(f"The {what} is empty: describe what you want to see.")
     if len(prompt) > MAX_PROMPT_CHARS:
-        return (
-            prompt[:MAX_PROMPT_CHARS],
-            f"The {what} was cut to its first {MAX_PROMPT_CHARS} characters (it had {len(prompt)}), as in DALL·E 2.",
-        )
-    return prompt, None
+        raise InputError(f"The {what} has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted (the model "
+                         "reads far fewer).")
+    return prompt
+
+
+def cut_prompt_note(fit: PromptFit, what: str = "prompt", words: int = 4) -> str | None:
+    """A note saying where a prompt was cut (its last `words` words read, then what was ignored), or `None` if the
+    model reads all of it."""
+    if not fit.dropped:
+        return None
+    ignored = fit.dropped.split()
+    ignored_text = " ".join(ignored[: 2 * words]) + (" …" if len(ignored) > 2 * words else "")
+    return (f'The {what} is longer than the {fit.max_tokens} tokens the model reads: it was cut after '
+            f'"…{" ".join(fit.kept.split()[-words:])}"; ignored: "{ignored_text}".')
 
 
 def resolve_seed(seed: object, randomize: bool, rng: random.Random | None = None) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from .components import CheckedNumber, CheckedSlider
+from .components import CheckedDropdown, CheckedNumber, CheckedSlider
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from .validation import LIMITS, MAX_SEED
 
@@ -43,7 +43,7 @@ def advanced_settings(prefix: str, defaults: dict[str, float], stages: tuple[str
             for name in stages:
                 visible = has_super_res or name != "super_res_steps"
                 controls.append(slider(name, elem_id=f"{prefix}-{name}", value=defaults.get(name), visible=visible))
-        controls.append(gr.Dropdown(
+        controls.append(CheckedDropdown(
             choices=list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler", elem_id=f"{prefix}-scheduler",
             info="The sampler of every stage; DPM-Solver++ and UniPC need the fewest steps.",
         ))

@@ -23,19 +23,25 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
+import numpy as np
+from PIL import Image
+
 from .captions import build_captions, primary_caption
 from .concepts import Concept, emoji_concepts, skin_tones_of, strip_skin_tones
-from .images import RenderJob, render_job
-from .quality import find_duplicates
+from .families import family_of
+from .groups import emoji_groups, group_of, slice_of
+from .images import RenderJob, resize, render_job
+from .language import LanguageData, load_language_data
+from .quality import NEAR_DUPLICATE_SIZE, NEAR_DUPLICATE_THRESHOLD, find_duplicates, nearest_distances
 from .report import SourceUsage, make_contact_sheet, write_licenses
 from .sources import DEFAULT_NPM_PREFIX, STYLES, FoundSource, SearchPaths, find_sources, install_command
-from .split import SPLITS, assign_splits, unit_hash
+from .split import SPLITS, assign_splits, leak_free_splits, unit_hash
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "data/emoji"
 CACHE_VERSION = "v1"  # bump when the rendering changes, so cached images are redrawn
-BUILD_VERSION = 2  # bump when captions, filtering or splitting change, so an up-to-date check rebuilds
+BUILD_VERSION = 3  # bump when captions, filtering or splitting change, so an up-to-date check rebuilds
 SKIN_TONE_CHOICES = ("all", "single", "none")
 
 
@@ -47,11 +53,15 @@ def dataset_features() -> datasets.Features:
             "image_256": datasets.Image(),  # 256 px, None where the source has no high-resolution art
             "caption": datasets.Value("string"),
             "captions": datasets.List(datasets.Value("string")),
+            "names": datasets.Value("string"),  # JSON {locale: short name}, e.g. {"en": "cat", "de": "Katze"}
             "concept": datasets.Value("string"),
             "name": datasets.Value("string"),
             "style": datasets.Value("string"),
             "source": datasets.Value("string"),
             "license": datasets.Value("string"),
+            "family": datasets.Value("string"),  # families.family_of: held out together, weighed equally
+            "group": datasets.Value("string"),  # Unicode emoji group (emojibase-data), '' when unknown
+            "slice": datasets.Value("string"),  # evaluation slice: everyday, people, flags or other (groups.py)
         }
     )
 
@@ -178,6 +188,8 @@ def _rows(
     chosen: dict[tuple[str, str], FoundSource],
     cache_dir: Path,
     found: tuple[FoundSource, ...],
+    groups: dict[str, str],
+    language: LanguageData,
 ) -> Iterator[dict]:
     concepts = emoji_concepts()
     texts: dict[str, tuple[list[str], list[str]]] = {}
@@ -189,22 +201,73 @@ def _rows(
             texts[key] = concept_texts(key, found)
         aliases, tags = texts[key]
         name = concepts[key].name
+        english = language.annotation(key, "en")
+        captions = build_captions(name, style, english.names + aliases, english.keywords + tags,
+                                  language.localized(key), language.shortcodes.get(key, []))  # fmt: skip
         yield {
             "image": {"bytes": stem.with_suffix(".png").read_bytes(), "path": None},
             "image_256": {"bytes": high.read_bytes(), "path": None} if source.spec.high_res else None,
             "caption": primary_caption(name, style),
-            "captions": build_captions(name, style, aliases, tags),
+            "captions": captions,
+            "names": json.dumps({**language.names(key), "en": name}, ensure_ascii=False),
             "concept": key,
             "name": name,
             "style": style,
             "source": source.spec.package,
             "license": source.spec.license,
+            "family": family_of(key),
+            "group": group_of(key, groups),
+            "slice": slice_of(key, group_of(key, groups)),
         }
 
 
-def _signature(options: BuildOptions, found: list[FoundSource]) -> str:
+def _small_images(pairs: list[tuple[str, str]], chosen: dict[tuple[str, str], FoundSource], cache_dir: Path) -> np.ndarray:
+    """(N, D) float32 images of `pairs` at NEAR_DUPLICATE_SIZE px, flattened, in [0, 1]."""
+    rows = []
+    for key, style in pairs:
+        with Image.open(_cache_stem(cache_dir, chosen[(key, style)], key).with_suffix(".png")) as image:
+            small = resize(image.convert("RGB"), NEAR_DUPLICATE_SIZE)
+        rows.append(np.asarray(small, dtype=np.float32).reshape(-1) / 255.0)
+    return np.stack(rows) if rows else np.zeros((0, NEAR_DUPLICATE_SIZE**2 * 3), np.float32)
+
+
+def drop_near_duplicates(
+    assignment: dict[tuple[str, str], str], chosen: dict[tuple[str, str], FoundSource], cache_dir: Path,
+    threshold: float = NEAR_DUPLICATE_THRESHOLD,
+) -> dict:
+    """Remove from `assignment` every held-out image that a training image of any style nearly copies; report it.
+
+    Compares at NEAR_DUPLICATE_SIZE px by RMS pixel difference, across all styles (some draw alike), so an image
+    drawn identically under another name (OpenMoji's "optical disk" and "dvd") cannot be scored as unseen.
+    """
+    train = sorted(p for p, s in assignment.items() if s == "train")
+    report: dict = {"size_px": NEAR_DUPLICATE_SIZE, "threshold_rms": round(threshold, 5), "found": {},
+                    "closest_left_rms": {}, "examples": {}}  # fmt: skip
+    if not train:
+        return report
+    references = _small_images(train, chosen, cache_dir)
+    for split in SPLITS[1:]:
+        held = sorted(p for p, s in assignment.items() if s == split)
+        if not held:
+            continue
+        distances, nearest = nearest_distances(_small_images(held, chosen, cache_dir), references)
+        offenders = [(held[i], train[nearest[i]], float(distances[i])) for i in np.flatnonzero(distances < threshold)]
+        for pair, _, _ in offenders:
+            del assignment[pair]
+        left = distances[distances >= threshold]
+        report["found"][split] = len(offenders)
+        report["closest_left_rms"][split] = round(float(left.min()), 5) if left.size else None
+        report["examples"][split] = [f"{a[0]} {a[1]} ~ {b[0]} {b[1]} ({d:.4f})" for a, b, d in offenders[:10]]
+        if offenders:
+            logger.info("%s: dropped %d images a training image nearly copies, e.g. %s", split, len(offenders),
+                        report["examples"][split][:3])  # fmt: skip
+    return report
+
+
+def _signature(options: BuildOptions, found: list[FoundSource], language: LanguageData) -> str:
     payload = {"options": vars(options), "cache": CACHE_VERSION, "build": BUILD_VERSION,
-               "sources": sorted((f.spec.id, f.version, len(f.artwork)) for f in found)}  # fmt: skip
+               "sources": sorted((f.spec.id, f.version, len(f.artwork)) for f in found),
+               "language": sorted((f.spec.package, f.version, *f.locales) for f in language.found)}  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -214,6 +277,8 @@ def _save_splits(
     chosen: dict[tuple[str, str], FoundSource],
     cache_dir: Path,
     found: list[FoundSource],
+    groups: dict[str, str],
+    language: LanguageData,
 ) -> datasets.DatasetDict:
     """Write the DatasetDict to `folder` (streamed through a temporary Arrow cache, so memory stays small)."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -228,7 +293,7 @@ def _save_splits(
                 _rows, features=dataset_features(), cache_dir=arrow_cache, split=datasets.Split(split),
                 # tuples, not lists: `datasets` would try to shard list arguments
                 gen_kwargs={"pairs": tuple(by_split[split]), "chosen": chosen, "cache_dir": cache_dir,
-                            "found": tuple(found)},
+                            "found": tuple(found), "groups": groups, "language": language},
             )  # fmt: skip
         # an empty split needs one explicit (empty) shard, or `load_from_disk` fails on it
         num_shards = {name: 1 if len(split) == 0 else None for name, split in splits.items()}
@@ -278,7 +343,8 @@ def build_dataset(
         logger.info("found %s %s at %s (%d images)", source.spec.package, source.version, source.root,
                     len(source.artwork))  # fmt: skip
 
-    signature = _signature(options, found)
+    language = load_language_data(search)
+    signature = _signature(options, found, language)
     info_path = output_dir / "build_info.json"
     if not force and info_path.is_file() and json.loads(info_path.read_text()).get("signature") == signature:
         logger.info("%s already holds this build (signature %s); use --force to rebuild", output_dir, signature)
@@ -308,15 +374,19 @@ def build_dataset(
     chosen = {pair: source for pair, source in chosen.items() if pair not in duplicates}
 
     assignment = assign_splits(chosen, options.heldout_pair_fraction, options.heldout_concept_fraction, options.seed)
+    assignment = leak_free_splits(assignment)
+    near = drop_near_duplicates(assignment, chosen, cache_dir)
+    chosen = {pair: source for pair, source in chosen.items() if pair in assignment}
     by_split: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for pair in sorted(chosen):
         by_split[assignment[pair]].append(pair)
 
+    groups = emoji_groups(search or SearchPaths.default())
     partial = output_dir.with_name(output_dir.name + ".partial")
-    dataset = _save_splits(partial, by_split, chosen, cache_dir, found)
+    dataset = _save_splits(partial, by_split, chosen, cache_dir, found, groups, language.subset(keys))
     per_source = Counter(f"{chosen[p].spec.id}" for p in chosen)
     usages = [SourceUsage(f.spec, f.version, per_source[f.spec.id]) for f in found if per_source[f.spec.id]]
-    write_licenses(partial / "LICENSES.md", usages)
+    write_licenses(partial / "LICENSES.md", usages, language.found)
     make_contact_sheet(dataset, partial / "contact_sheet.png")
     summary = {
         "signature": signature,
@@ -328,8 +398,13 @@ def build_dataset(
         "sources": [{"id": u.spec.id, "package": u.spec.package, "version": u.version, "style": u.spec.style,
                      "license": u.spec.license, "images": u.images} for u in usages],
         "missing_sources": [m.id for m in missing],
+        "language_sources": [{"package": f.spec.package, "version": f.version, "license": f.spec.license,
+                              "locales": f.locales} for f in language.found],
+        "missing_language_sources": [m.package for m in language.missing],
         "skipped_pairs": len(skipped),
         "duplicates_dropped_per_style": dict(sorted(duplicates_per_style.items())),
+        "near_duplicates": near,
+        "images_per_slice": {s: dict(sorted(Counter(dataset[s]["slice"]).items())) for s in SPLITS},
         "seconds": round(time.perf_counter() - start, 1),
     }  # fmt: skip
     (partial / "build_info.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -392,8 +467,13 @@ def main(argv: list[str] | None = None) -> int:
         for spec in missing:
             note = f"  (optional: {spec.style} already comes from another source)" if spec.style in covered else ""
             print(f"missing  {spec.id:15} {spec.package}{note}")
-        if missing:
-            print("install the missing ones with:\n  " + "\n  ".join(install_command(missing)))
+        language = load_language_data(search)
+        for package in language.found:
+            print(f"found    {package.spec.package} {package.version}: locales {' '.join(package.locales)}")
+        for spec in language.missing:
+            print(f"missing  {spec.package}  (names and keywords in other languages)")
+        if missing or language.missing:
+            print("install the missing ones with:\n  " + "\n  ".join(install_command([*missing, *language.missing])))
         return 0
     options = BuildOptions(
         styles=args.styles, source_ids=args.sources, concepts=args.concepts, max_concepts=args.max_concepts,

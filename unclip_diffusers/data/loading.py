@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:  # imported where used, so training from a pack needs no `datasets`
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +16,8 @@ FIXTURE_PATH = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "emo
 
 
 def _load_any(path: Path) -> datasets.DatasetDict | datasets.Dataset:
+    import datasets
+
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return datasets.load_from_disk(str(path))
     if any(path.glob("metadata.jsonl")) or any(path.glob("*/metadata.jsonl")):
@@ -45,6 +49,8 @@ def load_image_text_dataset(
         The split, with `captions` (a list, one element when the source has a single caption) and all other
         columns of the source (`concept`, `style`, ... for the emoji set).
     """
+    import datasets
+
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"dataset folder {str(path)!r} does not exist; build it with `unclip-data build`")

@@ -6,12 +6,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 from PIL import Image, ImageDraw, ImageFont
 
+from .language import FoundLanguagePackage
 from .sources import STYLES, SourceSpec
 from .split import SPLITS, unit_hash
+
+if TYPE_CHECKING:  # imported where used, so training from a pack needs no `datasets`
+    import datasets
 
 # Cell frame colour per split, so the held-out images stand out on the sheet.
 SPLIT_COLORS = {"train": (255, 255, 255), "heldout_pairs": (230, 120, 0), "heldout_concepts": (30, 90, 220)}
@@ -21,10 +25,13 @@ SPDX_URLS = {
     "CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/",
     "CC-BY-SA-4.0": "https://creativecommons.org/licenses/by-sa/4.0/",
     "MIT": "https://opensource.org/license/mit",
+    "Unicode-3.0": "https://www.unicode.org/license.txt",
 }
 
 
 def _as_dict(dataset: datasets.DatasetDict | datasets.Dataset) -> dict[str, datasets.Dataset]:
+    import datasets
+
     return dict(dataset) if isinstance(dataset, datasets.DatasetDict) else {"train": dataset}
 
 
@@ -120,8 +127,39 @@ class SourceUsage:
     images: int
 
 
-def write_licenses(path: str | Path, usages: Sequence[SourceUsage]) -> Path:
-    """Write LICENSES.md: per source the style, package, version, license, attribution and image count."""
+# Used when an installed package lacks its LICENSE file.
+FALLBACK_NOTICES = {
+    "Unicode-3.0": "UNICODE LICENSE V3. Copyright © 2004-2026 Unicode, Inc. "
+                   "Full text: https://www.unicode.org/license.txt",
+    "MIT": "MIT License. Copyright (c) 2017-2019 Miles Johnson. Full text: https://opensource.org/license/mit",
+}
+
+
+def _language_lines(packages: Sequence[FoundLanguagePackage]) -> list[str]:
+    """The LICENSES.md section on the packages the captions' names and keywords come from."""
+    lines = ["", "## Caption text", "",
+             "Captions use emoji names and keywords from these packages (selected, recombined with templates):", "",
+             "| package | version | license | locales | attribution |", "|---|---|---|---|---|"]  # fmt: skip
+    for found in packages:
+        spec = found.spec
+        lines.append(f"| `{spec.package}` | {found.version} | [{spec.license}]({SPDX_URLS.get(spec.license, '')}) "
+                     f"| {' '.join(found.locales)} | {spec.attribution} ({spec.homepage}) |")
+    # The Unicode License v3 asks for its copyright and permission notice with every copy; MIT asks the same.
+    texts: dict[str, list[str]] = {}
+    for found in packages:
+        license_file = found.root / "LICENSE"
+        text = license_file.read_text(encoding="utf-8").strip() if license_file.is_file() else ""
+        text = text or FALLBACK_NOTICES.get(found.spec.license, found.spec.license)
+        texts.setdefault(text, []).append(found.spec.package)
+    for text, names in texts.items():
+        lines += ["", f"### License of {', '.join(f'`{n}`' for n in names)}", "", "```", text, "```"]
+    return lines
+
+
+def write_licenses(
+    path: str | Path, usages: Sequence[SourceUsage], language: Sequence[FoundLanguagePackage] = ()
+) -> Path:
+    """Write LICENSES.md: per artwork source and per caption-text package (`language`) its license and credit."""
     lines = [
         "# Licenses and attribution",
         "",
@@ -150,7 +188,10 @@ def write_licenses(path: str | Path, usages: Sequence[SourceUsage]) -> Path:
         lines.append("- **Apache-2.0 / OFL-1.1** (Noto): keep the copyright notice and license text.")
     if licenses.get("MIT"):
         lines.append("- **MIT** (Fluent Emoji): keep the copyright notice and permission notice.")
-    lines += ["", "Images per license: " + ", ".join(f"{k} {v}" for k, v in sorted(licenses.items())), ""]
+    lines += ["", "Images per license: " + ", ".join(f"{k} {v}" for k, v in sorted(licenses.items()))]
+    if language:
+        lines += _language_lines(language)
+    lines.append("")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .concepts import emoji_concepts, fix_lobehub_key, fluent_slug_to_key, key_from_filename
 
@@ -112,8 +114,18 @@ class FoundSource:
     tags: dict[str, list[str]] = field(default_factory=dict)
 
 
-def install_command(specs: list[SourceSpec], npm_prefix: str = DEFAULT_NPM_PREFIX) -> list[str]:
-    """The exact shell commands that install `specs` (apt and npm), for the message about missing sources."""
+class Installable(Protocol):
+    """Anything `install_command` can install: a package name and its manager ("apt" or "npm")."""
+
+    @property
+    def package(self) -> str: ...
+
+    @property
+    def manager(self) -> str: ...
+
+
+def install_command(specs: Sequence[Installable], npm_prefix: str = DEFAULT_NPM_PREFIX) -> list[str]:
+    """The exact shell commands that install `specs` (apt and npm), for the message about missing packages."""
     apt = sorted({s.package for s in specs if s.manager == "apt"})
     npm = sorted({s.package for s in specs if s.manager == "npm"})
     commands = []
@@ -124,7 +136,8 @@ def install_command(specs: list[SourceSpec], npm_prefix: str = DEFAULT_NPM_PREFI
     return commands
 
 
-def _npm_package_dir(package: str, search: SearchPaths) -> Path | None:
+def npm_package_dir(package: str, search: SearchPaths) -> Path | None:
+    """The folder of an installed npm `package` under the first of `search.npm_prefixes` that has it, else None."""
     for prefix in search.npm_prefixes:
         for candidate in (prefix / "node_modules" / package, prefix / "lib" / "node_modules" / package):
             if (candidate / "package.json").is_file():
@@ -158,7 +171,7 @@ def _scan_noto_font(spec: SourceSpec, search: SearchPaths) -> FoundSource | None
 
 
 def _scan_emoji_datasource(spec: SourceSpec, search: SearchPaths) -> FoundSource | None:
-    root = _npm_package_dir(spec.package, search)
+    root = npm_package_dir(spec.package, search)
     if root is None:
         return None
     image_set = spec.package.removeprefix("emoji-datasource-")
@@ -177,7 +190,7 @@ def _scan_emoji_datasource(spec: SourceSpec, search: SearchPaths) -> FoundSource
 
 
 def _scan_openmoji(spec: SourceSpec, search: SearchPaths) -> FoundSource | None:
-    root = _npm_package_dir(spec.package, search)
+    root = npm_package_dir(spec.package, search)
     if root is None:
         return None
     folder = root / ("color" if spec.id == "openmoji-color" else "black") / "svg"
@@ -198,7 +211,7 @@ def _scan_openmoji(spec: SourceSpec, search: SearchPaths) -> FoundSource | None:
 
 
 def _scan_lobehub(spec: SourceSpec, search: SearchPaths) -> FoundSource | None:
-    root = _npm_package_dir(spec.package, search)
+    root = npm_package_dir(spec.package, search)
     if root is None:
         return None
     suffix = ".webp" if spec.id == "fluent-3d" else ".svg"
@@ -215,7 +228,7 @@ def _scan_lobehub(spec: SourceSpec, search: SearchPaths) -> FoundSource | None:
 
 
 def _scan_fluentui(spec: SourceSpec, search: SearchPaths) -> FoundSource | None:
-    root = _npm_package_dir(spec.package, search)
+    root = npm_package_dir(spec.package, search)
     if root is None:
         return None
     folder = root / "icons" / ("modern" if spec.id == "fluentui-color" else "flat")
@@ -290,5 +303,5 @@ def find_sources(
 
 __all__ = [
     "STYLES", "SOURCES", "SOURCE_BY_ID", "SourceSpec", "SearchPaths", "Artwork", "FoundSource",
-    "find_sources", "install_command",
+    "find_sources", "install_command", "npm_package_dir",
 ]  # fmt: skip

@@ -2,11 +2,15 @@
 
 Two kinds of held-out data test two kinds of generalisation:
 
-- `heldout_concepts`: whole concept families (a concept with all its skin-tone variants) never seen in any style;
+- `heldout_concepts`: whole concept families (a concept with all its skin-tone, gender and other variants, see
+  `families.py`) never seen in any style;
 - `heldout_pairs`: (family, style) pairs whose family is trained in other styles and whose style is trained on other
   concepts, so generating them tests composition.
 
 Membership comes from a seeded hash of the family (and style), so it does not change when sources are added.
+`assign_splits` hashes skin-tone families, as the first releases did; `leak_free_splits` then moves to training
+every held-out image whose wider family (gender and other variants) is trained, so a later release's held-out
+splits are subsets of the earlier ones and weights trained on the earlier training split stay clean to evaluate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from .concepts import strip_skin_tones
+from .families import family_of
 
 SPLITS = ("train", "heldout_pairs", "heldout_concepts")
 
@@ -91,3 +96,26 @@ def assign_splits(
         else:
             assignment[(key, style)] = "train"
     return assignment
+
+
+def leak_free_splits(assignment: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+    """Re-split so no held-out image has a trained sibling: whole families out, (family, style) units out.
+
+    A family stays in `heldout_concepts` only if every one of its images was there; otherwise its held-out-concept
+    images move to training. A (family, style) unit stays in `heldout_pairs` only if none of the family's images in
+    that style is trained. Images only ever move to `train`, so each held-out split shrinks.
+    """
+    members: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for pair in assignment:
+        members[family_of(pair[0])].append(pair)
+    result: dict[tuple[str, str], str] = {}
+    for pairs in members.values():
+        splits = {assignment[p] for p in pairs}
+        if splits == {"heldout_concepts"}:
+            result.update((p, "heldout_concepts") for p in pairs)
+            continue
+        trained_styles = {p[1] for p in pairs if assignment[p] in ("train", "heldout_concepts")}
+        for pair in pairs:
+            held = assignment[pair] == "heldout_pairs" and pair[1] not in trained_styles
+            result[pair] = "heldout_pairs" if held else "train"
+    return result

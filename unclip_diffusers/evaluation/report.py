@@ -117,8 +117,32 @@ def _get(d: dict[str, Any], *keys: str) -> Any:
     return d
 
 
+def _slice_rows(splits: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for split, s in splits.items():
+        fidelity = s.get("variation_fidelity") or {}
+        for name, t in (s.get("slices") or {}).items():
+            f = fidelity.get(name) or {}
+            rows.append([split, name, t.get("concept_top1"), t.get("concept_top1_real"), t.get("ratio_to_ceiling"),
+                         t.get("concept_top1_chance"), f.get("variation_concept_top1"), f.get("ratio_to_ceiling"),
+                         _get(t, "r_precision", "r_precision"), _get(t, "r_precision", "chance"),
+                         t.get("clip_fd"), t.get("clip_fd_floor"), t.get("count")])  # fmt: skip
+    return rows
+
+
 def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
     out: list[str] = []
+    slice_rows = _slice_rows(splits)
+    if slice_rows:
+        out += ["## By slice: what users ask for (evaluator CLIP)", "",
+                "Slices: *everyday* (smileys, animals, food, travel, activities, objects, symbols; no skin tones), "
+                "*people* (people, body and hands, any skin tone), *flags*. Concept top-1: the image's true caption "
+                "beats every caption of the same style and slice. *Ceiling*: the same score for the real held-out "
+                "images, the most this evaluator can confirm. Variation fidelity: concept top-1 of one variation "
+                "of each real image. R-precision: the prompt against up to 99 other captions of the slice.", ""]
+        out += _table(["split", "slice", "text→image top-1", "ceiling (real)", "ratio", "(chance)",
+                       "variation top-1", "ratio", "R-precision", "(chance)", "CLIP-FD", "(floor)", "n"],
+                      slice_rows)  # fmt: skip
     clip_rows = []
     for split, s in splits.items():
         for who in ("generation_clip", "evaluator_clip"):

@@ -24,6 +24,7 @@ from ..data import load_image_text_dataset
 from .evaluator import EvaluatorCLIP
 from .inception import inception_fid
 from .report import make_grid
+from .slices import UNSLICED, slice_rows, slice_scores
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class EvalSettings:
     kid_subset_size: int = 1000  # capped at the half-split size
     text_embedding_ablation: bool = True  # also decode from the CLIP text embedding directly (the paper's ablation)
     num_variation_inputs: int = 8
+    num_fidelity_inputs: int = 24  # real held-out images per slice whose one variation the evaluator must recognise
     variations_per_input: int = 4
     num_interpolation_pairs: int = 6
     interpolation_steps: int = 7  # frames per interpolation, endpoints included
@@ -66,7 +68,8 @@ class EvalSettings:
         for split in self.splits:
             if split not in HELDOUT_SPLITS:
                 raise ValueError(f"Only held-out splits are evaluated ({HELDOUT_SPLITS}); got {split!r}.")
-        for name in ("max_examples", "num_variation_inputs", "num_interpolation_pairs", "grid_prompts"):
+        for name in ("max_examples", "num_variation_inputs", "num_fidelity_inputs", "num_interpolation_pairs",
+                     "grid_prompts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         for name in ("num_distractors", "kid_subsets", "kid_subset_size", "batch_size", "grid_seeds",
@@ -89,7 +92,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     "quick": EvalSettings(
         max_examples=8, prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
         prior_guidance_sweep=(1.0, 4.0), num_distractors=99, kid_subsets=5, num_variation_inputs=2,
-        variations_per_input=2, num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2,
+        variations_per_input=2, num_fidelity_inputs=2, num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2,
         batch_size=8,
     ),
 }
@@ -229,6 +232,7 @@ class SplitData:
     images: list[Image.Image]
     picked: list[int] = field(default_factory=list)  # rows used for the generation metrics
     num_rows: int = 0  # rows of the split (more than are held here when only the picked rows were loaded)
+    slices: list[str] = field(default_factory=list)  # evaluation slice of every row ('all' when the data has none)
 
     def subset(self, attr: str) -> list[Any]:
         values = getattr(self, attr)
@@ -252,7 +256,8 @@ def load_split(data_path: str, split: str, settings: EvalSettings) -> SplitData:
     concepts = list(data["concept"]) if "concept" in columns else list(captions)
     styles = list(data["style"]) if "style" in columns else [""] * len(captions)
     images = [im.convert("RGB") for im in data["image"]]
-    return SplitData(split, captions, concepts, styles, images, picked, num_rows=n)
+    slices = list(data["slice"]) if "slice" in columns else [UNSLICED] * len(captions)
+    return SplitData(split, captions, concepts, styles, images, picked, num_rows=n, slices=slices)
 
 
 def caption_pool(data_path: str) -> tuple[list[str], list[str], list[str]]:
@@ -414,6 +419,47 @@ def variation_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, real
 
 
 @torch.inference_mode()
+def variation_fidelity_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, real_embeds: torch.Tensor,
+                               text_embeds: torch.Tensor, settings: EvalSettings) -> dict[str, Any]:
+    """Per slice: evaluator concept top-1 of one variation of each of the first scored real images, next to the
+    real images' own top-1 (the ceiling). The decoder must draw the thing from its exact CLIP image embedding."""
+    result: dict[str, Any] = {}
+    picked_slices = data.subset("slices")
+    for name, positions in slice_rows(picked_slices).items():
+        rows = [data.picked[i] for i in positions[: settings.num_fidelity_inputs]]
+        if not rows:
+            continue
+        variations: list[Image.Image] = []
+        for start in range(0, len(rows), settings.batch_size):
+            chunk = rows[start : start + settings.batch_size]
+            out = pipe.image_variation([data.images[r] for r in chunk], output_type="pil",
+                                       generator=_generators(settings.seed + 500, chunk),
+                                       **_call_kwargs(settings, prior=False))  # fmt: skip
+            variations += list(out.images)
+        scores = slice_scores(rows, evaluator.embed_images(variations), real_embeds, data, text_embeds)
+        result[name] = {"count": scores["count"], "variation_concept_top1": scores["concept_top1"],
+                        "real_concept_top1": scores["concept_top1_real"], "chance": scores["concept_top1_chance"],
+                        "ratio_to_ceiling": scores["ratio_to_ceiling"]}  # fmt: skip
+    return result
+
+
+def slices_text_to_image_section(e_gen: torch.Tensor, e_real: torch.Tensor, e_text: torch.Tensor, data: SplitData,
+                                 settings: EvalSettings, pool: Any, pool_embeds: torch.Tensor) -> dict[str, Any]:
+    """Per slice of the scored rows: the text-to-image image-set scores and concept top-1 against the ceiling.
+
+    `e_gen` holds one generated image per scored row; `e_real` and `e_text` one embedding per split row."""
+    captions, concepts = data.subset("captions"), data.subset("concepts")
+    result: dict[str, Any] = {}
+    for name, positions in slice_rows(data.subset("slices")).items():
+        rows = [data.picked[i] for i in positions]
+        section = image_set_section(e_gen[positions], e_real[rows], e_text[rows], [captions[i] for i in positions],
+                                    [concepts[i] for i in positions], settings, pool, pool_embeds)  # fmt: skip
+        section.update(slice_scores(rows, e_gen[positions], e_real, data, e_text))
+        result[name] = section
+    return result
+
+
+@torch.inference_mode()
 def interpolation_section(pipe: Any, data: SplitData, evaluator: EvaluatorCLIP, real_embeds: torch.Tensor,
                           settings: EvalSettings) -> tuple[dict[str, Any], list[list[Image.Image]]]:
     """Interpolations between pairs of real held-out images: step evenness and endpoint fidelity (evaluator)."""
@@ -508,6 +554,7 @@ def run_evaluation(
         section["text_to_image"] = {
             "via_prior": image_set_section(e_gen, real_sub, text_sub, captions, concepts, settings, pool, pool_eval)
         }
+        section["slices"] = slices_text_to_image_section(e_gen, e_real, e_text, data, settings, pool, pool_eval)
         if settings.text_embedding_ablation:
             direct = decode_embeddings(pipe, z_t[data.picked], captions, settings, seed_offset=0)
             section["text_to_image"]["text_embedding_direct"] = image_set_section(
@@ -523,6 +570,8 @@ def run_evaluation(
             grids[f"variations_{split}"] = make_grid(
                 var_grid, column_labels=["input"] + [f"variation {i + 1}" for i in range(len(var_grid[0]) - 1)],
                 title=f"Image variations of real {split} images")
+        if settings.num_fidelity_inputs:
+            section["variation_fidelity"] = variation_fidelity_section(pipe, data, evaluator, e_real, e_text, settings)
         section["interpolation"], strips = interpolation_section(pipe, data, evaluator, e_real, settings)
         if strips:
             frames = [f"t={i / (settings.interpolation_steps - 1):.2f}" for i in range(settings.interpolation_steps)]

@@ -25,8 +25,8 @@ keeps in its metadata only the values that measure that stage alone (`MetricSpec
 ## Training data
 
 A dataset folder built by `unclip-data` holds `build_info.json` (`{"sources": [{"id", "package", "version", "style",
-"license", "images"}, ...], "concepts", "split_sizes", ...}`) and `LICENSES.md` (attribution); the card lists the
-sources from it and the upload ships `LICENSES.md` as `TRAINING_DATA_LICENSES.md`.
+"license", "images"}, ...], "concepts", "split_sizes", ...}`) and `LICENSES.md` (attribution); `build_info.json` may also list `"language_sources": [{"package", "version", "license",
+"locales"}, ...]`, the packages of caption names and keywords. The card lists the sources from it and the upload ships `LICENSES.md` as `TRAINING_DATA_LICENSES.md`.
 """
 
 from __future__ import annotations
@@ -161,6 +161,16 @@ class DataSource:
 
 
 @dataclass
+class TextSource:
+    """A package the captions' names and keywords come from (a row of `build_info.json`'s `language_sources`)."""
+
+    package: str
+    license: str
+    version: str | None = None
+    locales: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainingData:
     """The training data a card lists: where it was read from, its sources and their licenses."""
 
@@ -170,11 +180,17 @@ class TrainingData:
     licenses_file: Path | None = None
     concepts: int | None = None
     split_sizes: dict[str, int] = field(default_factory=dict)
+    text_sources: list[TextSource] = field(default_factory=list)  # caption names and keywords (CLDR, emojibase)
 
     @property
     def licenses(self) -> list[str]:
         """The distinct SPDX license ids of the sources."""
         return sorted({s.license for s in self.sources})
+
+    @property
+    def text_locales(self) -> list[str]:
+        """The distinct locales of the caption text packages."""
+        return sorted({locale for t in self.text_sources for locale in t.locales})
 
 
 def read_training_data(data_dir: str | os.PathLike | None) -> TrainingData:
@@ -189,10 +205,13 @@ def read_training_data(data_dir: str | os.PathLike | None) -> TrainingData:
                               version=s.get("version"), images=s.get("images")) for s in info.get("sources", [])]
         if not sources:
             raise ValueError(f"{info_path} lists no sources.")
+        text_sources = [TextSource(package=t.get("package", "?"), license=t.get("license", "?"), version=t.get("version"),
+                                   locales=list(t.get("locales") or [])) for t in info.get("language_sources", [])]
         licenses = folder / "LICENSES.md"
         return TrainingData(recorded=True, origin=f"the dataset build `{folder.name}` (build_info.json)",
                             sources=sources, licenses_file=licenses if licenses.is_file() else None,
-                            concepts=info.get("concepts"), split_sizes=dict(info.get("split_sizes") or {}))
+                            concepts=info.get("concepts"), split_sizes=dict(info.get("split_sizes") or {}),
+                            text_sources=text_sources)
     sources = data_code_sources()
     if sources is None:
         return TrainingData(recorded=False, origin="not recorded")

@@ -47,3 +47,11 @@ class PromptEncodings(NamedTuple):
     @property
     def batch_size(self) -> int:
         return self.text_embeds.shape[0]
+
+
+class PromptFit(NamedTuple):
+    """How much of one prompt the CLIP text encoder reads (`UnCLIPPipeline.fit_prompt`)."""
+
+    kept: str  # the text the encoder reads, as the tokenizer writes it back (lower case, spaced punctuation)
+    dropped: str  # the text cut off the end; empty when the whole prompt fits
+    max_tokens: int  # prompt tokens the encoder reads: its context length less the start and end tokens

@@ -36,7 +36,7 @@ from ..utils.images import (
 )
 from .editing import UnCLIPEditingMixin
 from .loading import UnCLIPLoadingMixin
-from .pipeline_output import PromptEncodings, UnCLIPPipelineOutput
+from .pipeline_output import PromptEncodings, PromptFit, UnCLIPPipelineOutput
 from .sampling import StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
 from .validation import (
     check_encodings,
@@ -205,6 +205,18 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
     def _text_length(self) -> int:
         return min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
 
+    @property
+    def max_prompt_tokens(self) -> int:
+        """How many tokens of a prompt the text encoder reads (its context length less the start and end tokens)."""
+        return self._text_length() - 2
+
+    def fit_prompt(self, prompt: str) -> PromptFit:
+        """Split `prompt` into the text the encoder reads and the text truncation cuts off (see `PromptFit`)."""
+        tokens = self.tokenizer(prompt, truncation=False, verbose=False).input_ids[1:-1]  # without start and end
+        limit = self.max_prompt_tokens
+        return PromptFit(kept=self.tokenizer.decode(tokens[:limit]).strip(),
+                         dropped=self.tokenizer.decode(tokens[limit:]).strip(), max_tokens=limit)
+
     def _encode_text(self, prompts: list[str], device: torch.device) -> PromptEncodings:
         length = self._text_length()
         self._warn_truncation(prompts, length)
@@ -218,9 +230,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
 
     def _warn_truncation(self, prompts: list[str], length: int) -> None:
         for prompt in prompts:
-            ids = self.tokenizer(prompt, truncation=False, verbose=False).input_ids
-            if len(ids) > length:
-                dropped = self.tokenizer.decode(ids[length - 1 : -1])
+            dropped = self.fit_prompt(prompt).dropped
+            if dropped:
                 logger.warning(f"A prompt is longer than {length} tokens and was truncated; dropped: {dropped!r}")
 
     def _empty_prompt(self, batch_size: int, device: torch.device) -> PromptEncodings:

@@ -17,9 +17,6 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-# Moved to `unclip_diffusers.utils.cpu_bf16`; still importable from here for `unclip_diffusers.app.loading`.
-from ..utils.cpu_bf16 import cpu_flags, cpu_has_native_bf16, enable_cpu_bf16_autocast  # noqa: F401
-
 LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
 
 Generator = torch.Generator | list[torch.Generator] | None

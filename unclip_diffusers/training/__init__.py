@@ -1,6 +1,6 @@
 """Training every unCLIP stage (CLIP, prior, decoder, upsampler) with accelerate, and assembling the pipeline.
 
-Console scripts: `unclip-train {clip,prior,decoder,upsampler,embed,export} --config {tiny,small} ...` and `unclip-assemble`.
+Console scripts: `unclip-train {clip,prior,decoder,upsampler,embed,export,restore,pack} --config {tiny,small} ...` and `unclip-assemble`.
 Names are imported lazily so `unclip-train` can set up the allocator before torch loads.
 """
 
@@ -23,6 +23,8 @@ _EXPORTS = {
     "assemble_components": ".assemble",
     "load_or_compute_embeddings": ".embeddings",
     "export_checkpoint": ".export",
+    "pack_stage": ".pack",
+    "load_pack": ".pack",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -99,6 +99,11 @@ def clip_pixel_values(images: torch.Tensor, image_mean: Sequence[float], image_s
     return (images.float() / 255.0 - mean) / std
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's parameters are on (batches are drawn on the CPU, then moved there)."""
+    return next(model.parameters()).device
+
+
 def step_generators(seed: int, micro_step: int, process_index: int) -> tuple[torch.Generator, random.Random]:
     """The torch and Python generators of one micro-step on one process."""
     key = (seed * 1_000_003 + micro_step) * 1_009 + process_index

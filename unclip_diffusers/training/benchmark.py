@@ -98,7 +98,7 @@ def benchmark_stage(
         model, optimizer = accelerator.prepare(model, optimizer)
         model.train()
         step, timed_steps, elapsed, cpu_time = 0, 0, 0.0, 0.0
-        while step < warmup_steps or elapsed < seconds:
+        while step < warmup_steps or timed_steps == 0 or elapsed < seconds:  # at least one timed step
             start, start_cpu = time.perf_counter(), time.process_time()
             optimizer_step(stage, accelerator, model, optimizer, step)
             ema.step(accelerator.unwrap_model(model).parameters())

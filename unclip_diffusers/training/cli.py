@@ -1,4 +1,4 @@
-"""`unclip-train {clip,prior,decoder,upsampler,embed,export,restore} ...`: the console script over the training library.
+"""`unclip-train {clip,prior,decoder,upsampler,embed,export,restore,pack} ...`: the console script over the training library.
 
 Every training setting of a stage is a command-line flag generated from its config dataclass; `--config` picks the
 preset (`tiny` or `small`) the flags override. Before torch is imported, `main()` re-executes the process with
@@ -84,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("run_dir", help="a training run folder (holds config.json and checkpoint-<step>/)")
     export.add_argument("--checkpoint", default=None, help="a checkpoint folder of that run (default: the newest)")
+    export.add_argument("--fp16", action="store_true", help="also write a float16 copy to --output/snapshot-<step>/")
+    export.add_argument("--output", default=None, help="where the float16 copy goes (default RUN_DIR/fp16)")
+    pack = sub.add_parser("pack", help="pack what the decoder or upsampler trains on into one file (train with "
+                                       "--data_path FILE)")
+    pack.add_argument("--stage", dest="stage_name", required=True, choices=["decoder", "upsampler"])
+    pack.add_argument("--config", default="small", choices=TRAINING_PRESETS, help="model preset (image size)")
+    pack.add_argument("--data_path", default="data/emoji")
+    pack.add_argument("--clip_dir", default="", help="the decoder's CLIP run (default runs/clip-<model preset>)")
+    pack.add_argument("--output", required=True, help="the pack file, ending in .safetensors")
+    pack.add_argument("--text", default="tokens", choices=["tokens", "encodings"],
+                      help="decoder captions as token ids + the text tower (small) or as cached fp16 encodings")
+    pack.add_argument("--max_images", type=int, default=0, help="a seeded random subset of training images (0 = all)")
+    pack.add_argument("--num_validation_examples", type=int, default=64)
+    pack.add_argument("--max_mib", type=float, default=50.0, help="refuse to write a larger pack")
+    pack.add_argument("--high_res_column", default="image_256")
+    pack.add_argument("--image_column", default="image")
+    pack.add_argument("--caption_column", default="caption")
     restore = sub.add_parser(
         "restore", help="recreate run folders (final/ or snapshot-<step>/) from a pipeline folder's provenance"
     )
@@ -110,7 +127,17 @@ def run(args: argparse.Namespace) -> str:
     if args.stage == "export":
         from .export import export_checkpoint
 
-        return str(export_checkpoint(args.run_dir, args.checkpoint))
+        return str(export_checkpoint(args.run_dir, args.checkpoint, args.fp16, args.output))
+
+    if args.stage == "pack":
+        from .pack import pack_stage
+
+        return str(pack_stage(
+            args.stage_name, args.data_path, args.output, clip_dir=args.clip_dir, model_preset=args.config,
+            text=args.text, max_images=args.max_images, num_validation_examples=args.num_validation_examples,
+            max_mib=args.max_mib, high_res_column=args.high_res_column, image_column=args.image_column,
+            caption_column=args.caption_column,
+        ))
 
     if args.stage == "restore":
         from .restore import restore_runs

@@ -93,6 +93,8 @@ class CLIPStage(Stage):
     """Contrastive training of a small CLIP on the dataset's `train` split."""
 
     config: CLIPTrainingConfig
+    concept_groups: list[torch.Tensor] | None = None  # set by setup when styles_per_concept > 1
+    locked_image_embeds: torch.Tensor | None = None  # (N, D) normalised, filled at the first locked step
 
     def setup(self, accelerator: Accelerator) -> nn.Module:
         size = self.model_config.clip

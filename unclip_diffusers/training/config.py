@@ -55,6 +55,10 @@ class TrainingConfig:
     # skin-tone and gender variants) equally likely, its images sharing the family's weight; in between a family of
     # n images weighs n ** (1 - family_balance). Needs the dataset's `family` column when > 0.
     family_balance: float = 0.0
+    # Wall-clock budget of the training loop in minutes (e.g. a lent GPU's lease): when it is spent, the run writes
+    # checkpoint-<step> and snapshot-<step>/ (the EMA weights, continue with --init_from or --resume) and stops
+    # before max_steps. 0 = no budget.
+    max_minutes: float = 0.0
 
     stage = ""  # class attribute, set by each subclass
 
@@ -71,6 +75,8 @@ class TrainingConfig:
         if not 0.0 <= self.family_balance <= 1.0:
             raise ValueError(f"family_balance must be in [0, 1] (0: images equally likely, 1: families), got "
                              f"{self.family_balance}.")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0 (0 = no time budget), got {self.max_minutes}.")
         if self.checkpoints_total_limit < 1:
             raise ValueError(f"checkpoints_total_limit must be >= 1, got {self.checkpoints_total_limit}.")
         if not self.learning_rate > 0:

@@ -152,6 +152,19 @@ def dataset_key(data, image_column: str = "image") -> str:
 
 
 @torch.no_grad()
+def encode_tokens(
+    text_encoder: CLIPTextModelWithProjection, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalised text embeddings (B, D), packed float16 encodings of the real tokens, and their counts (B,)."""
+    mask = attention_mask.bool()
+    if not torch.all(mask[:, :-1] >= mask[:, 1:]):
+        raise ValueError("The tokenizer must pad on the right (the attention masks are not prefixes).")
+    output = text_encoder(input_ids=input_ids, attention_mask=attention_mask)
+    embeds = F.normalize(output.text_embeds.float(), dim=-1)
+    return embeds, output.last_hidden_state[mask].half(), mask.sum(1)  # tokens: (real tokens, D), text after text
+
+
+@torch.no_grad()
 def encode_captions(
     clip: FrozenCLIP, captions: list[str], batch_size: int = 256, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -162,13 +175,9 @@ def encode_captions(
             captions[start : start + batch_size], padding="max_length", max_length=clip.tokenizer.model_max_length,
             truncation=True, return_tensors="pt",
         )
-        mask = tokens.attention_mask.bool()
-        if not torch.all(mask[:, :-1] >= mask[:, 1:]):
-            raise ValueError("The tokenizer must pad on the right (the attention masks are not prefixes).")
-        output = clip.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
-        embeds.append(F.normalize(output.text_embeds.float(), dim=-1))
-        tokens_out.append(output.last_hidden_state[mask].half())  # (real tokens, D), caption after caption
-        lengths.append(mask.sum(1))
+        for out, part in zip((embeds, tokens_out, lengths),
+                             encode_tokens(clip.text_encoder, tokens.input_ids, tokens.attention_mask)):
+            out.append(part)
     return torch.cat(embeds), torch.cat(tokens_out), torch.cat(lengths)
 
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from .checkpointing import latest_checkpoint, load_checkpoint
 from .config import TrainingConfig, load_config
+from .provenance import SNAPSHOT_PREFIX
 from .trainer import Stage, _save_final, make_accelerator, prepare_run, reset_accelerate_state
 
 logger = logging.getLogger(__name__)
-
-SNAPSHOT_PREFIX = "snapshot-"
 
 
 def stage_for(config: TrainingConfig) -> Stage:
@@ -36,8 +37,26 @@ def stage_for(config: TrainingConfig) -> Stage:
     return stage_cls(config)
 
 
-def export_checkpoint(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
-    """Write the EMA weights of `checkpoint` (default: the run's newest) to `RUN_DIR/snapshot-<step>/`; returns it."""
+def half_precision_copy(folder: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Copy a `final/`-shaped folder to `output`, every floating-point safetensors tensor stored as float16."""
+    folder, output = Path(folder), Path(output)
+    if output.exists():
+        shutil.rmtree(output)
+    shutil.copytree(folder, output, ignore=shutil.ignore_patterns("*.safetensors"))
+    for file in folder.rglob("*.safetensors"):
+        state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(file).items()}
+        save_file(state, output / file.relative_to(folder), metadata={"format": "pt"})
+    return output
+
+
+def export_checkpoint(
+    run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, fp16: bool = False,
+    output: str | os.PathLike | None = None,
+) -> Path:
+    """Write the EMA weights of `checkpoint` (default: the run's newest) to `RUN_DIR/snapshot-<step>/`; returns it.
+
+    With `fp16`, also copy it in float16 to `output/snapshot-<step>/` (default RUN_DIR/fp16/) and return that copy.
+    """
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     if not config_file.exists():
@@ -62,4 +81,7 @@ def export_checkpoint(run_dir: str | os.PathLike, checkpoint: str | os.PathLike 
     finally:
         reset_accelerate_state()
     logger.info("Wrote the EMA weights of %s (step %d) to %s", checkpoint, run.state.step, snapshot)
+    if fp16:
+        snapshot = half_precision_copy(snapshot, Path(output or run_dir / "fp16") / snapshot.name)
+        logger.info("Wrote them in float16 to %s", snapshot)
     return snapshot

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PROVENANCE_FILE = "training_provenance.json"
+SNAPSHOT_PREFIX = "snapshot-"  # RUN_DIR/snapshot-<step>/: the EMA weights at <step> (export, max_minutes)
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)$")
 
 

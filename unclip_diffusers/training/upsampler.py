@@ -25,6 +25,7 @@ from .batches import (
     VALIDATION_SPLIT,
     column_images,
     load_split,
+    model_device,
     model_image_size,
     save_image_grid,
     to_uint8,
@@ -32,6 +33,7 @@ from .batches import (
 )
 from .config import UpsamplerTrainingConfig
 from .losses import epsilon_loss
+from .pack import check_pack_size, head, is_pack, load_pack
 from .trainer import Stage, run_training
 from .warm_start import load_component
 
@@ -105,9 +107,11 @@ def sample_super_res(
     `strength < 1` starts from the conditioning noised to where the last `strength` of the steps begin, as the
     pipeline's `super_res_strength` does.
     """
+    device = model_device(model)
 
     def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return model(torch.cat([model_input, conditioning], dim=1), t, return_dict=False)[0]
+        inputs = torch.cat([model_input, conditioning], dim=1).to(device)
+        return model(inputs, t.to(device), return_dict=False)[0].float().cpu()  # the sampler runs on the CPU
 
     noise = torch.randn(conditioning.shape, generator=generator)
     latents = denoise(predict, build_sampling_scheduler("epsilon"), latents=noise,
@@ -132,6 +136,18 @@ class UpsamplerStage(Stage):
         crop = self.config.crop_size or size
         if crop > size:
             raise ValueError(f"crop_size {crop} is larger than the upsampler's output size {size}.")
+        self.noise_scheduler = build_train_scheduler("epsilon")
+        if is_pack(self.config.data_path):
+            pack = load_pack(self.config.data_path, "upsampler")
+            check_pack_size(pack, self.config, size)
+            train = head(pack.splits[TRAIN_SPLIT], self.config.max_train_examples)
+            self.targets, self.skipped = train.images, 0
+            self.balance_families(train.table)
+            heldout = pack.splits.get(VALIDATION_SPLIT)
+            self.validation = None
+            if self.config.num_validation_examples and heldout is not None:
+                self.validation = heldout.images[: self.config.num_validation_examples]
+            return build_super_res(self.model_config)
         column = self.config.high_res_column
         train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
         if column not in train.column_names:
@@ -149,7 +165,6 @@ class UpsamplerStage(Stage):
             targets, rows = column_images(heldout, column, size, desc="decoding high-res held-out images")
             if rows:
                 self.validation = targets[: self.config.num_validation_examples]
-        self.noise_scheduler = build_train_scheduler("epsilon")
         return build_super_res(self.model_config)
 
     @property
@@ -168,8 +183,9 @@ class UpsamplerStage(Stage):
         noise = torch.randn(x_start.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(x_start),), generator=generator)
         x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
-        pred = model(torch.cat([x_t, cond], dim=1), timesteps, return_dict=False)[0]
-        return epsilon_loss(pred, noise, timesteps, self.noise_scheduler, self.config.snr_gamma)
+        device = model_device(model)  # drawn on the CPU (the same draws on any device), then moved
+        pred = model(torch.cat([x_t, cond], dim=1).to(device), timesteps.to(device), return_dict=False)[0]
+        return epsilon_loss(pred, noise.to(device), timesteps, self.noise_scheduler, self.config.snr_gamma)
 
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         return self.diffusion_loss(model, self.targets[indices], generator)

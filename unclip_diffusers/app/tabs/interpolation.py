@@ -57,10 +57,11 @@ def build(service: UnCLIPService, options: EventOptions) -> InterpolationTab:
     send = send_buttons("interp", gallery)
     inputs = [start.kind, start.prompt, start.image, end.kind, end.prompt, end.image, num_frames, seed, randomize,
               *advanced]
-    event = generate.click(
-        service.interpolate, inputs, [gallery, gif_file, seed, notes], api_name="interpolate",
-        api_description="A path between two prompts/images; returns frames, a GIF file, seed used, notes.",
-        **options.event_kwargs(),
+    event = options.register(
+        [generate.click], service.interpolate, inputs, [gallery, gif_file, seed, notes], randomize=randomize,
+        api_name="interpolate",
+        api_description="A path between two prompts/images (images only needed in Image mode); returns frames, a GIF "
+                        "file, seed used, notes.",
     )
     event.success(lambda path: path, gif_file, animation, api_visibility="private", queue=False)
 

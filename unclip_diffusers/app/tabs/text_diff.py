@@ -43,10 +43,10 @@ def build(service: UnCLIPService, options: EventOptions) -> TextDiffTab:
             notes = gr.Markdown(label="Notes", elem_id="diff-notes")
             send = send_buttons("diff", gallery)
     inputs = [kind, prompt, image, base, target, amount, num_images, seed, randomize, *advanced]
-    generate.click(
-        service.text_diff, inputs, [gallery, seed, notes], api_name="text_diff",
-        api_description="Move an image or a prompt's image toward a target description; returns images, seed, notes.",
-        **options.event_kwargs(),
+    options.register(
+        [generate.click], service.text_diff, inputs, [gallery, seed, notes], randomize=randomize, api_name="text_diff",
+        api_description="Move an image or a prompt's image toward a target description (the image only needed in "
+                        "Image mode); returns images, seed, notes.",
     )
     gr.Examples([["Prompt", s, None, b, t, a] for s, b, t, a in TEXT_DIFFS], [kind, prompt, image, base, target, amount],
                 label="Examples")

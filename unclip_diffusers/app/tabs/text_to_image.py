@@ -25,7 +25,8 @@ def build(service: UnCLIPService, options: EventOptions) -> TextToImageTab:
         with gr.Column(scale=2):
             prompt = gr.Textbox(
                 label="Prompt", placeholder="e.g. grinning face, Noto style", lines=2, elem_id="t2i-prompt",
-                info="Up to 400 characters, as in DALL·E 2 (longer prompts are cut).",
+                info=f"The model reads the first {service.max_prompt_tokens} tokens (words, parts of words and "
+                     "punctuation); a longer prompt is cut and the notes say where.",
             )
             with gr.Row():
                 num_images = slider("num_images", elem_id="t2i-num-images")
@@ -38,10 +39,10 @@ def build(service: UnCLIPService, options: EventOptions) -> TextToImageTab:
             send = send_buttons("t2i", gallery)
     inputs = [prompt, seed, randomize, num_images, *advanced]
     outputs = [gallery, seed, notes]
-    gr.on(
-        [generate.click, prompt.submit], service.text_to_image, inputs, outputs, api_name="text_to_image",
+    options.register(
+        [generate.click, prompt.submit], service.text_to_image, inputs, outputs, randomize=randomize,
+        api_name="text_to_image",
         api_description="Prompt → images (base resolution first, then upsampled); returns images, seed used, notes.",
-        **options.event_kwargs(),
     )
 
     def example(prompt_text: str):

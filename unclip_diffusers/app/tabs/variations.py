@@ -37,10 +37,9 @@ def build(service: UnCLIPService, options: EventOptions) -> VariationsTab:
             send = send_buttons("var", gallery)
     inputs = [image, seed, randomize, num_images, *advanced]
     outputs = [gallery, seed, notes]
-    generate.click(
-        service.variations, inputs, outputs, api_name="variations",
+    options.register(
+        [generate.click], service.variations, inputs, outputs, randomize=randomize, api_name="variations",
         api_description="Image → variations from its CLIP image embedding; returns images, seed used, notes.",
-        **options.event_kwargs(),
     )
 
     def example(path: str):
