@@ -16,6 +16,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..utils.images import to_tensor_images, validate_pil_images
 from ..utils.slerp import slerp
+from .mixing import check_mix_weights, mix_embeddings
 from .pipeline_output import UnCLIPPipelineOutput
 from .sampling import denoise
 from .validation import check_guidance, check_output_type, check_positive_int, check_prompt
@@ -273,6 +274,71 @@ class UnCLIPEditingMixin:
         )
 
     # ------------------------------------------------------------------------------------------------ helpers
+
+    @torch.inference_mode()
+    def mix(
+        self: UnCLIPPipeline,
+        inputs: Sequence[Endpoint],
+        weights: Sequence[float] | None = None,
+        num_images_per_prompt: int = 1,
+        prior_num_inference_steps: int = 25,
+        decoder_num_inference_steps: int = 25,
+        super_res_num_inference_steps: int = 10,
+        prior_guidance_scale: float | None = None,
+        decoder_guidance_scale: float = 8.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        decoder_latents: torch.Tensor | None = None,
+        super_res_latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> UnCLIPPipelineOutput | tuple:
+        r"""
+        Decode a weighted blend of prompts and images (Kandinsky 2.2's `interpolate(images_and_prompts, weights)`).
+
+        Each prompt goes through the prior, each image through the CLIP image encoder; the embeddings are blended
+        (`pipelines/mixing.py`: slerp for two inputs, so a two-input mix is a frame of `interpolate`; the normalised
+        weighted mean of directions for more) and decoded like a variation.
+
+        Args:
+            inputs (`list` of `str` or `PIL.Image.Image`): the prompts and images to blend, at least one.
+            weights (`list[float]`, *optional*, defaults to `None`): one weight >= 0 per input, normalised to sum 1;
+                `None` weighs the inputs equally.
+            num_images_per_prompt (`int`, *optional*, defaults to 1): images decoded from the blend.
+            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps for prompt inputs.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
+            prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for prompt inputs;
+                `None` uses the pipeline's `prior_guidance_scale`.
+            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
+                or one per output image; the prior samples of prompt inputs draw from the first.
+            decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
+            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
+                noise.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
+            return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
+
+        Returns:
+            [`UnCLIPPipelineOutput`] (or a tuple): `num_images_per_prompt` images, their (shared) `z_i` and the base
+            images.
+        """
+        if isinstance(inputs, (str, PIL.Image.Image)) or not isinstance(inputs, Sequence):
+            raise TypeError("inputs must be a list of prompts (str) and/or PIL images, e.g. ['a cat', image].")
+        normalised = check_mix_weights(len(inputs), weights)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        check_output_type(output_type)
+        prior_generator = generator[0] if isinstance(generator, (list, tuple)) and generator else generator
+        embeds = torch.cat([
+            self._endpoint_embedding(value, f"inputs[{i}]", prior_num_inference_steps=prior_num_inference_steps,
+                                     prior_guidance_scale=prior_guidance_scale, generator=prior_generator)
+            for i, value in enumerate(inputs)
+        ])  # fmt: skip
+        image_embeds = mix_embeddings(embeds, normalised).repeat(num_images_per_prompt, 1)
+        base = self._decode(image_embeds, num_inference_steps=decoder_num_inference_steps,
+                            guidance_scale=decoder_guidance_scale, generator=generator, latents=decoder_latents)
+        return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
+                            generator=generator, super_res_latents=super_res_latents, output_type=output_type,
+                            return_dict=return_dict)
 
     def _endpoint_embedding(
         self: UnCLIPPipeline,
