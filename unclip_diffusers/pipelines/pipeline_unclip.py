@@ -35,9 +35,10 @@ from ..utils.images import (
     validate_pil_images,
 )
 from .editing import UnCLIPEditingMixin
+from .inpainting import UnCLIPInpaintingMixin
 from .loading import UnCLIPLoadingMixin
 from .pipeline_output import PromptEncodings, PromptFit, UnCLIPPipelineOutput
-from .sampling import StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
+from .sampling import KnownRegion, StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
 from .validation import (
     check_encodings,
     check_guidance,
@@ -56,7 +57,7 @@ Generator = torch.Generator | list[torch.Generator] | None
 ImageOutput = list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
+class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
     r"""
     DALL·E 2 (unCLIP, Ramesh et al. 2022): a diffusion prior turns a caption's CLIP text encoding into a CLIP image
     embedding `z_i`; a diffusion decoder turns `z_i` (and the caption) into a base image; diffusion upsamplers raise
@@ -475,8 +476,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
         scheduler: SchedulerMixin | None = None,
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        known: KnownRegion | None = None,
     ) -> torch.Tensor:
-        """The decoder loop; returns base images `(N, 3, h, w)` in [-1, 1]."""
+        """The decoder loop; returns base images `(N, 3, h, w)` in [-1, 1] (inpainting outside `known.mask`)."""
         device = self._execution_device
         image_embeds = self._check_image_embeds(image_embeds).to(device)
         num_images = image_embeds.shape[0]
@@ -505,6 +507,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
             callback_on_step_end=self._stage_callback("decoder", callback_on_step_end),
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             progress_bar=self.progress_bar,
+            known=known,
         )
         return latents.clamp(-1, 1)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +42,7 @@ def denoise(
     callback_on_step_end: StepCallback | None = None,
     callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     progress_bar: Callable[[Iterable], Iterable] | None = None,
+    known: KnownRegion | None = None,
 ) -> torch.Tensor:
     r"""The reverse diffusion loop `x_T -> x_0`: scale the input, predict, guide, step, report; returns the last sample.
 
@@ -63,6 +65,9 @@ def denoise(
         callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors put
             in `callback_kwargs`.
         progress_bar (`Callable`, *optional*): wraps the timesteps (a pipeline's `progress_bar`).
+        known (`KnownRegion`, *optional*): inpainting (RePaint, Lugmayr et al. 2022): after every step the region
+            outside `known.mask` is replaced by the known image noised to the step's level, and each step but the
+            last is redone `known.jumps` times from its output re-noised one step up (first-order schedulers only).
     """
     if strength < 1.0 and start is None:
         raise ValueError(f"strength {strength} < 1 needs the clean `start` sample that the loop starts from.")
@@ -73,23 +78,64 @@ def denoise(
         latents = scheduler.add_noise(start, latents, timesteps[:1])
     else:
         latents = latents * scheduler.init_noise_sigma
-    do_guidance = guidance_scale != 1.0
+    if known is not None and known.jumps and (getattr(scheduler, "order", 1) != 1 or hasattr(scheduler, "model_outputs")):
+        raise ValueError(f"RePaint resampling (jumps={known.jumps}) redoes steps, which needs a first-order scheduler "
+                         f"without step history (DDIM, DDPM), not {type(scheduler).__name__}.")
     for i, t in enumerate(progress_bar(timesteps) if progress_bar is not None else timesteps):
         model = predict_last if predict_last is not None and i == len(timesteps) - 1 else predict
         model_input = scheduler.scale_model_input(latents, t)
-        if do_guidance:
-            output = classifier_free_guidance(model(torch.cat([model_input, model_input]), t), guidance_scale,
-                                              channels=latents.shape[1])
-        else:
-            output = model(model_input, t)
+        output = _guided(model, model_input, t, guidance_scale, latents.shape[1])
         next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
         latents = scheduler_step(scheduler, output, timestep=t, sample=latents, next_timestep=next_t,
                                  generator=generator)
+        if known is not None:
+            latents = known.paste(scheduler, latents, next_t)
+            for _ in range(known.jumps if next_t is not None else 0):
+                latents = known.renoise(scheduler, latents, from_t=next_t, to_t=t)
+                output = _guided(model, scheduler.scale_model_input(latents, t), t, guidance_scale, latents.shape[1])
+                latents = known.paste(scheduler, scheduler_step(scheduler, output, timestep=t, sample=latents,
+                                                                next_timestep=next_t, generator=generator), next_t)
         if callback_on_step_end is not None:
             callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
             returned = callback_on_step_end(i, t, callback_kwargs) or {}
             latents = returned.get("latents", latents)
     return latents
+
+
+def _guided(model: ModelPrediction, model_input: torch.Tensor, t: torch.Tensor, guidance_scale: float,
+            channels: int) -> torch.Tensor:
+    """One (guided) model evaluation of the loop."""
+    if guidance_scale != 1.0:
+        return classifier_free_guidance(model(torch.cat([model_input, model_input]), t), guidance_scale, channels)
+    return model(model_input, t)
+
+
+@dataclass
+class KnownRegion:
+    """What inpainting keeps: `image` (N, C, h, w) in the sampler's space, `mask` (N or 1, 1, h, w) with 1 where the
+    image is repainted, fixed `noise` like `image`, and `jumps` RePaint resamplings per step."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    noise: torch.Tensor
+    jumps: int = 0
+    generator: Generator = None
+
+    def paste(self, scheduler: SchedulerMixin, latents: torch.Tensor, next_t: torch.Tensor | None) -> torch.Tensor:
+        """`latents` inside the mask, the known image noised to `next_t` (clean at the end) outside it."""
+        if next_t is None:
+            known = self.image
+        else:
+            known = scheduler.add_noise(self.image, self.noise, next_t.reshape(1))
+        return self.mask * latents + (1 - self.mask) * known.to(latents.dtype)
+
+    def renoise(self, scheduler: SchedulerMixin, latents: torch.Tensor, from_t: torch.Tensor,
+                to_t: torch.Tensor) -> torch.Tensor:
+        """Diffuse `latents` from `from_t` up to `to_t`: q(x_to | x_from) of the scheduler's noise schedule."""
+        alphas = scheduler.alphas_cumprod.to(latents.device)
+        ratio = (alphas[to_t.long()] / alphas[from_t.long()]).to(latents.dtype)
+        fresh = draw_noise(tuple(latents.shape), generator=self.generator, device=latents.device, dtype=latents.dtype)
+        return ratio.sqrt() * latents + (1 - ratio).sqrt() * fresh
 
 
 def working_copy(scheduler: SchedulerMixin) -> SchedulerMixin:
