@@ -118,6 +118,10 @@ class CLIPTrainingConfig(TrainingConfig):
     # whose image tower is loaded and frozen; only the text tower and the temperature train, so every image
     # embedding (and the decoder trained on them) stays valid. Empty = train both towers.
     locked_image_tower: str = ""
+    # Warm start of the text tower from an older CLIP (a folder like locked_image_tower's) whose vocabulary or context
+    # may be smaller (training/warm_start.py load_text_tower): shared token rows, positions, layers, final norm and
+    # projection are copied. With locked_image_tower this is LiT from the old text side. Empty = a fresh text tower.
+    init_text_from: str = ""
 
     def validate(self) -> None:
         super().validate()
@@ -128,6 +132,10 @@ class CLIPTrainingConfig(TrainingConfig):
                              "set one of them (styles_per_concept=1 or family_balance=0).")
         if self.locked_image_tower and not Path(self.locked_image_tower).is_dir():
             raise ValueError(f"locked_image_tower: {self.locked_image_tower!r} is not a folder.")
+        if self.init_text_from and not Path(self.init_text_from).is_dir():
+            raise ValueError(f"init_text_from: {self.init_text_from!r} is not a folder.")
+        if self.init_text_from and self.init_from:
+            raise ValueError("init_text_from warm-starts the text tower and init_from the whole model; set one of them.")
 
 
 @dataclass

@@ -11,6 +11,7 @@ otherwise it starts at step 0 (fine-tuning).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -117,3 +118,68 @@ def require_folder(folder: str | os.PathLike) -> Path:
     if not folder.is_dir():
         raise ValueError(f"init_from: {str(folder)!r} is not a folder.")
     return folder
+
+
+TEXT_TOWER_PREFIXES = ("text_model.", "text_projection.")
+TOKEN_EMBEDDING = "text_model.embeddings.token_embedding.weight"
+POSITION_EMBEDDING = "text_model.embeddings.position_embedding.weight"
+
+
+def _token_rows(folder: Path, old_rows: int, new_vocab: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Old and new ids of every token the old vocabulary (`folder/tokenizer/vocab.json`) shares with the new one.
+
+    Without a saved vocabulary the old ids are taken as CLIP's layout: the same ids, BOS and EOS last.
+    """
+    path = folder / "tokenizer" / "vocab.json"
+    if path.is_file():
+        old_vocab = json.loads(path.read_text(encoding="utf-8"))
+        if len(old_vocab) != old_rows:
+            raise ValueError(f"{str(path)!r} has {len(old_vocab)} tokens but the text tower {old_rows} embedding rows.")
+        shared = sorted((i, new_vocab[t]) for t, i in old_vocab.items() if t in new_vocab)
+        if len(shared) != len(old_vocab):
+            lost = sorted(set(old_vocab) - set(new_vocab))[:5]
+            logger.warning("%d old tokens are not in the new vocabulary (e.g. %s); their rows are dropped.",
+                           len(old_vocab) - len(shared), lost)  # fmt: skip
+        return [old for old, _ in shared], [new for _, new in shared]
+    logger.warning("%s has no tokenizer/vocab.json; taking CLIP's id layout (same ids, BOS and EOS last).", folder)
+    new_rows = len(new_vocab)
+    if old_rows > new_rows:
+        raise ValueError(f"The old text tower has {old_rows} token ids, more than the new vocabulary's {new_rows}.")
+    old_ids = list(range(old_rows))
+    return old_ids, old_ids[:-2] + [new_rows - 2, new_rows - 1]
+
+
+def load_text_tower(model: nn.Module, folder: Path, new_vocab: dict[str, int]) -> None:
+    """Warm-start the text tower of `model` from an older CLIP in `folder` whose vocabulary or context may be smaller.
+
+    `folder` holds `clip/` or the pipeline's `text_encoder/` (and `tokenizer/`). Rows of tokens both vocabularies
+    have are copied to their new ids (BOS and EOS included); the first positions are copied and every further position
+    starts as the old last one; layers, final norm and projection are copied (their shapes must match). New token
+    rows keep the model's initialisation.
+    """
+    folder = Path(folder)
+    source = folder / "clip" if (folder / "clip").is_dir() else folder / "text_encoder"
+    if not source.is_dir():
+        raise ValueError(f"{str(folder)!r} has neither clip/ nor text_encoder/ to take a text tower from.")
+    state = {k: v for k, v in component_state_dict(source).items() if k.startswith(TEXT_TOWER_PREFIXES)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(TEXT_TOWER_PREFIXES)}
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    resized = (TOKEN_EMBEDDING, POSITION_EMBEDDING)
+    mismatched = [k for k in own if k in state and k not in resized and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"The text tower in {str(source)!r} does not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, other shapes {mismatched[:5]}); only the vocabulary and the context may differ."
+        )
+    loaded = {k: v.to(own[k].dtype) for k, v in state.items() if k not in resized}
+    old_ids, new_ids = _token_rows(folder, state[TOKEN_EMBEDDING].shape[0], new_vocab)
+    tokens = own[TOKEN_EMBEDDING].clone()  # (V_new, D)
+    tokens[new_ids] = state[TOKEN_EMBEDDING][old_ids].to(tokens.dtype)
+    positions = own[POSITION_EMBEDDING].clone()  # (P_new, D)
+    old_positions = state[POSITION_EMBEDDING].to(positions.dtype)  # (P_old, D)
+    kept = min(len(old_positions), len(positions))
+    positions[:kept] = old_positions[:kept]
+    positions[kept:] = old_positions[-1]
+    model.load_state_dict({**loaded, TOKEN_EMBEDDING: tokens, POSITION_EMBEDDING: positions}, strict=False)
+    logger.info("Warm-started the text tower from %s: %d of %d token rows, %d of %d positions.", source,
+                len(new_ids), len(tokens), kept, len(positions))  # fmt: skip
