@@ -126,7 +126,7 @@ class CLIPStage(Stage):
             for module in (self.model.vision_model, self.model.visual_projection):
                 module.requires_grad_(False)
         if self.config.init_text_from:
-            load_text_tower(self.model, Path(self.config.init_text_from), self.tokenizer.get_vocab())
+            load_text_tower(self.model, Path(self.config.init_text_from), self.tokenizer)
         return self.model
 
     @property

@@ -125,37 +125,49 @@ TOKEN_EMBEDDING = "text_model.embeddings.token_embedding.weight"
 POSITION_EMBEDDING = "text_model.embeddings.position_embedding.weight"
 
 
-def _token_rows(folder: Path, old_rows: int, new_vocab: dict[str, int]) -> tuple[list[int], list[int]]:
-    """Old and new ids of every token the old vocabulary (`folder/tokenizer/vocab.json`) shares with the new one.
-
-    Without a saved vocabulary the old ids are taken as CLIP's layout: the same ids, BOS and EOS last.
-    """
+def _old_vocab(folder: Path, old_rows: int, new_vocab: dict[str, int]) -> dict[str, int]:
+    """The old text tower's vocabulary: `folder/tokenizer/vocab.json`, else CLIP's layout (same ids, BOS and EOS last)."""
     path = folder / "tokenizer" / "vocab.json"
     if path.is_file():
-        old_vocab = json.loads(path.read_text(encoding="utf-8"))
-        if len(old_vocab) != old_rows:
-            raise ValueError(f"{str(path)!r} has {len(old_vocab)} tokens but the text tower {old_rows} embedding rows.")
-        shared = sorted((i, new_vocab[t]) for t, i in old_vocab.items() if t in new_vocab)
-        if len(shared) != len(old_vocab):
-            lost = sorted(set(old_vocab) - set(new_vocab))[:5]
-            logger.warning("%d old tokens are not in the new vocabulary (e.g. %s); their rows are dropped.",
-                           len(old_vocab) - len(shared), lost)  # fmt: skip
-        return [old for old, _ in shared], [new for _, new in shared]
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+        if len(vocab) != old_rows:
+            raise ValueError(f"{str(path)!r} has {len(vocab)} tokens but the text tower {old_rows} embedding rows.")
+        return vocab
     logger.warning("%s has no tokenizer/vocab.json; taking CLIP's id layout (same ids, BOS and EOS last).", folder)
-    new_rows = len(new_vocab)
-    if old_rows > new_rows:
-        raise ValueError(f"The old text tower has {old_rows} token ids, more than the new vocabulary's {new_rows}.")
-    old_ids = list(range(old_rows))
-    return old_ids, old_ids[:-2] + [new_rows - 2, new_rows - 1]
+    if old_rows > len(new_vocab):
+        raise ValueError(f"The old text tower has {old_rows} token ids, more than the new vocabulary's {len(new_vocab)}.")
+    by_id = sorted(new_vocab, key=new_vocab.get)
+    return {**{t: i for i, t in enumerate(by_id[: old_rows - 2])}, by_id[-2]: old_rows - 2, by_id[-1]: old_rows - 1}
 
 
-def load_text_tower(model: nn.Module, folder: Path, new_vocab: dict[str, int]) -> None:
+def _old_pieces(merges: list[tuple[str, str]], old_vocab: dict[str, int]) -> dict[str, list[int]]:
+    """For every token a merge makes that the old vocabulary lacks: the old ids it is made of, as the old BPE splits it."""
+    pieces: dict[str, list[int]] = {}
+    for left, right in merges:
+        token = left + right
+        if token in old_vocab or token in pieces:
+            continue
+        parts = [pieces.get(p) or ([old_vocab[p]] if p in old_vocab else None) for p in (left, right)]
+        if parts[0] is not None and parts[1] is not None:
+            pieces[token] = parts[0] + parts[1]
+    return pieces
+
+
+def _merges(tokenizer) -> list[tuple[str, str]]:
+    """The BPE merges of a fast tokenizer, in rank order."""
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
+
+
+def load_text_tower(model: nn.Module, folder: Path, tokenizer) -> None:
     """Warm-start the text tower of `model` from an older CLIP in `folder` whose vocabulary or context may be smaller.
 
     `folder` holds `clip/` or the pipeline's `text_encoder/` (and `tokenizer/`). Rows of tokens both vocabularies
     have are copied to their new ids (BOS and EOS included); the first positions are copied and every further position
-    starts as the old last one; layers, final norm and projection are copied (their shapes must match). New token
-    rows keep the model's initialisation.
+    starts as the old last one; layers, final norm and projection are copied (their shapes must match). A new token
+    made of old ones (`tokenizer`'s merges; e.g. "fluent</w>" from "flu" + "ent</w>") starts as the mean of their rows,
+    so English words the extra merges join keep what the old tower knew of them; other new rows keep the model's
+    initialisation.
     """
     folder = Path(folder)
     source = folder / "clip" if (folder / "clip").is_dir() else folder / "text_encoder"
@@ -172,14 +184,25 @@ def load_text_tower(model: nn.Module, folder: Path, new_vocab: dict[str, int]) -
             f"{unexpected[:5]}, other shapes {mismatched[:5]}); only the vocabulary and the context may differ."
         )
     loaded = {k: v.to(own[k].dtype) for k, v in state.items() if k not in resized}
-    old_ids, new_ids = _token_rows(folder, state[TOKEN_EMBEDDING].shape[0], new_vocab)
+    new_vocab = tokenizer.get_vocab()
+    old_tokens = state[TOKEN_EMBEDDING].to(own[TOKEN_EMBEDDING].dtype)  # (V_old, D)
+    old_vocab = _old_vocab(folder, len(old_tokens), new_vocab)
+    shared = sorted((i, new_vocab[t]) for t, i in old_vocab.items() if t in new_vocab)
+    if len(shared) < len(old_vocab):
+        lost = sorted(set(old_vocab) - set(new_vocab))[:5]
+        logger.warning("%d old tokens are not in the new vocabulary (e.g. %s); their rows are dropped.",
+                       len(old_vocab) - len(shared), lost)  # fmt: skip
     tokens = own[TOKEN_EMBEDDING].clone()  # (V_new, D)
-    tokens[new_ids] = state[TOKEN_EMBEDDING][old_ids].to(tokens.dtype)
+    tokens[[new for _, new in shared]] = old_tokens[[old for old, _ in shared]]
+    pieces = _old_pieces(_merges(tokenizer), old_vocab)
+    for token, ids in pieces.items():
+        if token in new_vocab:
+            tokens[new_vocab[token]] = old_tokens[ids].mean(dim=0)
     positions = own[POSITION_EMBEDDING].clone()  # (P_new, D)
     old_positions = state[POSITION_EMBEDDING].to(positions.dtype)  # (P_old, D)
     kept = min(len(old_positions), len(positions))
     positions[:kept] = old_positions[:kept]
     positions[kept:] = old_positions[-1]
     model.load_state_dict({**loaded, TOKEN_EMBEDDING: tokens, POSITION_EMBEDDING: positions}, strict=False)
-    logger.info("Warm-started the text tower from %s: %d of %d token rows, %d of %d positions.", source,
-                len(new_ids), len(tokens), kept, len(positions))  # fmt: skip
+    logger.info("Warm-started the text tower from %s: %d of %d token rows copied, %d from their old pieces, %d of %d "
+                "positions.", source, len(shared), len(tokens), len(pieces), kept, len(positions))  # fmt: skip
