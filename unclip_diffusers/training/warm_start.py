@@ -126,14 +126,16 @@ POSITION_EMBEDDING = "text_model.embeddings.position_embedding.weight"
 
 
 def _old_vocab(folder: Path, old_rows: int, new_vocab: dict[str, int]) -> dict[str, int]:
-    """The old text tower's vocabulary: `folder/tokenizer/vocab.json`, else CLIP's layout (same ids, BOS and EOS last)."""
-    path = folder / "tokenizer" / "vocab.json"
-    if path.is_file():
-        vocab = json.loads(path.read_text(encoding="utf-8"))
+    """The old text tower's vocabulary: `folder/tokenizer/`, else CLIP's layout (same ids, BOS and EOS last)."""
+    from transformers import CLIPTokenizer
+
+    if (folder / "tokenizer").is_dir():
+        vocab = CLIPTokenizer.from_pretrained(folder / "tokenizer").get_vocab()
         if len(vocab) != old_rows:
-            raise ValueError(f"{str(path)!r} has {len(vocab)} tokens but the text tower {old_rows} embedding rows.")
+            raise ValueError(f"{str(folder / 'tokenizer')!r} has {len(vocab)} tokens but the text tower {old_rows} "
+                             "embedding rows.")  # fmt: skip
         return vocab
-    logger.warning("%s has no tokenizer/vocab.json; taking CLIP's id layout (same ids, BOS and EOS last).", folder)
+    logger.warning("%s has no tokenizer/; taking CLIP's id layout (same ids, BOS and EOS last).", folder)
     if old_rows > len(new_vocab):
         raise ValueError(f"The old text tower has {old_rows} token ids, more than the new vocabulary's {len(new_vocab)}.")
     by_id = sorted(new_vocab, key=new_vocab.get)
@@ -162,7 +164,7 @@ def _merges(tokenizer) -> list[tuple[str, str]]:
 def load_text_tower(model: nn.Module, folder: Path, tokenizer) -> None:
     """Warm-start the text tower of `model` from an older CLIP in `folder` whose vocabulary or context may be smaller.
 
-    `folder` holds `clip/` or the pipeline's `text_encoder/` (and `tokenizer/`). Rows of tokens both vocabularies
+    `folder` holds `clip/` or the pipeline's `text_encoder/`, and `tokenizer/`. Rows of tokens both vocabularies
     have are copied to their new ids (BOS and EOS included); the first positions are copied and every further position
     starts as the old last one; layers, final norm and projection are copied (their shapes must match). A new token
     made of old ones (`tokenizer`'s merges; e.g. "fluent</w>" from "flu" + "ent</w>") starts as the mean of their rows,
