@@ -138,14 +138,27 @@ class CLIPTrainingConfig(TrainingConfig):
             raise ValueError("init_text_from warm-starts the text tower and init_from the whole model; set one of them.")
 
 
+def _check_cache_captions(value: int) -> None:
+    if value < 0:
+        raise ValueError(f"cache_captions_per_image must be >= 0 (0 = all captions), got {value}.")
+
+
 @dataclass
 class PriorTrainingConfig(TrainingConfig):
     """Diffusion prior: x0-prediction (MSE) of the standardised CLIP image embedding."""
 
     stage = "prior"
     clip_dir: str = ""  # a CLIP run folder; empty = runs/clip-<model_preset>
+    # Captions per image the embedding cache keeps (training/embeddings.py cached_captions): the primary one plus
+    # K - 1 others drawn once (seeded), and training draws among those; 0 = all (~30 GB for ~1M distinct captions
+    # at 64 tokens; the multilingual data wants 8). CLIP training always draws from all captions.
+    cache_captions_per_image: int = 0
     text_drop_prob: float = 0.1  # caption replaced by the empty prompt (classifier-free guidance)
     weight_decay: float = 0.01
+
+    def validate(self) -> None:
+        super().validate()
+        _check_cache_captions(self.cache_captions_per_image)
 
 
 @dataclass
@@ -154,6 +167,7 @@ class DecoderTrainingConfig(TrainingConfig):
 
     stage = "decoder"
     clip_dir: str = ""
+    cache_captions_per_image: int = 0  # as the prior's
     image_drop_prob: float = 0.1  # image embedding replaced by text_proj's learned null embedding
     text_drop_prob: float = 0.5  # caption replaced by the empty prompt, independently of the image drop
     learning_rate: float = 2e-4
@@ -164,6 +178,7 @@ class DecoderTrainingConfig(TrainingConfig):
 
     def validate(self) -> None:
         super().validate()
+        _check_cache_captions(self.cache_captions_per_image)
         if self.snr_gamma < 0:
             raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {self.snr_gamma}.")
 
