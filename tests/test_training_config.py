@@ -178,3 +178,20 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bf16(monkeypatch, caplo
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
     assert trainer.effective_mixed_precision(config) == "bf16"
     assert trainer.effective_mixed_precision(get_training_config("decoder", "tiny")) == "no"
+
+
+def test_multilingual_preset_grows_only_the_text_side():
+    """`small-multilingual`: 16,382 ids and 64 tokens; image tower, decoder and upsampler are `small`'s."""
+    from unclip_diffusers.configs import UnCLIPModelConfig, build_prior, clip_text_config, clip_vision_config
+
+    small, multi = get_model_config("small"), get_model_config("small-multilingual")
+    assert (small.clip.extra_merges, small.clip.max_text_length, clip_text_config(small.clip).vocab_size) == (0, 32, 8192)
+    text = clip_text_config(multi.clip)
+    assert (text.vocab_size, text.eos_token_id, text.max_position_embeddings) == (16382, 16381, 64)
+    assert clip_vision_config(multi.clip).to_dict() == clip_vision_config(small.clip).to_dict()
+    assert (multi.decoder, multi.super_res) == (small.decoder, small.super_res)
+    with torch.device("meta"):
+        assert build_prior(multi).config.num_embeddings == 64
+    saved = small.to_dict()
+    del saved["clip"]["extra_merges"]  # a config.json written before extra_merges existed
+    assert UnCLIPModelConfig.from_dict(saved) == small

@@ -36,6 +36,9 @@ class CLIPSize:
     embed_dim: int = 256  # CLIP projection width == text width (the prior and text_proj read token encodings at this width)
     num_merges: int = 7678  # BPE merges kept: vocabulary = 512 + merges + 2 = 8,192 ids
     max_text_length: int = 32  # tokens per caption; emoji captions are short
+    # merges learned from the non-English captions after CLIP's (assets/clip_bpe/extra_merges.txt, needs
+    # num_merges=7678); each adds one id. 0 = CLIP's merges only (every model trained before issue 20).
+    extra_merges: int = 0
     text_layers: int = 3  # short captions: 3 layers train ~10% faster than 4
     text_heads: int = 4
     image_size: int = 64  # the CLIP image encoder's input resolution
@@ -108,6 +111,19 @@ MODEL_PRESETS: dict[str, UnCLIPModelConfig] = {
 }
 
 
+# The multilingual text side (issue 20): CLIP's 7,678 merges + 8,190 learned from the non-English captions (16,382
+# ids) and a 64-token context (every language's captions p99 <= 30 tokens, benchmarks/RESULTS.md). The image tower,
+# decoder and upsampler sizes are `small`'s, so a LiT run (`--locked_image_tower`) keeps `small`'s image embeddings;
+# the prior's token positions follow max_text_length and it is retrained. A separate preset, not a change to
+# `small`: every saved `small` run is rebuilt from the preset name and must keep its recorded sizes.
+MODEL_PRESETS["tiny-multilingual"] = replace(
+    MODEL_PRESETS["tiny"], clip=replace(MODEL_PRESETS["tiny"].clip, num_merges=7678, extra_merges=8190)
+)
+MODEL_PRESETS["small-multilingual"] = replace(
+    MODEL_PRESETS["small"], clip=replace(MODEL_PRESETS["small"].clip, extra_merges=8190, max_text_length=64)
+)
+
+
 # The independent evaluator CLIP (`unclip_diffusers.evaluation`): wider and deeper than the generation CLIP of the same
 # name, trained separately with another seed, never used for generation. Only the `clip` sizes are used.
 MODEL_PRESETS["evaluator-tiny"] = replace(
@@ -132,11 +148,11 @@ def get_model_config(name_or_config: str | UnCLIPModelConfig) -> UnCLIPModelConf
 
 
 def build_tokenizer(size: CLIPSize):
-    return build_clip_tokenizer(size.num_merges, model_max_length=size.max_text_length)
+    return build_clip_tokenizer(size.num_merges, model_max_length=size.max_text_length, extra_merges=size.extra_merges)
 
 
 def _clip_token_ids(size: CLIPSize) -> dict[str, int]:
-    vocab = clip_vocab_size(size.num_merges)
+    vocab = clip_vocab_size(size.num_merges, size.extra_merges)
     # CLIP pools the text at the end-of-text token; pad with it too, as OpenAI's tokenizer does.
     return {"vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1, "pad_token_id": vocab - 1}
 

@@ -140,41 +140,17 @@ def train_caption_bpe(by_locale: dict[str, list[str]], vocab_size: int):
 
 
 def extended_clip_tokenizer(by_locale: dict[str, list[str]], num_merges: int, extra_merges: int):
-    """CLIP's first `num_merges` merges (and ids) plus up to `extra_merges` merges learned from non-English captions."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """CLIP's first `num_merges` merges (and ids) plus up to `extra_merges` merges learned from non-English captions.
 
-    from ..tokenizer import BOS_TOKEN, EOS_TOKEN, write_clip_tokenizer_files
+    The same learning as the committed vocabulary (`unclip_diffusers.tokenizer_build`), under CLIP's own word pattern.
+    """
+    from ..tokenizer import build_clip_tokenizer, clip_merges, tokenizer_from_merges
+    from ..tokenizer_build import learn_extra_merges
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_clip_tokenizer_files(tmp, num_merges)
-        vocab = json.loads((Path(tmp) / "vocab.json").read_text(encoding="utf-8"))
-        merges = [line for line in (Path(tmp) / "merges.txt").read_text(encoding="utf-8").split("\n")[1:] if line]
-    other = {locale: texts for locale, texts in by_locale.items() if locale != "en"}
-    learned = json.loads(train_caption_bpe(other, 512 + 2 * extra_merges)._tokenizer.to_str())["model"]["merges"]
-    known = set(merges)
-    for merge in learned:
-        merge = merge if isinstance(merge, str) else " ".join(merge)
-        if merge in known:
-            continue
-        if len(known) - num_merges >= extra_merges:
-            break
-        known.add(merge)
-        merges.append(merge)
-        vocab.setdefault(merge.replace(" ", ""), len(vocab))
-    for special in (BOS_TOKEN, EOS_TOKEN):  # the specials move to the end, as in CLIP's layout
-        vocab.pop(special, None)
-        vocab[special] = len(vocab)
-    vocab = {token: i for i, token in enumerate(sorted(vocab, key=vocab.get))}
-    model = models.BPE(vocab, [tuple(m.split(" ")) for m in merges], end_of_word_suffix="</w>")
-    tokenizer = Tokenizer(model)
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN)
-    fast._tokenizer.post_processor = _bos_eos(fast)
-    return fast
+    base = build_clip_tokenizer(num_merges, model_max_length=10**6)
+    texts = [text for locale, texts in by_locale.items() if locale != "en" for text in texts]
+    learned = learn_extra_merges(texts, base, extra_merges)
+    return tokenizer_from_merges(clip_merges(num_merges) + learned, model_max_length=10**6)
 
 
 def _bos_eos(tokenizer):

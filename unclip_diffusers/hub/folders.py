@@ -172,7 +172,8 @@ def model_preset(folder: str | os.PathLike) -> str | None:
     for name, preset in MODEL_PRESETS.items():
         if (decoder.get("sample_size") == preset.decoder.sample_size
                 and list(decoder.get("block_out_channels", [])) == list(preset.decoder.block_out_channels)
-                and text.get("projection_dim") == preset.clip.embed_dim):
+                and text.get("projection_dim") == preset.clip.embed_dim
+                and text.get("max_position_embeddings", preset.clip.max_text_length) == preset.clip.max_text_length):
             return name
     return None
 

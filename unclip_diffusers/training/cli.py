@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--image_column", default=None)
     embed.add_argument("--caption_column", default=None)
     embed.add_argument("--splits", nargs="+", default=["train", "heldout_pairs"])
+    embed.add_argument("--cache_captions_per_image", type=int, default=None,
+                       help="captions cached per image, as the prior/decoder run will use (0 = all)")
     export = sub.add_parser(
         "export", help="write the EMA weights of a run's newest checkpoint to RUN_DIR/snapshot-<step>/ (like final/)"
     )
@@ -116,10 +118,11 @@ def run(args: argparse.Namespace) -> str:
     if args.stage == "embed":
         from .embeddings import split_with_embeddings
 
-        overrides = {k: getattr(args, k) for k in ("clip_dir", "data_path", "image_column", "caption_column")}
+        overrides = {k: getattr(args, k) for k in ("clip_dir", "data_path", "image_column", "caption_column",
+                                                   "cache_captions_per_image")}  # fmt: skip
         config = get_training_config("prior", args.config, **{k: v for k, v in overrides.items() if v is not None})
         for split in args.splits:
-            data, cache = split_with_embeddings(config, split, 0)
+            data, cache, _ = split_with_embeddings(config, split, 0)
             logging.getLogger(__name__).info("%s: %d images, %d captions (%d distinct texts) embedded", split,
                                              len(cache), len(cache.caption_text_rows), cache.text_embeds.shape[0])
         return str(config.clip_dir or os.path.join("runs", f"clip-{config.model_preset}"))

@@ -6,7 +6,8 @@ matches. Batches are random examples or, with `styles_per_concept > 1`, groups o
 parallelism each process contrasts its own micro-batch (no all-gather of features). The caption of each image is
 drawn per step from its alternative captions. The result is frozen for every later stage. With
 `locked_image_tower` (LiT, Zhai et al. 2022) the image tower of a trained CLIP is loaded and frozen and only the
-text tower and the temperature learn, so a new text side fits the image-embedding space the later stages use.
+text tower and the temperature learn, so a new text side fits the image-embedding space the later stages use;
+`init_text_from` starts that text tower from the old one (its vocabulary and context may grow).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .batches import (
 )
 from .config import CLIPTrainingConfig
 from .trainer import Stage, run_training
-from .warm_start import load_clip_halves, load_component, load_image_tower
+from .warm_start import load_clip_halves, load_component, load_image_tower, load_text_tower
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ class CLIPStage(Stage):
             load_image_tower(self.model, Path(self.config.locked_image_tower))
             for module in (self.model.vision_model, self.model.visual_projection):
                 module.requires_grad_(False)
+        if self.config.init_text_from:
+            load_text_tower(self.model, Path(self.config.init_text_from), self.tokenizer)
         return self.model
 
     @property

@@ -118,6 +118,10 @@ class CLIPTrainingConfig(TrainingConfig):
     # whose image tower is loaded and frozen; only the text tower and the temperature train, so every image
     # embedding (and the decoder trained on them) stays valid. Empty = train both towers.
     locked_image_tower: str = ""
+    # Warm start of the text tower from an older CLIP (a folder like locked_image_tower's) whose vocabulary or context
+    # may be smaller (training/warm_start.py load_text_tower): shared token rows, positions, layers, final norm and
+    # projection are copied. With locked_image_tower this is LiT from the old text side. Empty = a fresh text tower.
+    init_text_from: str = ""
 
     def validate(self) -> None:
         super().validate()
@@ -128,6 +132,15 @@ class CLIPTrainingConfig(TrainingConfig):
                              "set one of them (styles_per_concept=1 or family_balance=0).")
         if self.locked_image_tower and not Path(self.locked_image_tower).is_dir():
             raise ValueError(f"locked_image_tower: {self.locked_image_tower!r} is not a folder.")
+        if self.init_text_from and not Path(self.init_text_from).is_dir():
+            raise ValueError(f"init_text_from: {self.init_text_from!r} is not a folder.")
+        if self.init_text_from and self.init_from:
+            raise ValueError("init_text_from warm-starts the text tower and init_from the whole model; set one of them.")
+
+
+def _check_cache_captions(value: int) -> None:
+    if value < 0:
+        raise ValueError(f"cache_captions_per_image must be >= 0 (0 = all captions), got {value}.")
 
 
 @dataclass
@@ -136,8 +149,16 @@ class PriorTrainingConfig(TrainingConfig):
 
     stage = "prior"
     clip_dir: str = ""  # a CLIP run folder; empty = runs/clip-<model_preset>
+    # Captions per image the embedding cache keeps (training/embeddings.py cached_captions): the primary one plus
+    # K - 1 others drawn once (seeded), and training draws among those; 0 = all (~30 GB for ~1M distinct captions
+    # at 64 tokens; the multilingual data wants 8). CLIP training always draws from all captions.
+    cache_captions_per_image: int = 0
     text_drop_prob: float = 0.1  # caption replaced by the empty prompt (classifier-free guidance)
     weight_decay: float = 0.01
+
+    def validate(self) -> None:
+        super().validate()
+        _check_cache_captions(self.cache_captions_per_image)
 
 
 @dataclass
@@ -146,6 +167,7 @@ class DecoderTrainingConfig(TrainingConfig):
 
     stage = "decoder"
     clip_dir: str = ""
+    cache_captions_per_image: int = 0  # as the prior's
     image_drop_prob: float = 0.1  # image embedding replaced by text_proj's learned null embedding
     text_drop_prob: float = 0.5  # caption replaced by the empty prompt, independently of the image drop
     learning_rate: float = 2e-4
@@ -156,6 +178,7 @@ class DecoderTrainingConfig(TrainingConfig):
 
     def validate(self) -> None:
         super().validate()
+        _check_cache_captions(self.cache_captions_per_image)
         if self.snr_gamma < 0:
             raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {self.snr_gamma}.")
 

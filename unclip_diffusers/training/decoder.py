@@ -143,17 +143,17 @@ class DecoderStage(Stage):
     def _setup_from_dataset(self, accelerator: Accelerator) -> None:
         """Training (and validation) images and embeddings from the dataset and the CLIP run's embedding cache."""
         size = self.model_config.decoder.sample_size
-        data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
-        self.examples = caption_examples(data)
+        data, self.cache, self.examples = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples,
+                                                                accelerator)  # fmt: skip
         self.balance_families(data)
         self.images = images_to_uint8(data["image"], size, desc="decoding train images")
         self.validation = None
         if self.config.num_validation_examples:
-            heldout, cache = split_with_embeddings(
+            heldout, cache, heldout_examples = split_with_embeddings(
                 self.config, VALIDATION_SPLIT, self.config.num_validation_examples, accelerator
             )
             images = images_to_uint8(heldout["image"], size, desc="decoding held-out images")
-            self.validation = (cache, caption_examples(heldout), images)
+            self.validation = (cache, heldout_examples, images)
         self.clip_dir = resolve_clip_dir(self.config)
         self.clip_fingerprint = fingerprint_files(clip_final_dir(self.clip_dir))
 

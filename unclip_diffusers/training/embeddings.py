@@ -11,7 +11,9 @@ Storage: only the encodings of real tokens are kept (float16, packed), and paddi
 The prior and the decoder mask padding out of every attention (as the pipeline does), so the values there never
 reach an output; packing keeps the 133k captions of the emoji set at ~0.8 GB instead of ~2.2 GB. Each distinct
 caption text is encoded and stored once (many captions name no style and are shared by a concept's styles), and
-every example's captions point into that table.
+every example's captions point into that table. With `cache_captions_per_image` = K > 0 only K captions of each
+image are cached (its primary caption and K - 1 others, `cached_captions`), and the prior and decoder draw among those:
+~1M distinct multilingual captions at 64 tokens would otherwise take ~30 GB.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPImageProcessorPil, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from ..data import sample_caption
-from .batches import clip_pixel_values, images_to_uint8, load_split
+from .batches import caption_examples, clip_pixel_values, images_to_uint8, load_split
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +146,34 @@ def load_frozen_clip(clip_dir: str | os.PathLike) -> FrozenCLIP:
     return FrozenCLIP(text_encoder, image_encoder, tokenizer, feature_extractor, fingerprint_files(final))
 
 
-def dataset_key(data, image_column: str = "image") -> str:
-    """A short hash of a split's identity: its datasets fingerprint, length and every caption."""
+def cached_captions(caption: str, captions: list[str], per_image: int) -> list[str]:
+    """The captions of one image that the prior/decoder cache: all (`per_image` 0), else the primary one first plus
+    `per_image - 1` others drawn with a generator seeded by the primary caption, in their list order.
+
+    Drawn rather than the first ones: `data/captions.py` lists English first (shuffled) and then each language, so
+    the first few would all be English; a seeded draw keeps every language's share of the list on average.
+    """
+    if per_image <= 0 or len(captions) <= per_image:
+        return list(captions)
+    primary = [caption] if caption in captions else []
+    others = [i for i, c in enumerate(captions) if c != caption]
+    seed = int.from_bytes(hashlib.sha256(caption.encode()).digest()[:8], "big")
+    chosen = sorted(random.Random(seed).sample(others, per_image - len(primary)))
+    return primary + [captions[i] for i in chosen]
+
+
+def restrict_captions(examples: list[dict], per_image: int) -> list[dict]:
+    """`caption_examples` rows whose `captions` are only the cached ones (`cached_captions`), so draws stay in the cache."""
+    return [{**e, "captions": cached_captions(e["caption"], e["captions"], per_image)} for e in examples]
+
+
+def dataset_key(data, image_column: str = "image", per_image: int = 0) -> str:
+    """A short hash of a split's identity: its datasets fingerprint, length, every caption and the cached share."""
     digest = hashlib.sha256()
     digest.update(f"{CACHE_VERSION}|{getattr(data, '_fingerprint', '')}|{len(data)}|{image_column}".encode())
     digest.update(json.dumps([list(c) for c in data["captions"]]).encode())
+    if per_image > 0:  # 0 (all captions) keeps the key of caches written before the setting existed
+        digest.update(f"|captions_per_image={per_image}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -192,11 +218,11 @@ def encode_images(clip: FrozenCLIP, images: torch.Tensor, batch_size: int = 256,
     return torch.cat(out)
 
 
-def compute_embeddings(clip: FrozenCLIP, data, progress: bool = True) -> EmbeddingCache:
-    """Embed every image and every caption of a split (a `datasets.Dataset` with `image` and `captions`)."""
+def compute_embeddings(clip: FrozenCLIP, data, progress: bool = True, per_image: int = 0) -> EmbeddingCache:
+    """Embed every image and the cached captions (`cached_captions`) of a split (`image`, `caption`, `captions`)."""
     size = clip.image_encoder.config.image_size
     images = images_to_uint8(data["image"], size, desc="decoding images for CLIP")
-    caption_lists = [list(c) for c in data["captions"]]
+    caption_lists = [e["captions"] for e in restrict_captions(caption_examples(data), per_image)]
     rows: dict[str, int] = {}  # each distinct text once, in order of first appearance
     caption_text_rows = torch.tensor([rows.setdefault(c, len(rows)) for captions in caption_lists for c in captions],
                                      dtype=torch.long)
@@ -216,17 +242,22 @@ def compute_embeddings(clip: FrozenCLIP, data, progress: bool = True) -> Embeddi
     )
 
 
-def cache_path(clip_dir: str | os.PathLike, split: str, data) -> Path:
-    """Where the embeddings of `split` of `data` are cached for this CLIP run."""
-    return Path(clip_dir) / "embeddings" / f"{split}-{dataset_key(data)}.safetensors"
+def cache_path(clip_dir: str | os.PathLike, split: str, data, per_image: int = 0) -> Path:
+    """Where the embeddings of `split` of `data` (`per_image` captions each, 0 = all) are cached for this CLIP run."""
+    return Path(clip_dir) / "embeddings" / f"{split}-{dataset_key(data, per_image=per_image)}.safetensors"
 
 
-def load_or_compute_embeddings(clip_dir: str | os.PathLike, data, split: str, write: bool = True) -> EmbeddingCache:
-    """The cached embeddings of a split if they match this CLIP's weights, otherwise computed (and cached)."""
+def load_or_compute_embeddings(
+    clip_dir: str | os.PathLike, data, split: str, write: bool = True, per_image: int = 0
+) -> EmbeddingCache:
+    """The cached embeddings of a split if they match this CLIP's weights, otherwise computed (and cached).
+
+    `per_image` > 0 caches only that many captions of each image (`cached_captions`); 0 caches all of them.
+    """
     clip_dir = Path(clip_dir)
     final = clip_final_dir(clip_dir)
     fingerprint = fingerprint_files(final)
-    path = cache_path(clip_dir, split, data)
+    path = cache_path(clip_dir, split, data, per_image)
     if path.exists():
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -236,11 +267,12 @@ def load_or_compute_embeddings(clip_dir: str | os.PathLike, data, split: str, wr
                     return cache
         logger.info("Cached embeddings %s are stale (CLIP or data changed): recomputing.", path)
     clip = load_frozen_clip(clip_dir)
-    cache = compute_embeddings(clip, data)
+    cache = compute_embeddings(clip, data, per_image=per_image)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")  # per process: two runs may fill the same cache at once
-        metadata = {"clip_fingerprint": fingerprint, "version": CACHE_VERSION, "split": split, "examples": str(len(data))}
+        metadata = {"clip_fingerprint": fingerprint, "version": CACHE_VERSION, "split": split, "examples": str(len(data)),
+                    "captions_per_image": str(per_image)}  # fmt: skip
         save_file(cache.to_tensors(), str(temporary), metadata=metadata)
         os.replace(temporary, path)
         logger.info("Cached %d image and %d caption embeddings (%d distinct texts) in %s", len(cache),
@@ -254,14 +286,17 @@ def resolve_clip_dir(config) -> Path:
 
 
 def split_with_embeddings(config, split: str, limit: int, accelerator=None):
-    """Load a split of the configured dataset and its cached embeddings (computed by the main process first)."""
+    """A split of the configured dataset, its cached embeddings (computed by the main process first) and its
+    `caption_examples` restricted to the cached captions (`config.cache_captions_per_image`)."""
     data = load_split(config, split, limit)
     clip_dir = resolve_clip_dir(config)
+    per_image = config.cache_captions_per_image
+    examples = restrict_captions(caption_examples(data), per_image)
     if accelerator is None:
-        return data, load_or_compute_embeddings(clip_dir, data, split)
+        return data, load_or_compute_embeddings(clip_dir, data, split, per_image=per_image), examples
     with accelerator.main_process_first():
-        cache = load_or_compute_embeddings(clip_dir, data, split, write=accelerator.is_main_process)
-    return data, cache
+        cache = load_or_compute_embeddings(clip_dir, data, split, write=accelerator.is_main_process, per_image=per_image)
+    return data, cache, examples
 
 
 def primary_caption_rows(cache: EmbeddingCache, examples: list[dict], indices: torch.Tensor) -> torch.Tensor:

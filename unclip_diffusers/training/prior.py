@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from ..configs import build_prior, build_sampling_scheduler, build_train_scheduler
 from ..models import UnCLIPPriorTransformer
 from ..pipelines.sampling import denoise
-from .batches import TRAIN_SPLIT, VALIDATION_SPLIT, caption_examples
+from .batches import TRAIN_SPLIT, VALIDATION_SPLIT
 from .config import PriorTrainingConfig
 from .embeddings import (
     EmbeddingCache,
@@ -92,15 +92,15 @@ class PriorStage(Stage):
     config: PriorTrainingConfig
 
     def setup(self, accelerator: Accelerator) -> nn.Module:
-        data, self.cache = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples, accelerator)
-        self.examples = caption_examples(data)
+        data, self.cache, self.examples = split_with_embeddings(self.config, TRAIN_SPLIT, self.config.max_train_examples,
+                                                                accelerator)  # fmt: skip
         self.balance_families(data)
         self.validation = None
         if self.config.num_validation_examples:
-            heldout, cache = split_with_embeddings(
+            heldout, cache, heldout_examples = split_with_embeddings(
                 self.config, VALIDATION_SPLIT, self.config.num_validation_examples, accelerator
             )
-            self.validation = (cache, caption_examples(heldout))
+            self.validation = (cache, heldout_examples)
         self.clip_dir = resolve_clip_dir(self.config)
         self.clip_fingerprint = fingerprint_files(clip_final_dir(self.clip_dir))
         self.noise_scheduler = build_train_scheduler("sample")

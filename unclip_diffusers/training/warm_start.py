@@ -11,6 +11,7 @@ otherwise it starts at step 0 (fine-tuning).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -117,3 +118,93 @@ def require_folder(folder: str | os.PathLike) -> Path:
     if not folder.is_dir():
         raise ValueError(f"init_from: {str(folder)!r} is not a folder.")
     return folder
+
+
+TEXT_TOWER_PREFIXES = ("text_model.", "text_projection.")
+TOKEN_EMBEDDING = "text_model.embeddings.token_embedding.weight"
+POSITION_EMBEDDING = "text_model.embeddings.position_embedding.weight"
+
+
+def _old_vocab(folder: Path, old_rows: int, new_vocab: dict[str, int]) -> dict[str, int]:
+    """The old text tower's vocabulary: `folder/tokenizer/`, else CLIP's layout (same ids, BOS and EOS last)."""
+    from transformers import CLIPTokenizer
+
+    if (folder / "tokenizer").is_dir():
+        vocab = CLIPTokenizer.from_pretrained(folder / "tokenizer").get_vocab()
+        if len(vocab) != old_rows:
+            raise ValueError(f"{str(folder / 'tokenizer')!r} has {len(vocab)} tokens but the text tower {old_rows} "
+                             "embedding rows.")  # fmt: skip
+        return vocab
+    logger.warning("%s has no tokenizer/; taking CLIP's id layout (same ids, BOS and EOS last).", folder)
+    if old_rows > len(new_vocab):
+        raise ValueError(f"The old text tower has {old_rows} token ids, more than the new vocabulary's {len(new_vocab)}.")
+    by_id = sorted(new_vocab, key=new_vocab.get)
+    return {**{t: i for i, t in enumerate(by_id[: old_rows - 2])}, by_id[-2]: old_rows - 2, by_id[-1]: old_rows - 1}
+
+
+def _old_pieces(merges: list[tuple[str, str]], old_vocab: dict[str, int]) -> dict[str, list[int]]:
+    """For every token a merge makes that the old vocabulary lacks: the old ids it is made of, as the old BPE splits it."""
+    pieces: dict[str, list[int]] = {}
+    for left, right in merges:
+        token = left + right
+        if token in old_vocab or token in pieces:
+            continue
+        parts = [pieces.get(p) or ([old_vocab[p]] if p in old_vocab else None) for p in (left, right)]
+        if parts[0] is not None and parts[1] is not None:
+            pieces[token] = parts[0] + parts[1]
+    return pieces
+
+
+def _merges(tokenizer) -> list[tuple[str, str]]:
+    """The BPE merges of a fast tokenizer, in rank order."""
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
+
+
+def load_text_tower(model: nn.Module, folder: Path, tokenizer) -> None:
+    """Warm-start the text tower of `model` from an older CLIP in `folder` whose vocabulary or context may be smaller.
+
+    `folder` holds `clip/` or the pipeline's `text_encoder/`, and `tokenizer/`. Rows of tokens both vocabularies
+    have are copied to their new ids (BOS and EOS included); the first positions are copied and every further position
+    starts as the old last one; layers, final norm and projection are copied (their shapes must match). A new token
+    made of old ones (`tokenizer`'s merges; e.g. "fluent</w>" from "flu" + "ent</w>") starts as the mean of their rows,
+    so English words the extra merges join keep what the old tower knew of them; other new rows keep the model's
+    initialisation.
+    """
+    folder = Path(folder)
+    source = folder / "clip" if (folder / "clip").is_dir() else folder / "text_encoder"
+    if not source.is_dir():
+        raise ValueError(f"{str(folder)!r} has neither clip/ nor text_encoder/ to take a text tower from.")
+    state = {k: v for k, v in component_state_dict(source).items() if k.startswith(TEXT_TOWER_PREFIXES)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(TEXT_TOWER_PREFIXES)}
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    resized = (TOKEN_EMBEDDING, POSITION_EMBEDDING)
+    mismatched = [k for k in own if k in state and k not in resized and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"The text tower in {str(source)!r} does not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, other shapes {mismatched[:5]}); only the vocabulary and the context may differ."
+        )
+    loaded = {k: v.to(own[k].dtype) for k, v in state.items() if k not in resized}
+    new_vocab = tokenizer.get_vocab()
+    old_tokens = state[TOKEN_EMBEDDING].to(own[TOKEN_EMBEDDING].dtype)  # (V_old, D)
+    old_vocab = _old_vocab(folder, len(old_tokens), new_vocab)
+    shared = sorted((i, new_vocab[t]) for t, i in old_vocab.items() if t in new_vocab)
+    if len(shared) < len(old_vocab):
+        lost = sorted(set(old_vocab) - set(new_vocab))[:5]
+        logger.warning("%d old tokens are not in the new vocabulary (e.g. %s); their rows are dropped.",
+                       len(old_vocab) - len(shared), lost)  # fmt: skip
+    tokens = own[TOKEN_EMBEDDING].clone()  # (V_new, D)
+    tokens[[new for _, new in shared]] = old_tokens[[old for old, _ in shared]]
+    pieces = _old_pieces(_merges(tokenizer), old_vocab)
+    for token, ids in pieces.items():
+        if token in new_vocab:
+            tokens[new_vocab[token]] = old_tokens[ids].mean(dim=0)
+    positions = own[POSITION_EMBEDDING].clone()  # (P_new, D)
+    old_positions = state[POSITION_EMBEDDING].to(positions.dtype)  # (P_old, D)
+    kept = min(len(old_positions), len(positions))
+    positions[:kept] = old_positions[:kept]
+    positions[kept:] = old_positions[-1]
+    model.load_state_dict({**loaded, TOKEN_EMBEDDING: tokens, POSITION_EMBEDDING: positions}, strict=False)
+    logger.info("Warm-started the text tower from %s: %d of %d token rows copied, %d from their old pieces, %d of %d "
+                "positions.", source, len(shared), len(tokens), len(pieces), kept, len(positions))  # fmt: skip
