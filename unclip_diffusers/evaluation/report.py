@@ -143,6 +143,15 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
         out += _table(["split", "slice", "text→image top-1", "ceiling (real)", "ratio", "(chance)",
                        "variation top-1", "ratio", "R-precision", "(chance)", "CLIP-FD", "(floor)", "n"],
                       slice_rows)  # fmt: skip
+    wording_rows = [[split, family, w.get("concept_top1"), w.get("ceiling"), w.get("ratio_to_ceiling"), w.get("count"),
+                     w.get("prompts")] for split, s in splits.items() for family, w in (s.get("wording") or {}).items()]
+    if wording_rows:
+        out += ["## By wording: training wording, held-out wordings, bare name, other languages (everyday slice)", "",
+                "The same everyday rows drawn from each wording family's prompts (`data.captions.evaluation_prompts`; "
+                "the held-out templates never appear in training); concept top-1 as in the slice table, ceiling = the "
+                "real images of those rows.", ""]
+        out += _table(["split", "wording", "concept top-1", "ceiling (real)", "ratio", "rows", "prompts"],
+                      wording_rows)  # fmt: skip
     clip_rows = []
     for split, s in splits.items():
         for who in ("generation_clip", "evaluator_clip"):

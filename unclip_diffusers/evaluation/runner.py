@@ -25,6 +25,7 @@ from .evaluator import EvaluatorCLIP
 from .inception import inception_fid
 from .report import make_grid
 from .slices import UNSLICED, slice_rows, slice_scores
+from .wording import wording_section
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class EvalSettings:
     text_embedding_ablation: bool = True  # also decode from the CLIP text embedding directly (the paper's ablation)
     num_variation_inputs: int = 8
     num_fidelity_inputs: int = 24  # real held-out images per slice whose one variation the evaluator must recognise
+    num_wording_inputs: int = 8  # everyday rows per split drawn from every wording family (evaluation/wording.py)
     variations_per_input: int = 4
     num_interpolation_pairs: int = 6
     interpolation_steps: int = 7  # frames per interpolation, endpoints included
@@ -68,8 +70,8 @@ class EvalSettings:
         for split in self.splits:
             if split not in HELDOUT_SPLITS:
                 raise ValueError(f"Only held-out splits are evaluated ({HELDOUT_SPLITS}); got {split!r}.")
-        for name in ("max_examples", "num_variation_inputs", "num_fidelity_inputs", "num_interpolation_pairs",
-                     "grid_prompts"):
+        for name in ("max_examples", "num_variation_inputs", "num_fidelity_inputs", "num_wording_inputs",
+                     "num_interpolation_pairs", "grid_prompts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         for name in ("num_distractors", "kid_subsets", "kid_subset_size", "batch_size", "grid_seeds",
@@ -92,7 +94,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     "quick": EvalSettings(
         max_examples=8, prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
         prior_guidance_sweep=(1.0, 4.0), num_distractors=99, kid_subsets=5, num_variation_inputs=2,
-        variations_per_input=2, num_fidelity_inputs=2, num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2,
+        variations_per_input=2, num_fidelity_inputs=2, num_wording_inputs=2, num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2,
         batch_size=8,
     ),
 }
@@ -233,6 +235,8 @@ class SplitData:
     picked: list[int] = field(default_factory=list)  # rows used for the generation metrics
     num_rows: int = 0  # rows of the split (more than are held here when only the picked rows were loaded)
     slices: list[str] = field(default_factory=list)  # evaluation slice of every row ('all' when the data has none)
+    names: list[str] = field(default_factory=list)  # every row's display name ([] when the data has none)
+    localized: list[str] = field(default_factory=list)  # every row's `names` JSON ({locale: name}), '' when none
 
     def subset(self, attr: str) -> list[Any]:
         values = getattr(self, attr)
@@ -257,7 +261,10 @@ def load_split(data_path: str, split: str, settings: EvalSettings) -> SplitData:
     styles = list(data["style"]) if "style" in columns else [""] * len(captions)
     images = [im.convert("RGB") for im in data["image"]]
     slices = list(data["slice"]) if "slice" in columns else [UNSLICED] * len(captions)
-    return SplitData(split, captions, concepts, styles, images, picked, num_rows=n, slices=slices)
+    names = list(data["name"]) if "name" in columns else []
+    localized = list(data["names"]) if "names" in columns else [""] * len(captions)
+    return SplitData(split, captions, concepts, styles, images, picked, num_rows=n, slices=slices, names=names,
+                     localized=localized)
 
 
 def caption_pool(data_path: str) -> tuple[list[str], list[str], list[str]]:
@@ -555,6 +562,11 @@ def run_evaluation(
             "via_prior": image_set_section(e_gen, real_sub, text_sub, captions, concepts, settings, pool, pool_eval)
         }
         section["slices"] = slices_text_to_image_section(e_gen, e_real, e_text, data, settings, pool, pool_eval)
+        if settings.num_wording_inputs:
+            section["wording"] = wording_section(
+                data, e_real, e_text, settings.num_wording_inputs,
+                generate=lambda prompts, offset: generate_images(pipe, prompts, settings, seed_offset=offset)[0],
+                embed_images=evaluator.embed_images)
         if settings.text_embedding_ablation:
             direct = decode_embeddings(pipe, z_t[data.picked], captions, settings, seed_offset=0)
             section["text_to_image"]["text_embedding_direct"] = image_set_section(
