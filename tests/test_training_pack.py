@@ -174,6 +174,7 @@ def test_warm_start_loads_half_precision_weights_exactly(packed, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # above the script's own 600-s subprocess timeout (test_suite_timeouts)
 def test_gpu_train_script_runs_on_cpu_and_brings_back_fp16_weights(packed, tmp_path):
     """scripts/gpu_train.sh end to end (accelerate launch, budget stop, fp16 export, tar), on the CPU."""
     import os

@@ -7,7 +7,8 @@
 from . import metrics
 from .evaluator import EvaluatorCLIP, load_or_train_evaluator, train_evaluator
 from .report import write_report
-from .runner import EVAL_PRESETS, EvalSettings, get_eval_settings, run_evaluation
+from .runner import run_evaluation
+from .settings import EVAL_PRESETS, EvalSettings, get_eval_settings
 
 __all__ = [
     "metrics",
