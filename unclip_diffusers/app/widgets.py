@@ -18,12 +18,13 @@ IMAGE_STAGES = ("decoder_steps", "super_res_steps", "decoder_guidance")  # varia
 
 
 def slider(name: str, elem_id: str | None = None, value: float | None = None, **kwargs: Any) -> CheckedSlider:
-    """A slider whose range, step, label and (unless `value` is given) default come from `validation.LIMITS[name]`;
-    a `label` in `kwargs` names it instead."""
+    """A slider whose range, step, label and (unless `value` is given) default come from `validation.LIMITS[name]`
+    (a `label` in `kwargs` names it instead)."""
     limit = LIMITS[name]
     return CheckedSlider(
         minimum=limit.minimum, maximum=limit.maximum, value=limit.default if value is None else value,
-        step=limit.step, label=kwargs.pop("label", limit.label), precision=0 if limit.integer else None, elem_id=elem_id, **kwargs,
+        step=limit.step, label=kwargs.pop("label", limit.label), precision=0 if limit.integer else None,
+        elem_id=elem_id, **kwargs,
     )
 
 

@@ -56,7 +56,8 @@ class EventOptions:
         inputs to the (hidden) components the endpoint reads in their place. Returns the page's event."""
         swaps = {randomize: gr.Checkbox(value=False, label="Randomize seed", visible=False), **(api_inputs or {})}
         endpoint_inputs = [swaps.get(component, component) for component in inputs]  # components hash by identity
-        gr.on([], fn, endpoint_inputs, outputs, api_name=api_name, api_description=api_description, **self.event_kwargs())
+        gr.on([], fn, endpoint_inputs, outputs, api_name=api_name, api_description=api_description,
+              **self.event_kwargs())
         # Registered second, so the endpoint owns `api_name`; the page's event only gets a private one.
         return gr.on(triggers, keep_results_on_error(fn, len(outputs)), inputs, outputs, api_visibility="private",
                      **self.event_kwargs())

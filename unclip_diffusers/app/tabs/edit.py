@@ -31,7 +31,8 @@ def build(service: UnCLIPService, options: EventOptions) -> EditTab:
                 brush=gr.Brush(colors=[PAINT_COLOUR], color_mode="fixed", default_size=24), layers=False,
                 transforms=(), canvas_size=(512, 512), height=420, elem_id="edit-editor",
             )
-            prompt = gr.Textbox(label="Prompt (optional)", placeholder="e.g. red apple, Noto style", elem_id="edit-prompt",
+            prompt = gr.Textbox(label="Prompt (optional)", placeholder="e.g. red apple, Noto style",
+                                elem_id="edit-prompt",
                                 info="What to paint there; empty repaints from the image's own CLIP embedding.")
             with gr.Row():
                 num_images = slider("num_images", elem_id="edit-num-images")
@@ -45,9 +46,10 @@ def build(service: UnCLIPService, options: EventOptions) -> EditTab:
     no_mask = gr.State(None)  # on the page the editor's painted strokes are the mask
     api_image = UploadImage(label="Image", type="filepath", image_mode=None, visible=False)
     api_mask = UploadImage(label="Mask (white = repaint)", type="filepath", image_mode=None, visible=False)
+    inputs = [editor, no_mask, prompt, seed, randomize, num_images, *advanced]
     options.register(
-        [generate.click, prompt.submit], service.edit, [editor, no_mask, prompt, seed, randomize, num_images, *advanced],
-        [gallery, seed, notes], randomize=randomize, api_name="edit", api_inputs={editor: api_image, no_mask: api_mask},
+        [generate.click, prompt.submit], service.edit, inputs, [gallery, seed, notes], randomize=randomize,
+        api_name="edit", api_inputs={editor: api_image, no_mask: api_mask},
         api_description="Repaint the white part of a mask and keep the rest of the image (prompt optional: empty "
                         "repaints from the image itself); returns images, seed used, notes.",
     )
