@@ -7,7 +7,7 @@ from app_helpers import tiny_service
 from unclip_diffusers.app import build_demo, launch_kwargs
 from unclip_diffusers.app.widgets import pick_image
 
-ENDPOINTS = {"text_to_image", "variations", "interpolate", "text_diff"}
+ENDPOINTS = {"text_to_image", "variations", "interpolate", "text_diff", "edit", "mix"}
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +32,18 @@ def test_every_tab_is_a_named_public_endpoint_sharing_one_concurrency_limit(demo
     assert demo._queue.max_size == 5 and demo._queue.default_concurrency_limit == 2
 
 
-def test_page_has_four_tabs_examples_and_the_placeholder_banner(demo):
+def test_page_has_six_tabs_examples_and_the_placeholder_banner(demo):
     config = demo.get_config_file()
     by_type = {}
     for component in config["components"]:
         by_type.setdefault(component["type"], []).append(component["props"])
-    assert [t["label"] for t in by_type["tabitem"]] == ["Text to image", "Variations", "Interpolation", "Text diff"]
-    assert len(by_type["dataset"]) == 4  # one gr.Examples per tab
+    assert [t["label"] for t in by_type["tabitem"]] == ["Text to image", "Variations", "Interpolation", "Text diff",
+                                                       "Edit", "Mix"]
+    assert len(by_type["dataset"]) == 6  # one gr.Examples per tab
     banner = [m for m in by_type["markdown"] if m.get("elem_id") == "placeholder-banner"]
     assert banner and "randomly initialised tiny model" in banner[0]["value"]
-    assert len(by_type["accordion"]) == 4 and all(a["label"] == "Advanced" for a in by_type["accordion"])
-    assert len(by_type["gallery"]) == 4 and all("download" in g["buttons"] for g in by_type["gallery"])
+    assert len(by_type["accordion"]) == 6 and all(a["label"] == "Advanced" for a in by_type["accordion"])
+    assert len(by_type["gallery"]) == 6 and all("download" in g["buttons"] for g in by_type["gallery"])
 
 
 def test_sliders_default_to_the_pipeline_settings(service, demo):
@@ -113,14 +114,17 @@ def _page_event(demo, button_id: str):
     ("var-generate", (None, 7, False, 1, 2, 2, 8.0, "DDIM")),
     ("interp-generate", ("Prompt", "cat", None, "Image", "", None, 3, 7, False, 2, 2, 2, 4.0, 8.0, "DDIM", False)),
     ("diff-generate", ("Prompt", "cat", None, "", "", 0.5, 2, 7, False, 2, 2, 2, 4.0, 8.0, "DDIM", False)),
+    ("edit-generate", (None, None, "", 7, False, 1, 2, 2, 2, 4.0, 8.0, "DDIM", 0)),
+    ("mix-generate", ("Prompt", "", None, 0.5, "Image", "", None, 0.5, "Prompt", " ", None, 0.5, "Prompt", "", None,
+                      0.5, 1, 7, False, 2, 2, 2, 4.0, 8.0, "DDIM")),
 ])
 def test_a_refused_request_keeps_the_results_and_seed_on_the_page_and_says_why(demo, button_id, arguments):
     event = _page_event(demo, button_id)
-    with pytest.warns(UserWarning, match="empty|No .* was given"):  # the message also pops up (gr.Warning)
+    with pytest.warns(UserWarning, match="empty|No .* was given|Nothing to mix"):  # it also pops up (gr.Warning)
         updates = list(event.fn(*arguments))
     *kept, notes = updates[-1]
     assert kept and all(update == gr.skip() for update in kept)  # the gallery, the GIF and the seed box stay
-    assert notes.startswith("**Not generated:** ") and ("empty" in notes or "was given" in notes)
+    assert notes.startswith("**Not generated:** ") and any(w in notes for w in ("empty", "was given", "Nothing to"))
 
 
 def test_over_the_api_a_given_seed_wins_while_the_page_box_starts_ticked(demo):
@@ -130,7 +134,7 @@ def test_over_the_api_a_given_seed_wins_while_the_page_box_starts_ticked(demo):
         assert parameters["randomize_seed"]["parameter_default"] is False, name
     ticked = [c["props"]["value"] for c in demo.get_config_file()["components"]
               if c["type"] == "checkbox" and c["props"].get("label") == "Randomize seed" and c["props"]["visible"]]
-    assert ticked == [True] * 4
+    assert ticked == [True] * 6
 
 
 def test_image_arguments_are_optional_over_the_api_in_prompt_mode(demo):
@@ -139,3 +143,24 @@ def test_image_arguments_are_optional_over_the_api_in_prompt_mode(demo):
                 for name in ("/interpolate", "/text_diff")}
     assert {"start_image", "end_image"} <= optional["/interpolate"]
     assert {"source_image"} <= optional["/text_diff"]
+
+
+def test_edit_takes_the_editor_on_the_page_and_an_image_and_a_mask_over_the_api(demo):
+    parameters = demo.get_api_info()["named_endpoints"]["/edit"]["parameters"]
+    names = [p["parameter_name"] for p in parameters]
+    assert names[:3] == ["image", "mask", "prompt"] and names[-1] == "jumps"
+    required = {p["parameter_name"] for p in parameters if not p["parameter_has_default"]}
+    assert required == {"image", "mask"}  # the prompt is optional
+    page = _page_event(demo, "edit-generate")
+    assert [type(block).__name__ for block in page.inputs[:2]] == ["ImageEditor", "State"]
+
+
+def test_every_gallery_can_send_its_result_to_the_editor(demo):
+    ids = {c["props"].get("elem_id") for c in demo.get_config_file()["components"]}
+    for prefix in ("t2i", "var", "interp", "diff", "edit", "mix"):
+        assert {f"{prefix}-to-edit", f"{prefix}-to-variations"} <= ids, prefix
+    editor = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "edit-editor")
+    sent = _page_event(demo, "t2i-to-edit")
+    assert editor in sent.outputs
+    value, tabs = sent.fn([("/tmp/a.png", None)], None)
+    assert value == "/tmp/a.png" and tabs.selected == "edit"  # becomes the editor's background

@@ -22,6 +22,13 @@ TEXT_DIFFS = [  # (source prompt, description of the source, target description,
     ("red apple, Fluent 3D style", "red apple", "green apple", 0.4),
 ]
 
+EDITS = [("smiley.png", "crying face, Noto style"), ("red_apple.png", "green apple, Noto style")]  # (image, prompt)
+
+MIXES = [  # two prompts to blend
+    ("grinning face, Noto style", "red apple, Noto style"),
+    ("blue heart, Twemoji style", "pouting cat, Twemoji style"),
+]
+
 INTERPOLATIONS = [("grinning face, Noto style", "pouting cat, Noto style"), ("red apple, Twemoji style", "blue heart, Twemoji style")]
 
 

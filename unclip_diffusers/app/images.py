@@ -95,14 +95,17 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, background)
         flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat, f"The {mode} image's transparency was flattened onto a white background."
+        colour = {(255, 255, 255): "white", (0, 0, 0): "black"}.get(tuple(background), f"RGB{tuple(background)}")
+        return flat, f"The {mode} image's transparency was flattened onto a {colour} background."
     names = {"L": "greyscale", "1": "black-and-white", "P": "palette", "CMYK": "CMYK"}
     return image.convert("RGB"), f"The {names.get(mode, mode)} image was converted to RGB."
 
 
-def sanitize_image(source: ImageInput, max_side: int = MAX_SIDE, min_side: int | None = None) -> SanitizedImage:
+def sanitize_image(source: ImageInput, max_side: int = MAX_SIDE, min_side: int | None = None,
+                   background: tuple[int, int, int] = (255, 255, 255)) -> SanitizedImage:
     """Load an upload as an RGB image no larger than `max_side` on its longest side; with `min_side` (the image
-    encoder's input size), a notice says when the image is smaller and so gets enlarged.
+    encoder's input size), a notice says when the image is smaller and so gets enlarged. Transparency is flattened
+    onto `background` (white; a mask flattens onto black, so transparent means "keep").
 
     Raises `ValueError` with a user-facing message for anything that is not a usable image: missing or empty files,
     non-images, damaged files, decompression bombs and animations are handled; EXIF rotation is applied.
@@ -126,7 +129,7 @@ def sanitize_image(source: ImageInput, max_side: int = MAX_SIDE, min_side: int |
     if image.width < 1 or image.height < 1:
         raise ValueError(f"The image is {image.width}x{image.height} pixels, which is empty.")
     image = ImageOps.exif_transpose(image)
-    image, notice = to_rgb(image)
+    image, notice = to_rgb(image, background)
     if notice:
         notices.append(notice)
     if max(image.size) > max_side:

@@ -24,13 +24,17 @@ from PIL import Image
 
 from .animation import GifStore
 from .images import sanitize_image
+from .masks import check_painted, editor_image_and_mask, load_mask
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
+from unclip_diffusers.pipelines.mixing import check_mix_weights
+
 from .validation import LIMITS, InputError, check_number, check_prompt, cut_prompt_note, resolve_seed
 
 logger = logging.getLogger(__name__)
 
 SCHEDULER_KEYS = ("prior_scheduler", "decoder_scheduler", "super_res_scheduler")
-SOURCES = ("Prompt", "Image")  # what an interpolation endpoint or a text-diff source is
+SOURCES = ("Prompt", "Image")  # what an interpolation endpoint, a text-diff source or a mix input is
+MIX_SLOTS = 4  # inputs of the Mix tab
 STAGE_SETTINGS = {  # app setting -> the pipeline's `__call__` argument it maps to
     "prior_steps": "prior_num_inference_steps",
     "decoder_steps": "decoder_num_inference_steps",
@@ -386,3 +390,101 @@ class UnCLIPService:
             **{STAGE_SETTINGS[name]: value for name, value in s.items()},
         ).images
         yield [(image, f"amount {a:.2f}") for image, a in zip(images, amounts)], seed, notes.text()
+
+    @user_errors
+    def edit(
+        self,
+        image: Any,
+        mask: Any,
+        prompt: str | None = None,
+        seed: int = 0,
+        randomize_seed: bool = False,
+        num_images: int = 2,
+        prior_steps: int | None = None,
+        decoder_steps: int | None = None,
+        super_res_steps: int | None = None,
+        prior_guidance: float | None = None,
+        decoder_guidance: float | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        jumps: int = 0,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Iterator[tuple[Images, int, str]]:
+        """Repaint the white part of `mask` and keep the rest of `image` (`pipe.inpaint`). `image` is an image, or on
+        the page the editor's value, whose painted layers are the mask when `mask` is `None`. An empty `prompt`
+        repaints from the image's own CLIP embedding; `jumps` RePaint resamplings per decoder step (then with DDIM).
+
+        Yields `(images, seed_used, notes)`.
+        """
+        notes = self._notes()
+        if isinstance(image, dict) and mask is None:
+            image, mask = editor_image_and_mask(image)
+        image = self._load_image(image, "image to edit", notes)
+        mask = load_mask(mask, image.size)
+        check_painted(mask)
+        prompt = self._prompt(prompt, "prompt", notes) if (prompt or "").strip() else None
+        num_images = check_number("num_images", num_images)
+        jumps = check_number("jumps", jumps)
+        s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
+                           prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
+        seed = resolve_seed(seed, randomize_seed)
+        pipe, generator = self.request_pipeline(scheduler, progress_bars=True), self.generator(seed)
+
+        progress(0, desc="Repainting the masked region")
+        images = pipe.inpaint(
+            image, mask, prompt=prompt, num_images_per_prompt=num_images, jumps=jumps, generator=generator,
+            output_type="pil", **{STAGE_SETTINGS[name]: value for name, value in s.items()},
+        ).images
+        source = "the prompt" if prompt else "the image's own CLIP embedding"
+        yield list(images), seed, notes.text(f"Repainted from {source}; the unpainted part is kept.")
+
+    @user_errors
+    def mix(
+        self,
+        kind_1: str = "Prompt", prompt_1: str | None = None, image_1: Any = None, weight_1: float = 0.5,
+        kind_2: str = "Prompt", prompt_2: str | None = None, image_2: Any = None, weight_2: float = 0.5,
+        kind_3: str = "Prompt", prompt_3: str | None = None, image_3: Any = None, weight_3: float = 0.5,
+        kind_4: str = "Prompt", prompt_4: str | None = None, image_4: Any = None, weight_4: float = 0.5,
+        num_images: int = 2,
+        seed: int = 0,
+        randomize_seed: bool = False,
+        prior_steps: int | None = None,
+        decoder_steps: int | None = None,
+        super_res_steps: int | None = None,
+        prior_guidance: float | None = None,
+        decoder_guidance: float | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Iterator[tuple[Images, int, str]]:
+        """A weighted blend of up to four prompts and images (`pipe.mix`: slerp for two, a normalised weighted mean of
+        directions for more). Input `i` is a prompt or an image by `kind_i`; an input with no prompt/image, or with
+        weight 0, is left out. Yields `(images, seed_used, notes)`."""
+        notes = self._notes()
+        slots = [(kind_1, prompt_1, image_1, weight_1), (kind_2, prompt_2, image_2, weight_2),
+                 (kind_3, prompt_3, image_3, weight_3), (kind_4, prompt_4, image_4, weight_4)]
+        inputs, weights, names = [], [], []
+        for i, (kind, prompt, image, weight) in enumerate(slots, start=1):
+            weight = check_number("weight", weight, label=f"Input {i} weight")
+            if kind not in SOURCES:
+                raise InputError(f"Input {i} must be one of {list(SOURCES)}, got {kind!r}.")
+            if (kind == "Image" and image is None) or (kind == "Prompt" and not (prompt or "").strip()):
+                continue  # an empty input is left out
+            inputs.append(self._source(kind, prompt, image, f"input {i}", notes))
+            weights.append(weight)
+            names.append(f"input {i} ({kind.lower()})")
+        if not inputs:
+            raise InputError("Nothing to mix: give at least one input a prompt or an image.")
+        normalised = check_mix_weights(len(inputs), weights)  # the pipeline's own refusals (all weights 0, ...)
+        kept = [i for i, w in enumerate(normalised) if w > 0]
+        num_images = check_number("num_images", num_images)
+        s = self._settings(prior_steps=prior_steps, decoder_steps=decoder_steps, super_res_steps=super_res_steps,
+                           prior_guidance=prior_guidance, decoder_guidance=decoder_guidance)
+        seed = resolve_seed(seed, randomize_seed)
+        pipe, generator = self.request_pipeline(scheduler, progress_bars=True), self.generator(seed)
+
+        progress(0, desc=f"Mixing {len(kept)} inputs")
+        images = pipe.mix(
+            [inputs[i] for i in kept], [normalised[i] for i in kept], num_images_per_prompt=num_images,
+            generator=generator, output_type="pil", **{STAGE_SETTINGS[name]: value for name, value in s.items()},
+        ).images
+        blend = ", ".join(f"{names[i]} {normalised[i]:.2f}" for i in kept)
+        yield list(images), seed, notes.text(f"Mixed (weights normalised to sum 1): {blend}.")

@@ -1,4 +1,4 @@
-"""Assembling the page: header, the four tabs, the buttons that move results between tabs, and how to serve it."""
+"""Assembling the page: header, the six tabs, the buttons that move results between tabs, and how to serve it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import gradio as gr
 
 from .inference import UnCLIPService
 from .loading import PLACEHOLDER_WARNING
-from .tabs import EventOptions, interpolation, text_diff, text_to_image, variations
+from .tabs import EventOptions, edit, interpolation, mix, text_diff, text_to_image, variations
 from .widgets import SendButtons, pick_image
 
 TAB_IDS = {"text_to_image": "Text to image", "variations": "Variations", "interpolation": "Interpolation",
-           "text_diff": "Text diff"}
+           "text_diff": "Text diff", "edit": "Edit", "mix": "Mix"}
 
 QUEUE_SIZE = 16  # requests waiting beyond this are turned away with "queue full" instead of waiting for minutes
 # Simultaneous generations across all tabs. Measured on a busy 2-core machine with the `small` preset (random weights,
@@ -52,8 +52,8 @@ def launch_kwargs() -> dict[str, Any]:
 
 
 def _wire_send(send: SendButtons, var: variations.VariationsTab, interp: interpolation.InterpolationTab,
-               tabs: gr.Tabs) -> None:
-    """Connect one gallery's "use as input" buttons to the Variations and Interpolation inputs."""
+               editing: edit.EditTab, tabs: gr.Tabs) -> None:
+    """Connect one gallery's "use as input" buttons to the Variations, Interpolation and Edit inputs."""
     inputs = [send.gallery, send.selected]
     send.to_variations.click(
         lambda value, index: (pick_image(value, index), gr.Tabs(selected="variations")),
@@ -64,6 +64,10 @@ def _wire_send(send: SendButtons, var: variations.VariationsTab, interp: interpo
             lambda value, index: (pick_image(value, index), "Image", gr.Tabs(selected="interpolation")),
             inputs, [endpoint.image, endpoint.kind, tabs], api_visibility="private", queue=False,
         )
+    send.to_edit.click(  # the image becomes the editor's background, with nothing painted yet
+        lambda value, index: (pick_image(value, index), gr.Tabs(selected="edit")),
+        inputs, [editing.editor, tabs], api_visibility="private", queue=False,
+    )
 
 
 def build_demo(
@@ -74,7 +78,7 @@ def build_demo(
     queue_size: int = QUEUE_SIZE,
     cache_examples: bool = False,
 ) -> gr.Blocks:
-    """Build the app (not launched): four tabs on one shared `service`, queued with a bounded size.
+    """Build the app (not launched): six tabs on one shared `service`, queued with a bounded size.
 
     Args:
         service (`UnCLIPService`): the shared pipeline and the functions behind the tabs.
@@ -101,7 +105,11 @@ def build_demo(
                 interp = interpolation.build(service, options)
             with gr.Tab(TAB_IDS["text_diff"], id="text_diff"):
                 diff = text_diff.build(service, options)
-        for send in (t2i.send, var.send, interp.send, diff.send):
-            _wire_send(send, var, interp, tabs)
+            with gr.Tab(TAB_IDS["edit"], id="edit"):
+                editing = edit.build(service, options)
+            with gr.Tab(TAB_IDS["mix"], id="mix"):
+                mixing = mix.build(service, options)
+        for send in (t2i.send, var.send, interp.send, diff.send, editing.send, mixing.send):
+            _wire_send(send, var, interp, editing, tabs)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ LIMITS: dict[str, Limit] = {
     "prior_guidance": Limit("Prior guidance scale", 1.0, 20.0, 4.0, step=0.5, integer=False),
     "decoder_guidance": Limit("Decoder guidance scale", 1.0, 20.0, 8.0, step=0.5, integer=False),
     "amount": Limit("Amount", 0.0, 1.0, 0.5, step=0.05, integer=False),
+    "jumps": Limit("Resampling jumps", 0, 10, 0),
+    "weight": Limit("Weight", 0.0, 1.0, 0.5, step=0.05, integer=False),
     "seed": Limit("Seed", 0, MAX_SEED, 0),
 }
 
@@ -53,9 +55,12 @@ class InputError(ValueError):
     """A user-facing problem with an input; the message is shown to the user as-is."""
 
 
-def check_number(name: str, value: object) -> int | float:
-    """Return `value` as a number inside `LIMITS[name]`, or raise `InputError` naming the setting and its range."""
+def check_number(name: str, value: object, label: str | None = None) -> int | float:
+    """Return `value` as a number inside `LIMITS[name]`, or raise `InputError` naming the setting (`label`, default
+    the limit's own) and its range."""
     limit = LIMITS[name]
+    if label is not None:
+        limit = replace(limit, label=label)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{limit.label} must be a number, got {value!r}.")
     if not limit.minimum <= value <= limit.maximum:

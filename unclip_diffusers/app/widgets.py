@@ -18,11 +18,13 @@ IMAGE_STAGES = ("decoder_steps", "super_res_steps", "decoder_guidance")  # varia
 
 
 def slider(name: str, elem_id: str | None = None, value: float | None = None, **kwargs: Any) -> CheckedSlider:
-    """A slider whose range, step and (unless `value` is given) default come from `validation.LIMITS[name]`."""
+    """A slider whose range, step, label and (unless `value` is given) default come from `validation.LIMITS[name]`
+    (a `label` in `kwargs` names it instead)."""
     limit = LIMITS[name]
     return CheckedSlider(
         minimum=limit.minimum, maximum=limit.maximum, value=limit.default if value is None else value,
-        step=limit.step, label=limit.label, precision=0 if limit.integer else None, elem_id=elem_id, **kwargs,
+        step=limit.step, label=kwargs.pop("label", limit.label), precision=0 if limit.integer else None,
+        elem_id=elem_id, **kwargs,
     )
 
 
@@ -34,9 +36,10 @@ def seed_controls(prefix: str) -> tuple[CheckedNumber, gr.Checkbox]:
 
 
 def advanced_settings(prefix: str, defaults: dict[str, float], stages: tuple[str, ...] = ALL_STAGES,
-                      has_super_res: bool = True, invert: bool = False) -> list[Any]:
+                      has_super_res: bool = True, invert: bool = False, jumps: bool = False) -> list[Any]:
     """The "Advanced" accordion: steps and guidance per stage (defaults: the pipeline's), the scheduler and, with
-    `invert`, a DDIM-inversion box. Returns them in that order, the order the tab functions take them."""
+    `invert`, a DDIM-inversion box or, with `jumps`, the RePaint resampling slider. Returns them in that order, the
+    order the tab functions take them."""
     with gr.Accordion("Advanced", open=False, elem_id=f"{prefix}-advanced"):
         controls: list[Any] = []
         with gr.Row():
@@ -47,6 +50,11 @@ def advanced_settings(prefix: str, defaults: dict[str, float], stages: tuple[str
             choices=list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler", elem_id=f"{prefix}-scheduler",
             info="The sampler of every stage; DPM-Solver++ and UniPC need the fewest steps.",
         ))
+        if jumps:
+            controls.append(slider(
+                "jumps", elem_id=f"{prefix}-jumps",
+                info="RePaint resamplings per decoder step: smoother seams, each one more decoder pass (with DDIM).",
+            ))
         if invert:
             controls.append(gr.Checkbox(
                 label="Reconstruct image inputs (DDIM inversion)", value=False, elem_id=f"{prefix}-invert",
@@ -72,18 +80,20 @@ class SendButtons:
     to_variations: gr.Button
     to_start: gr.Button
     to_end: gr.Button
+    to_edit: gr.Button
 
 
 def send_buttons(prefix: str, gallery: gr.Gallery) -> SendButtons:
-    """Buttons that send the selected (or first) image of `gallery` to Variations or Interpolation."""
+    """Buttons that send the selected (or first) image of `gallery` to Variations, Interpolation or Edit."""
     selected = gr.State(None)
     with gr.Row():
         to_variations = gr.Button("Use in Variations", size="sm", elem_id=f"{prefix}-to-variations")
         to_start = gr.Button("Use as interpolation start", size="sm", elem_id=f"{prefix}-to-start")
         to_end = gr.Button("Use as interpolation end", size="sm", elem_id=f"{prefix}-to-end")
+        to_edit = gr.Button("Edit this image", size="sm", elem_id=f"{prefix}-to-edit")
     gallery.select(selected_index, None, selected, api_visibility="private", queue=False)
     gallery.change(lambda: None, None, selected, api_visibility="private", queue=False)
-    return SendButtons(gallery, selected, to_variations, to_start, to_end)
+    return SendButtons(gallery, selected, to_variations, to_start, to_end, to_edit)
 
 
 def selected_index(event: gr.SelectData) -> int:
