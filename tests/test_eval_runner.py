@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -137,6 +138,24 @@ class OraclePipeline:
         self._record("image_variation", generator, len(images) * num_images_per_prompt)
         return SimpleNamespace(images=[im.copy() for im in images for _ in range(num_images_per_prompt)])
 
+    def inpaint(self, image, mask_image, prompt=None, prior_num_inference_steps=25, decoder_num_inference_steps=25,
+                super_res_num_inference_steps=10, prior_guidance_scale=None, decoder_guidance_scale=8.0, generator=None,
+                output_type="pil"):
+        """The prompt's real image where the mask is white, the source elsewhere (exact, like the pipeline's paste)."""
+        assert isinstance(generator, torch.Generator) and output_type == "np"
+        source = np.asarray(image.convert("RGB"), dtype=np.float64) / 255
+        painted = np.asarray(self._draw(prompt).convert("RGB").resize(image.size), dtype=np.float64) / 255
+        mask = (np.asarray(mask_image.convert("L"), dtype=np.float64) / 255)[..., None]
+        return SimpleNamespace(images=np.stack([mask * painted + (1 - mask) * source]))
+
+    def mix(self, inputs, weights=None, prior_num_inference_steps=25, decoder_num_inference_steps=25,
+            super_res_num_inference_steps=10, prior_guidance_scale=None, decoder_guidance_scale=8.0, generator=None,
+            output_type="pil"):
+        """A pixel blend of two images by their weights."""
+        a, b = (np.asarray(im.convert("RGB"), dtype=np.float64) for im in inputs)
+        blend = (weights[0] * a + weights[1] * b) / sum(weights)
+        return SimpleNamespace(images=[Image.fromarray(blend.round().astype(np.uint8))])
+
     def interpolate(self, start, end, steps=5, prior_num_inference_steps=25, decoder_num_inference_steps=25,
                     super_res_num_inference_steps=10, prior_guidance_scale=4.0, decoder_guidance_scale=8.0,
                     generator=None, output_type="pil"):
@@ -215,6 +234,17 @@ def test_wording_families_are_scored_on_everyday_rows(evaluation):
     # the oracle draws the real image for any wording that names the shape and style: scores equal the ceiling
     for family in ("training", "heldout"):
         assert wording[family]["concept_top1"] == pytest.approx(wording[family]["ceiling"])
+
+
+def test_inpainting_and_mix_sections(evaluation):
+    results, _, _ = evaluation
+    s = results["splits"]["heldout_concepts"]
+    assert s["inpaint"]["count"] == 2 and s["inpaint"]["psnr_outside_min_db"] == float("inf")  # the oracle pastes
+    assert -1 <= s["inpaint"]["cos_prompt_edited"] <= 1 and -1 <= s["inpaint"]["cos_prompt_text_to_image"] <= 1
+    mix = s["mix"]
+    assert mix["pairs"] == 1 and mix["weights_of_b"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert mix["cos_to_a"][0] == pytest.approx(1.0, abs=1e-4) and mix["cos_to_b"][-1] == pytest.approx(1.0, abs=1e-4)
+    assert isinstance(mix["monotonic"], bool)
 
 
 def _captions(split):

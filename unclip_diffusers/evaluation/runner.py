@@ -20,12 +20,14 @@ from PIL import Image
 from ..data import load_image_text_dataset
 from . import metrics
 from .calls import (
+    _call_kwargs,
     decode_embeddings,
     generate_images,
     image_embeddings,
     sample_prior_embeddings,
     text_embeddings,
 )
+from .editing import inpaint_section, mix_section
 from .evaluator import EvaluatorCLIP
 from .inception import inception_fid
 from .report import make_grid
@@ -39,6 +41,7 @@ from .sections import (
     variation_section,
 )
 from .settings import EVAL_PRESETS, HELDOUT_SPLITS, EvalSettings, get_eval_settings
+from .slices import UNSLICED
 from .splits import SplitData, caption_pool, load_split
 from .wording import wording_section
 
@@ -135,6 +138,12 @@ def run_evaluation(
                 title=f"Image variations of real {split} images")
         if settings.num_fidelity_inputs:
             section["variation_fidelity"] = variation_fidelity_section(pipe, data, evaluator, e_real, e_text, settings)
+        if settings.num_edit_inputs:
+            everyday = [r for r in data.picked if data.slices[r] in ("everyday", UNSLICED)]
+            rows = (everyday or data.picked)[: settings.num_edit_inputs]
+            kwargs = _call_kwargs(settings)
+            section["inpaint"] = inpaint_section(pipe, data, evaluator, rows, kwargs, settings.seed + 700)
+            section["mix"] = mix_section(pipe, data, evaluator, rows, kwargs, settings.seed + 800)
         section["interpolation"], strips = interpolation_section(pipe, data, evaluator, e_real, settings)
         if strips:
             frames = [f"t={i / (settings.interpolation_steps - 1):.2f}" for i in range(settings.interpolation_steps)]

@@ -28,6 +28,7 @@ class EvalSettings:
     num_variation_inputs: int = 8
     num_fidelity_inputs: int = 24  # real held-out images per slice whose one variation the evaluator must recognise
     num_wording_inputs: int = 8  # everyday rows per split drawn from every wording family (evaluation/wording.py)
+    num_edit_inputs: int = 6  # everyday rows per split inpainted and mixed (evaluation/editing.py); 0 = skip
     variations_per_input: int = 4
     num_interpolation_pairs: int = 6
     interpolation_steps: int = 7  # frames per interpolation, endpoints included
@@ -47,7 +48,7 @@ class EvalSettings:
             if split not in HELDOUT_SPLITS:
                 raise ValueError(f"Only held-out splits are evaluated ({HELDOUT_SPLITS}); got {split!r}.")
         for name in ("max_examples", "num_variation_inputs", "num_fidelity_inputs", "num_wording_inputs",
-                     "num_interpolation_pairs", "grid_prompts"):
+                     "num_edit_inputs", "num_interpolation_pairs", "grid_prompts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         for name in ("num_distractors", "kid_subsets", "kid_subset_size", "batch_size", "grid_seeds",
@@ -70,8 +71,8 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     "quick": EvalSettings(
         max_examples=8, prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
         prior_guidance_sweep=(1.0, 4.0), num_distractors=99, kid_subsets=5, num_variation_inputs=2,
-        variations_per_input=2, num_fidelity_inputs=2, num_wording_inputs=2, num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2,
-        batch_size=8,
+        variations_per_input=2, num_fidelity_inputs=2, num_wording_inputs=2, num_edit_inputs=2,
+        num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2, batch_size=8,
     ),
 }
 
