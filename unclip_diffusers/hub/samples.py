@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import PIL.Image
 import torch
+from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
 DEFAULT_PROMPTS = ("a smiling face", "a red heart", "a cat", "a rocket")
@@ -58,9 +59,7 @@ def sample_grid(
                 row.append(image)
                 progress.update(1)
             rows.append(row)
-    size = max(MIN_CELL, rows[0][0].width)
-    grid = PIL.Image.new("RGB", (size * len(seeds), size * len(prompts)), "white")
-    for i, row in enumerate(rows):
-        for j, image in enumerate(row):
-            grid.paste(image.convert("RGB").resize((size, size), PIL.Image.Resampling.NEAREST), (j * size, i * size))
+    size = max(MIN_CELL, rows[0][0].width)  # pixels enlarged as squares (nearest), not blurred
+    cells = [image.convert("RGB").resize((size, size), PIL.Image.Resampling.NEAREST) for row in rows for image in row]
+    grid = make_image_grid(cells, rows=len(prompts), cols=len(seeds))
     return SampleGrid(grid, tuple(prompts), tuple(seeds), steps)
