@@ -23,6 +23,7 @@ SPLITS = {
         "clip": {"generation_clip": {"image_to_text": {"top1": 0.4167, "top5": 0.8}, "text_to_image": {"top1": 0.5}},
                  "evaluator_clip": {"image_to_text": {"top1": 0.3}}},
         "prior": {"cos_prior": 0.61234, "cos_text_embedding": 0.2871, "count": 12},
+        "slices": {"everyday": {"concept_top1": 0.4, "concept_top1_real": 0.8, "count": 10}},
         "text_to_image": {"via_prior": {"r_precision": {"r_precision": 0.3333, "chance": 0.0833}, "clip_fd": 41.25,
                                         "clip_fd_floor": 12.5, "kid": {"kid": 0.0123}, "kid_floor": {"kid": 0.001}}},
         "variations": {"cos_input_variation": 0.7789, "cos_input_random": 0.12},
@@ -79,7 +80,11 @@ def test_read_metrics_takes_values_from_the_file_and_marks_the_rest_not_measured
     assert rows["fid"].values["heldout_concepts"] is None  # null in the file
     assert [p.name for p in metrics.grids] == ["text_to_image_heldout_pairs.png"]
     assert format_value(None) == NOT_MEASURED and format_value(0.61234) == "0.6123"
-    assert read_metrics(tmp_path / "eval" / "metrics.json").rows[0].values == rows["r_precision"].values
+    again = {row.spec.key: row for row in read_metrics(tmp_path / "eval" / "metrics.json").rows}
+    assert again["r_precision"].values == rows["r_precision"].values
+    assert metrics.rows[0].spec.key == "everyday_concept_top1"  # the card's headline: the everyday slice
+    assert rows["everyday_concept_top1"].values == {"heldout_concepts": 0.4, "heldout_pairs": None}  # pairs: no slices
+    assert rows["everyday_concept_top1"].references["heldout_concepts"] == 0.8  # the real images' ceiling
 
 
 def test_read_metrics_rejects_files_that_are_not_metrics(tmp_path):

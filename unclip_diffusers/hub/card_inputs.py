@@ -65,7 +65,17 @@ class MetricSpec:
 
 
 _T2I = ("text_to_image", "via_prior")
+_EVERYDAY = ("slices", "everyday")
 METRICS: tuple[MetricSpec, ...] = (
+    # The headline: what users ask for most (evaluation/slices.py), each next to the real images' own score.
+    MetricSpec("everyday_concept_top1", "Everyday things: concept top-1 of generated images", _EVERYDAY + ("concept_top1",),
+               _EVERYDAY + ("concept_top1_real",), "ceiling: real images", True, ("pipeline", "decoder"), True),
+    MetricSpec("everyday_variation_fidelity", "Everyday things: concept top-1 of variations of real images",
+               ("variation_fidelity", "everyday", "variation_concept_top1"),
+               ("variation_fidelity", "everyday", "real_concept_top1"), "ceiling: real images", True,
+               ("pipeline", "decoder"), True),
+    MetricSpec("everyday_r_precision", "Everyday things: R-precision", _EVERYDAY + ("r_precision", "r_precision"),
+               _EVERYDAY + ("r_precision", "chance"), "chance", True, ("pipeline", "decoder"), True),
     MetricSpec("r_precision", "R-precision of generated images", _T2I + ("r_precision", "r_precision"),
                _T2I + ("r_precision", "chance"), "chance", True, ("pipeline", "decoder"), True),
     MetricSpec("clip_fd", "CLIP-FD, generated vs real images", _T2I + ("clip_fd",), _T2I + ("clip_fd_floor",),

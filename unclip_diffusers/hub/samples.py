@@ -11,7 +11,7 @@ import torch
 from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
-DEFAULT_PROMPTS = ("a smiling face", "a red heart", "a cat", "a rocket")
+DEFAULT_PROMPTS = ("a cat", "a slice of pizza", "a rocket", "a red heart", "a dog", "a guitar")  # plain words
 DEFAULT_SEEDS = (0, 1, 2)
 MIN_CELL = 128  # small images are enlarged (nearest neighbour) so the grid is legible on the Hub
 
