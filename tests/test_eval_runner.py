@@ -28,7 +28,8 @@ SHAPES = ["circle", "square", "triangle", "cross", "diamond", "ring"]
 STYLES = {"Red": (220, 40, 40), "Green": (40, 170, 60), "Blue": (40, 70, 220)}
 HELDOUT_PAIRS = {("circle", "Blue"), ("square", "Green"), ("triangle", "Red"), ("cross", "Green")}
 HELDOUT_CONCEPTS = {"diamond", "ring"}
-SLICE_OF = {"circle": "everyday", "square": "people", "triangle": "everyday", "cross": "flags", "diamond": "everyday",
+# Every split's everyday rows have a rival caption in their style (square and cross in Green), so slice scores exist.
+SLICE_OF = {"circle": "people", "square": "everyday", "triangle": "flags", "cross": "everyday", "diamond": "everyday",
             "ring": "everyday"}  # fmt: skip
 
 
