@@ -178,7 +178,8 @@ def evaluation(dataset_path):
             lookup.setdefault(row["caption"], row["image"].convert("RGB"))
     pipe = OraclePipeline(lookup)
     evaluator = EvaluatorCLIP.from_size(evaluator_size("tiny"))
-    settings = get_eval_settings("quick", max_examples=0, prior_guidance_sweep=(1.0, 3.0), kid_subsets=3)
+    settings = get_eval_settings("quick", max_examples=0, prior_guidance_sweep=(1.0, 3.0), kid_subsets=3,
+                                num_wording_inputs=2)
     results, grids = run_evaluation(pipe, dataset_path, evaluator, settings, progress=lambda line: None)
     return results, grids, pipe
 
@@ -231,7 +232,7 @@ def test_wording_families_are_scored_on_everyday_rows(evaluation):
     results, _, pipe = evaluation
     wording = results["splits"]["heldout_concepts"]["wording"]
     assert set(wording) == {"training", "heldout", "bare_name"}  # the synthetic data has no `names` column
-    assert wording["training"]["count"] == 2 and wording["training"]["prompts"] == 6  # quick: 2 rows x 3 prompts
+    assert wording["training"]["count"] == 2 and wording["training"]["prompts"] == 6  # 2 rows x 3 prompts
     # the oracle draws the real image for any wording that names the shape and style: scores equal the ceiling
     for family in ("training", "heldout"):
         assert wording[family]["concept_top1"] == pytest.approx(wording[family]["ceiling"])

@@ -71,7 +71,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     "quick": EvalSettings(
         max_examples=8, prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
         prior_guidance_sweep=(1.0, 4.0), num_distractors=99, kid_subsets=5, num_variation_inputs=2,
-        variations_per_input=2, num_fidelity_inputs=2, num_wording_inputs=2, num_edit_inputs=2,
+        variations_per_input=2, num_fidelity_inputs=2, num_wording_inputs=1, num_edit_inputs=2,
         num_interpolation_pairs=1, interpolation_steps=3, grid_prompts=2, grid_seeds=2, batch_size=8,
     ),
 }
