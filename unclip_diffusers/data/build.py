@@ -204,6 +204,7 @@ def _rows(
         english = language.annotation(key, "en")
         captions = build_captions(name, style, english.names + aliases, english.keywords + tags,
                                   language.localized(key), language.shortcodes.get(key, []))  # fmt: skip
+        group = group_of(key, groups)
         yield {
             "image": {"bytes": stem.with_suffix(".png").read_bytes(), "path": None},
             "image_256": {"bytes": high.read_bytes(), "path": None} if source.spec.high_res else None,
@@ -216,8 +217,8 @@ def _rows(
             "source": source.spec.package,
             "license": source.spec.license,
             "family": family_of(key),
-            "group": group_of(key, groups),
-            "slice": slice_of(key, group_of(key, groups)),
+            "group": group,
+            "slice": slice_of(key, group),
         }
 
 
