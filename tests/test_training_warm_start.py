@@ -114,3 +114,30 @@ def test_restore_recreates_runs_that_reassemble_and_continue(tmp_path):
     assert sorted(p.name for p in (restored_root / "prior").iterdir()) == before
     with pytest.raises(ValueError, match="no training_provenance.json"):
         cli(["restore", str(tmp_path), "--runs", str(restored_root)])
+
+
+def test_a_prior_with_a_longer_caption_context_is_warm_started_from_a_shorter_one(tmp_path):
+    """Fine-tuning the prior on a text tower with more tokens keeps every trained weight and each position's role."""
+    from dataclasses import replace
+
+    from unclip_diffusers.configs import build_prior, get_model_config
+    from unclip_diffusers.training.warm_start import load_prior
+
+    config = get_model_config("tiny")
+    config.clip = replace(config.clip, max_text_length=8)
+    short = build_prior(config)
+    torch.nn.init.normal_(short.positional_embedding)
+    short.save_pretrained(tmp_path / "prior", safe_serialization=True)
+    config.clip = replace(config.clip, max_text_length=12)
+    long = build_prior(config)
+    load_prior(long, tmp_path / "prior")
+    old, new = short.positional_embedding.detach(), long.positional_embedding.detach()
+    assert new.shape[1] == old.shape[1] + 4
+    torch.testing.assert_close(new[:, :8], old[:, :8])  # the caption tokens it was trained with
+    torch.testing.assert_close(new[:, 8:12], old[:, 7:8].expand(-1, 4, -1))  # new slots start as the last token's
+    torch.testing.assert_close(new[:, 12:], old[:, 8:])  # z_t, timestep, noised z_i, query keep theirs
+    torch.testing.assert_close(long.proj_in.weight, short.proj_in.weight)
+
+    config.clip = replace(config.clip, max_text_length=4)
+    with pytest.raises(ValueError, match="cannot be widened"):
+        load_prior(build_prior(config), tmp_path / "prior")

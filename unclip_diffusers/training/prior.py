@@ -33,7 +33,7 @@ from .embeddings import (
     split_with_embeddings,
 )
 from .trainer import Stage, run_training
-from .warm_start import load_component
+from .warm_start import load_prior
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +161,8 @@ class PriorStage(Stage):
         return metrics
 
     def load_weights(self, model: nn.Module, folder: Path) -> None:
-        """`prior/`, with the embedding statistics it was trained with."""
-        load_component(model, folder / "prior")
+        """`prior/`, with the embedding statistics it was trained with (a shorter caption context is widened)."""
+        load_prior(model, folder / "prior")
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
         """`prior/` (with its embedding statistics) and `clip_reference.json`."""

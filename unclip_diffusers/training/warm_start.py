@@ -41,21 +41,7 @@ def component_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_component(module: nn.Module, folder: str | os.PathLike) -> None:
     """Load a saved component's weights into `module` (strict: every key must match; cast to the module's dtype)."""
-    state = component_state_dict(folder)
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"The weights in {str(folder)!r} do not fit this model (missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}); was it trained with the same model preset?"
-        )
-    mismatched = [k for k in own if own[k].shape != state[k].shape]
-    if mismatched:
-        raise ValueError(
-            f"The weights in {str(folder)!r} have other shapes than this model ({mismatched[:5]}); "
-            "was it trained with the same model preset?"
-        )
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    _load_state(module, component_state_dict(folder), folder)
 
 
 def load_clip_halves(model: nn.Module, folder: Path) -> None:
@@ -71,6 +57,52 @@ def load_clip_halves(model: nn.Module, folder: Path) -> None:
     state["logit_scale"] = own["logit_scale"]
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     logger.warning("Loaded CLIP from text_encoder/ and image_encoder/ of %s; its temperature is re-initialised.", folder)
+
+
+PRIOR_POSITIONS = "positional_embedding"
+
+
+def load_prior(model: nn.Module, folder: Path) -> None:
+    """Load a saved `prior/` into `model`, whose caption context may be longer than the saved one's.
+
+    The prior's positions are [caption tokens, then its `additional_embeddings` (z_t, timestep, noised z_i, query)].
+    With a longer context (a text encoder retrained with more tokens, issue 20) the old token positions are copied
+    to the first slots, every further token slot starts as the old last token's and the additional positions keep
+    their trained values; everything else must match exactly. Used to fine-tune the prior on a new text tower instead
+    of training it from scratch.
+    """
+    state = component_state_dict(folder)
+    own = model.state_dict()
+    old, new = state.get(PRIOR_POSITIONS), own.get(PRIOR_POSITIONS)
+    if old is not None and new is not None and old.shape != new.shape:
+        extra = model.config.additional_embeddings
+        old_tokens, new_tokens = old.shape[1] - extra, new.shape[1] - extra
+        if old.shape[::2] != new.shape[::2] or old_tokens < 1 or new_tokens < old_tokens:
+            raise ValueError(f"The prior in {str(folder)!r} has positions {tuple(old.shape)}, which cannot be "
+                             f"widened to this model's {tuple(new.shape)}; only a longer caption context can.")  # fmt: skip
+        filler = old[:, old_tokens - 1 : old_tokens].expand(-1, new_tokens - old_tokens, -1)
+        state[PRIOR_POSITIONS] = torch.cat([old[:, :old_tokens], filler, old[:, old_tokens:]], dim=1)
+        logger.info("Widened the prior's caption positions from %d to %d (new slots start as the last old one).",
+                    old_tokens, new_tokens)  # fmt: skip
+    _load_state(model, state, folder)
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], folder: str | os.PathLike) -> None:
+    """Load `state` into `module` strictly (same keys and shapes), cast to the module's dtypes."""
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"The weights in {str(folder)!r} do not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); was it trained with the same model preset?"
+        )
+    mismatched = [k for k in own if own[k].shape != state[k].shape]
+    if mismatched:
+        raise ValueError(
+            f"The weights in {str(folder)!r} have other shapes than this model ({mismatched[:5]}); "
+            "was it trained with the same model preset?"
+        )
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
 IMAGE_TOWER_PREFIXES = ("vision_model.", "visual_projection.")
