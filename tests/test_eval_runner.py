@@ -128,9 +128,14 @@ class OraclePipeline:
 
     def decode(self, image_embeds, prompt=None, num_inference_steps=25, guidance_scale=8.0, generator=None,
                super_res_num_inference_steps=10, upscale=True, output_type="pil"):
-        self._record("decode", generator, len(prompt), num_inference_steps=num_inference_steps)
-        assert image_embeds.shape[0] == len(prompt)
-        return [self.lookup[p] for p in prompt]
+        self._record("decode", generator, len(image_embeds), num_inference_steps=num_inference_steps)
+        if prompt is not None:
+            assert image_embeds.shape[0] == len(prompt)
+            return [self.lookup[p] for p in prompt]
+        # the empty caption: the real image whose embedding this is
+        images = list(self.lookup.values())
+        nearest = torch.cdist(image_embeds.float(), self.encode_image(images).float()).argmin(dim=1)
+        return [images[i] for i in nearest.tolist()]
 
     def image_variation(self, image, num_images_per_prompt=1, decoder_num_inference_steps=25,
                         super_res_num_inference_steps=10, decoder_guidance_scale=8.0, generator=None,
@@ -189,7 +194,7 @@ def test_oracle_pipeline_scores_equal_real_reference(evaluation):
     for split in ("heldout_pairs", "heldout_concepts"):
         s = results["splits"][split]
         assert s["num_examples"] == (4 if split == "heldout_pairs" else 6)
-        for mode in ("via_prior", "text_embedding_direct"):
+        for mode in ("via_prior", "text_embedding_direct", "image_embedding_alone"):
             t = s["text_to_image"][mode]
             assert t["clip_fd"] == pytest.approx(t["clip_fd_floor"], abs=1e-9)
             assert t["kid"]["kid"] == pytest.approx(t["kid_floor"]["kid"], abs=1e-9)
@@ -222,6 +227,8 @@ def test_slices_score_generated_and_real_images_alike_for_an_oracle(evaluation):
                                      [r for r in _captions(split)])  # fmt: skip
             # the oracle "generates" the real image (nan: a slice whose captions have no rival in their style)
             assert t["concept_top1"] == pytest.approx(t["concept_top1_real"], nan_ok=True)
+            assert s["slices_image_embedding_alone"][name]["concept_top1"] == pytest.approx(t["concept_top1"],
+                                                                                            nan_ok=True)
             f = s["variation_fidelity"][name]
             assert f["variation_concept_top1"] == pytest.approx(f["real_concept_top1"], nan_ok=True)
     everyday = results["splits"]["heldout_concepts"]["slices"]["everyday"]

@@ -103,14 +103,16 @@ def generate_images(
 
 @torch.inference_mode()
 def decode_embeddings(
-    pipe: Any, embeds: torch.Tensor, captions: Sequence[str], settings: EvalSettings, seed_offset: int = 0
+    pipe: Any, embeds: torch.Tensor, captions: Sequence[str] | None, settings: EvalSettings, seed_offset: int = 0
 ) -> list[Image.Image]:
-    """Decode given image embeddings (e.g. CLIP text embeddings for the ablation) with the captions as context."""
+    """Decode given image embeddings (e.g. CLIP text embeddings for the ablation) with the captions as context, or
+    with the empty caption when `captions` is None (the decoder reading the image embedding alone)."""
     images = []
-    for s in _batched(len(captions), settings.batch_size, "decode"):
-        batch = list(captions[s : s + settings.batch_size])
-        out = pipe.decode(embeds[s : s + len(batch)], prompt=batch, output_type="pil",
-                          generator=_generators(settings.seed + seed_offset, range(s, s + len(batch))),
+    for s in _batched(len(embeds), settings.batch_size, "decode"):
+        count = min(settings.batch_size, len(embeds) - s)
+        prompt = list(captions[s : s + count]) if captions is not None else None
+        out = pipe.decode(embeds[s : s + count], prompt=prompt, output_type="pil",
+                          generator=_generators(settings.seed + seed_offset, range(s, s + count)),
                           **_decode_kwargs(settings))
         images += list(out)
     return images

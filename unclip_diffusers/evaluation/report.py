@@ -121,9 +121,11 @@ def _slice_rows(splits: dict[str, dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for split, s in splits.items():
         fidelity = s.get("variation_fidelity") or {}
+        alone = s.get("slices_image_embedding_alone") or {}
         for name, t in (s.get("slices") or {}).items():
             f = fidelity.get(name) or {}
-            rows.append([split, name, t.get("concept_top1"), t.get("concept_top1_real"), t.get("ratio_to_ceiling"),
+            rows.append([split, name, t.get("concept_top1"), _get(alone, name, "concept_top1"),
+                         t.get("concept_top1_real"), t.get("ratio_to_ceiling"),
                          t.get("concept_top1_chance"), f.get("variation_concept_top1"), f.get("ratio_to_ceiling"),
                          _get(t, "r_precision", "r_precision"), _get(t, "r_precision", "chance"),
                          t.get("clip_fd"), t.get("clip_fd_floor"), t.get("count")])  # fmt: skip
@@ -139,8 +141,10 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
                 "*people* (people, body and hands, any skin tone), *flags*. Concept top-1: the image's true caption "
                 "beats every caption of the same style and slice. *Ceiling*: the same score for the real held-out "
                 "images, the most this evaluator can confirm. Variation fidelity: concept top-1 of one variation "
-                "of each real image. R-precision: the prompt against up to 99 other captions of the slice.", ""]
-        out += _table(["split", "slice", "text→image top-1", "ceiling (real)", "ratio", "(chance)",
+                "of each real image. R-precision: the prompt against up to 99 other captions of the slice. *Image emb. "
+                "alone*: the same prior samples and seeds decoded with the empty caption (what the decoder's caption "
+                "context adds).", ""]
+        out += _table(["split", "slice", "text→image top-1", "image emb. alone", "ceiling (real)", "ratio", "(chance)",
                        "variation top-1", "ratio", "R-precision", "(chance)", "CLIP-FD", "(floor)", "n"],
                       slice_rows)  # fmt: skip
     wording_rows = [[split, family, w.get("concept_top1"), w.get("ceiling"), w.get("ratio_to_ceiling"), w.get("count"),

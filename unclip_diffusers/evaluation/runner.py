@@ -109,7 +109,7 @@ def run_evaluation(
 
         t0 = time.perf_counter()
         captions, concepts = data.subset("captions"), data.subset("concepts")
-        images, _ = generate_images(pipe, captions, settings, seed_offset=0)
+        images, prior_embeds = generate_images(pipe, captions, settings, seed_offset=0)
         e_gen = evaluator.embed_images(images)
         text_sub, real_sub = e_text[data.picked], e_real[data.picked]
         section["text_to_image"] = {
@@ -125,6 +125,12 @@ def run_evaluation(
             direct = decode_embeddings(pipe, z_t[data.picked], captions, settings, seed_offset=0)
             section["text_to_image"]["text_embedding_direct"] = image_set_section(
                 evaluator.embed_images(direct), real_sub, text_sub, captions, concepts, settings, pool, pool_eval)
+        if settings.caption_context_ablation:  # the same prior samples and seeds, the decoder without the caption
+            alone = evaluator.embed_images(decode_embeddings(pipe, prior_embeds, None, settings, seed_offset=0))
+            section["text_to_image"]["image_embedding_alone"] = image_set_section(
+                alone, real_sub, text_sub, captions, concepts, settings, pool, pool_eval)
+            section["slices_image_embedding_alone"] = slices_text_to_image_section(
+                alone, e_real, e_text, data, settings, pool, pool_eval)
         if settings.grid_prompts:  # 0 = no grid (e.g. the sampling benchmark's quality columns)
             grids[f"text_to_image_{split}"] = _prompt_seed_grid(pipe, data, images, settings)
         timings[f"{split}/text_to_image"] = time.perf_counter() - t0

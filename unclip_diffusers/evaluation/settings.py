@@ -25,6 +25,9 @@ class EvalSettings:
     kid_subsets: int = 100
     kid_subset_size: int = 1000  # capped at the half-split size
     text_embedding_ablation: bool = True  # also decode from the CLIP text embedding directly (the paper's ablation)
+    # also decode the same prior samples with the empty caption: the decoder reading the image embedding alone, to
+    # measure what its caption context (text_proj) adds, e.g. after the text encoder was retrained (issue 20)
+    caption_context_ablation: bool = True
     num_variation_inputs: int = 8
     num_fidelity_inputs: int = 24  # real held-out images per slice whose one variation the evaluator must recognise
     num_wording_inputs: int = 8  # everyday rows per split drawn from every wording family (evaluation/wording.py)
