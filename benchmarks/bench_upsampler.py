@@ -35,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pipeline", help="a pipeline folder (its super_res_first is measured)")
-    source.add_argument("--upsampler", help="a super_res_first folder, or a run's final/ or snapshot-<step>/")
+    source.add_argument("--upsampler", help="a super_res_first folder, or a run (folder, final/ or snapshot-<step>/)")
     parser.add_argument("--upsampler2", default=None,
-                        help="a super_res_second folder, or a second-upsampler run's final/ or snapshot-<step>/, "
-                             "added to the pipeline as its second stage")
+                        help="a super_res_second folder, or a second-upsampler run (folder, final/ or "
+                             "snapshot-<step>/), added to the pipeline as its second stage")
     parser.add_argument("--stage", default="0", choices=STAGE_CHOICES,
                         help="which upsampler: 0 (the first), 1 (the second) or cascade (both in sequence)")
     parser.add_argument("--preset", default="small", help="with --upsampler: model preset of the other components")
@@ -74,9 +74,12 @@ def parse_settings(text: str) -> list[tuple[float, int]]:
 
 
 def component_folder(folder: str, name: str) -> Path:
-    """`folder/name` when it holds that component (a run's final/, a snapshot or a pipeline), else `folder`."""
+    """The `name` component in `folder` (a run folder, its final/, a snapshot or a pipeline), or `folder` itself."""
     path = Path(folder)
-    return path / name if (path / name).is_dir() else path
+    for candidate in (path / name, path / "final" / name):
+        if candidate.is_dir():
+            return candidate
+    return path
 
 
 def with_second_upsampler(pipe: Any, folder: str) -> Any:
