@@ -163,3 +163,10 @@ def test_command_line_trains_and_resumes(tmp_path, capsys, threads):
     config = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
     assert config["crop_size"] == 64 and config["jpeg_prob"] == 1.0 and config["max_steps"] == 2
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_throughput_benchmark_covers_the_stage(threads):
+    from unclip_diffusers.training.benchmark import benchmark_stage
+
+    result = benchmark_stage("upsampler2", "tiny", seconds=0.0, warmup_steps=1, num_threads=1)
+    assert result["stage"] == "upsampler2" and result["timed_steps"] >= 1 and result["samples_per_s"] > 0
