@@ -58,6 +58,9 @@ def test_round_trip_through_save_pretrained(cascade, tmp_path):
     cascade.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
     assert index["super_res_second"] == ["diffusers", "UNet2DModel"] and index["super_res_second_strength"] == 0.5
+    from unclip_diffusers.hub.folders import resolutions
+
+    assert resolutions(tmp_path) == {"base": 16, "upsampled": 128}  # what a model card states: the last stage's
     loaded = UnCLIPPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.output_size == (128, 128) and loaded.config.super_res_second_strength == 0.5
