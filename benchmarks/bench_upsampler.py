@@ -1,12 +1,17 @@
-"""Upsampler settings: held-out PSNR, sharpness and seconds per image for each (strength, steps) pair.
+"""Upsampler settings: held-out PSNR, sharpness and seconds per image for each (strength, steps) pair, per stage.
 
-Held-out high-resolution images are downscaled x4 (antialiased bicubic, no blur: what the decoder hands over) and
-upsampled back by the pipeline's `super_resolve` with every setting; bicubic upsampling is the baseline row.
+Held-out high-resolution images (the real 256-px art, resized to the stage's output size) are downscaled to the
+stage's input size (antialiased bicubic, no blur: what the previous stage hands over) and upsampled back by the
+pipeline's `super_resolve` with every setting; bicubic upsampling is the baseline row. `--stage 0` measures the
+first upsampler (base → 128 px), `--stage 1` the cascade's second (128 → 256 px, real 128-px input), `--stage
+cascade` both in sequence from the base size (each setting applied to both stages).
 Sharpness = mean gradient magnitude of the output / that of the target (1 = as sharp as the original; bicubic
 scores well below 1). PSNR rewards blur, sharpness rewards noise: read them together, and look at the grid.
 
     python benchmarks/bench_upsampler.py --upsampler runs/upsampler-small/snapshot-3000 --data data/emoji
     python benchmarks/bench_upsampler.py --pipeline checkpoints/unclip-emoji --data data/emoji
+    python benchmarks/bench_upsampler.py --pipeline checkpoints/unclip-emoji --upsampler2 runs/upsampler2-small/final \
+        --stage 1 --data data/emoji
 """
 
 from __future__ import annotations
@@ -23,13 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 DEFAULT_SETTINGS = "1.0:10,0.7:10,0.5:10,0.5:6,0.3:10,0.3:4"
+STAGE_CHOICES = ("0", "1", "cascade")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pipeline", help="a pipeline folder (its super_res_first is measured)")
-    source.add_argument("--upsampler", help="a super_res_first folder, or a run's final/ or snapshot-<step>/")
+    source.add_argument("--upsampler", help="a super_res_first folder, or a run (folder, final/ or snapshot-<step>/)")
+    parser.add_argument("--upsampler2", default=None,
+                        help="a super_res_second folder, or a second-upsampler run (folder, final/ or "
+                             "snapshot-<step>/), added to the pipeline as its second stage")
+    parser.add_argument("--stage", default="0", choices=STAGE_CHOICES,
+                        help="which upsampler: 0 (the first), 1 (the second) or cascade (both in sequence)")
     parser.add_argument("--preset", default="small", help="with --upsampler: model preset of the other components")
     parser.add_argument("--data", default="data/emoji")
     parser.add_argument("--split", default="heldout_pairs")
@@ -39,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help="comma-separated strength:steps pairs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="benchmarks/results/upsampler.json")
+    parser.add_argument("--output", default=None,
+                        help="JSON (default benchmarks/results/upsampler.json, upsampler-stage1.json for --stage 1, "
+                             "upsampler-cascade.json)")
     parser.add_argument("--grid", default=None, help="PNG of the first 8 images per setting (default: next to --output)")
     return parser
 
@@ -60,8 +73,32 @@ def parse_settings(text: str) -> list[tuple[float, int]]:
     return settings
 
 
+def component_folder(folder: str, name: str) -> Path:
+    """The `name` component in `folder` (a run folder, its final/, a snapshot or a pipeline), or `folder` itself."""
+    path = Path(folder)
+    for candidate in (path / name, path / "final" / name):
+        if candidate.is_dir():
+            return candidate
+    return path
+
+
+def with_second_upsampler(pipe: Any, folder: str) -> Any:
+    """A copy of `pipe` whose second upsampler stage is the `super_res_second` UNet saved in `folder`."""
+    from diffusers import UNet2DModel
+
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_sampling_scheduler
+
+    second = UNet2DModel.from_pretrained(component_folder(folder, "super_res_second"), use_safetensors=True)
+    components = dict(pipe.components, super_res_second=second,
+                      super_res_second_scheduler=build_sampling_scheduler("epsilon"))
+    settings = {k: pipe.config[k] for k in ("normalize_embeddings", "super_res_strength", "prior_guidance_scale",
+                                            "super_res_second_strength")}
+    return UnCLIPPipeline(**components, **settings)
+
+
 def load_pipeline(args: argparse.Namespace) -> Any:
-    """The pipeline whose upsampler is measured."""
+    """The pipeline whose upsampler(s) are measured."""
     from unclip_diffusers import UnCLIPPipeline
 
     if args.pipeline:
@@ -71,16 +108,31 @@ def load_pipeline(args: argparse.Namespace) -> Any:
 
         from unclip_diffusers.configs import build_components
 
-        folder = Path(args.upsampler)
-        folder = folder / "super_res_first" if (folder / "super_res_first").is_dir() else folder
         components = build_components(args.preset)
-        components["super_res_first"] = UNet2DModel.from_pretrained(folder, use_safetensors=True)
+        components["super_res_first"] = UNet2DModel.from_pretrained(component_folder(args.upsampler, "super_res_first"),
+                                                                    use_safetensors=True)
         pipe = UnCLIPPipeline(**components)
     if pipe.super_res_first is None:
         raise SystemExit("bench_upsampler: this pipeline has no upsampler.")
-    pipe.super_res_first.float().eval()
+    if args.upsampler2:
+        pipe = with_second_upsampler(pipe, args.upsampler2)
+    if args.stage != "0" and len(pipe.upsampler_stages) < 2:
+        raise SystemExit(f"bench_upsampler: --stage {args.stage} needs a second upsampler; this pipeline has none "
+                         "(pass --upsampler2 FOLDER).")
+    for stage in pipe.upsampler_stages:
+        stage.unet.float().eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def stage_sizes(pipe: Any, stage: str) -> tuple[int, int, int | None]:
+    """(input size, output size, `super_resolve`'s `stage`) of the measured stage(s)."""
+    stages = pipe.upsampler_stages
+    if stage == "cascade":
+        return pipe.base_size[0], pipe.output_size[0], None
+    index = int(stage)
+    low = pipe.base_size[0] if index == 0 else stages[index - 1].size[0]
+    return low, stages[index].size[0], index
 
 
 def sharpness(images: Any) -> float:
@@ -109,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from unclip_diffusers.training.batches import column_images
 
     pipe = load_pipeline(args)
-    size = pipe.output_size[0]
+    low_size, size, stage_index = stage_sizes(pipe, args.stage)
     data = datasets.load_from_disk(args.data)
     if args.split not in data:
         raise SystemExit(f"bench_upsampler: {args.data!r} has no split {args.split!r} (it has {list(data)}).")
@@ -118,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     targets = targets[: args.num_images].float() / 255.0
     if len(targets) == 0:
         raise SystemExit(f"bench_upsampler: no {args.column!r} images in {args.split!r}.")
-    low = F.interpolate(targets, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1)
+    low = F.interpolate(targets, size=low_size, mode="bicubic", antialias=True).clamp(0, 1)
     bicubic = F.interpolate(low, size=size, mode="bicubic").clamp(0, 1)
     target_sharpness = sharpness(targets)
 
@@ -133,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             batch = low[first : first + args.batch]
             generators = [torch.Generator().manual_seed(args.seed + first + i) for i in range(len(batch))]
             outputs.append(pipe.super_resolve(batch, num_inference_steps=steps, strength=strength,
-                                              generator=generators, output_type="pt"))
+                                              generator=generators, output_type="pt", stage=stage_index))
         elapsed = time.perf_counter() - start
         out = torch.cat(outputs)
         name = f"strength {strength:g}, {steps} steps"
@@ -145,8 +197,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{r['sharpness']:.3f}", f"{r['seconds_per_image']:.3f}"] for name, r in rows.items()]
     print(_common.format_table(["row", "strength", "steps", "PSNR dB", "sharpness vs target", "s/img"], table))
     results = {"machine": _common.machine_info(args.threads), "source": args.pipeline or args.upsampler,
-               "split": args.split, "num_images": len(targets), "resolution": size, "rows": rows}
-    path = _common.write_json(results, args.output)
+               "second_source": args.upsampler2, "stage": args.stage, "split": args.split, "num_images": len(targets),
+               "input_resolution": low_size, "resolution": size, "rows": rows}
+    default = {"0": "upsampler.json", "1": "upsampler-stage1.json", "cascade": "upsampler-cascade.json"}[args.stage]
+    path = _common.write_json(results, args.output or f"benchmarks/results/{default}")
     grid_path = Path(args.grid) if args.grid else path.with_suffix(".png")
     grid = torch.cat([torch.cat(list(images), dim=2) for images in shown.values()], dim=1)
     from PIL import Image

@@ -264,6 +264,27 @@ def test_upsampler_benchmark_measures_each_setting_against_bicubic(bench, pipe, 
         bench("bench_upsampler").main(["--pipeline", str(folder), "--settings", "2:3"])
 
 
+def test_upsampler_benchmark_measures_each_cascade_stage(bench, pipe, tmp_path):
+    from unclip_diffusers.configs import build_super_res, get_model_config
+
+    one = tmp_path / "one"
+    pipe.save_pretrained(one)
+    torch.manual_seed(0)
+    build_super_res(get_model_config("tiny"), second=True).save_pretrained(tmp_path / "run" / "final" / "super_res_second")
+    common = ["--pipeline", str(one), "--data", str(FIXTURE), "--num-images", "2", "--batch", "2",
+              "--settings", "0.5:2"]
+    second = bench("bench_upsampler").main(common + ["--upsampler2", str(tmp_path / "run" / "final"), "--stage", "1",
+                                                     "--output", str(tmp_path / "stage1.json")])
+    assert (second["input_resolution"], second["resolution"], second["stage"]) == (64, 128, "1")
+    assert set(second["rows"]) == {"bicubic", "strength 0.5, 2 steps"}
+    assert all(math.isfinite(row["psnr"]) and row["sharpness"] > 0 for row in second["rows"].values())
+    cascade = bench("bench_upsampler").main(common + ["--upsampler2", str(tmp_path / "run"), "--stage", "cascade",
+                                                      "--output", str(tmp_path / "cascade.json")])
+    assert (cascade["input_resolution"], cascade["resolution"]) == (16, 128)
+    with pytest.raises(SystemExit, match="needs a second upsampler"):
+        bench("bench_upsampler").main(common + ["--stage", "1", "--output", str(tmp_path / "x.json")])
+
+
 def test_guidance_sweep_scores_each_scale_on_the_same_prompts(bench, tmp_path):
     from unclip_diffusers import UnCLIPPipeline
     from unclip_diffusers.configs import build_components

@@ -1,8 +1,8 @@
 """Model-size presets for every unCLIP component and the factory that builds randomly initialised components.
 
 `tiny` is for tests (seconds on a CPU); `small` is the CPU-trainable release model (base 32 px, one x4 upsampler
-to 128 px). Training configs (steps, learning rates) live in `unclip_diffusers.training.config` and name one of
-these presets.
+to 128 px, and the optional second upsampler x2 to 256 px, `super_res_second`). Training configs (steps, learning
+rates) live in `unclip_diffusers.training.config` and name one of these presets.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class DecoderSize:
 
 @dataclass
 class SuperResSize:
-    sample_size: int = 128  # output resolution; input is sample_size // 4
+    sample_size: int = 128  # output resolution; the first upsampler's input is sample_size // 4
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
     norm_num_groups: int = 32  # GroupNorm groups; must divide every block width
@@ -81,6 +81,9 @@ class UnCLIPModelConfig:
     prior: PriorSize = field(default_factory=PriorSize)
     decoder: DecoderSize = field(default_factory=DecoderSize)
     super_res: SuperResSize | None = field(default_factory=SuperResSize)
+    # The cascade's second upsampler (the paper's 256 -> 1024, here 128 -> 256 on random crops, BSR-degraded input).
+    # None = no second stage; runs saved before it existed read back as None.
+    super_res_second: SuperResSize | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,11 +98,19 @@ class UnCLIPModelConfig:
             prior=PriorSize(**data["prior"]),
             decoder=DecoderSize(**tuples(data["decoder"])),
             super_res=SuperResSize(**tuples(data["super_res"])) if data.get("super_res") else None,
+            super_res_second=(SuperResSize(**tuples(data["super_res_second"])) if data.get("super_res_second")
+                              else None),
         )
 
 
+# The second upsampler doubles the first one's output; it has no attention and one level less than the first (its
+# job is local: sharpen and clean up an image that is already drawn), so it trains on 64-px crops at about the first
+# one's cost per image.
+SMALL_SUPER_RES_SECOND = SuperResSize(sample_size=256, block_out_channels=(32, 64, 128), layers_per_block=1,
+                                      norm_num_groups=32)
+
 MODEL_PRESETS: dict[str, UnCLIPModelConfig] = {
-    "small": UnCLIPModelConfig(),
+    "small": UnCLIPModelConfig(super_res_second=SMALL_SUPER_RES_SECOND),
     "tiny": UnCLIPModelConfig(
         clip=CLIPSize(embed_dim=32, num_merges=1000, max_text_length=77, text_layers=2, text_heads=2, image_size=32,
                       patch_size=8, vision_width=32, vision_layers=2, vision_heads=2),
@@ -107,6 +118,8 @@ MODEL_PRESETS: dict[str, UnCLIPModelConfig] = {
         decoder=DecoderSize(sample_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=8,
                             cross_attention_levels=(False, True)),
         super_res=SuperResSize(sample_size=64, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8),
+        super_res_second=SuperResSize(sample_size=128, block_out_channels=(8, 16), layers_per_block=1,
+                                      norm_num_groups=4),
     ),
 }
 
@@ -235,11 +248,13 @@ def build_decoder(config: UnCLIPModelConfig) -> UNet2DConditionModel:
     )
 
 
-def build_super_res(config: UnCLIPModelConfig) -> UNet2DModel:
-    """A x4 upsampler without attention: input is the noisy image concatenated with the upsampled low-res image."""
-    size = config.super_res
+def build_super_res(config: UnCLIPModelConfig, second: bool = False) -> UNet2DModel:
+    """An upsampler without attention (x4, or with `second` the cascade's x2 stage): input is the noisy image
+    concatenated with the upsampled low-res image, so it is fully convolutional (trained on crops, run on images)."""
+    size = config.super_res_second if second else config.super_res
     if size is None:
-        raise ValueError("This model config has no super-resolution stage.")
+        name = "second super-resolution stage (super_res_second)" if second else "super-resolution stage"
+        raise ValueError(f"This model config has no {name}.")
     n = len(size.block_out_channels)
     return UNet2DModel(
         sample_size=size.sample_size,
@@ -286,10 +301,11 @@ def build_sampling_scheduler(prediction_type: str = "epsilon") -> DPMSolverMulti
     )
 
 
-def build_components(config: str | UnCLIPModelConfig = "tiny") -> dict[str, Any]:
+def build_components(config: str | UnCLIPModelConfig = "tiny", second_upsampler: bool = False) -> dict[str, Any]:
     """Randomly initialised components of a full unCLIP pipeline, named as `UnCLIPPipeline` expects them.
 
-    The prior predicts the clean embedding (`prediction_type="sample"`); decoder and upsampler predict noise.
+    The prior predicts the clean embedding (`prediction_type="sample"`); decoder and upsamplers predict noise.
+    `second_upsampler` also builds the cascade's second upsampler (`super_res_second`, from the config's size).
     Seed with `torch.manual_seed` first for reproducible weights.
     """
     config = get_model_config(config)
@@ -309,4 +325,9 @@ def build_components(config: str | UnCLIPModelConfig = "tiny") -> dict[str, Any]
     if config.super_res is not None:
         components["super_res_first"] = build_super_res(config)
         components["super_res_scheduler"] = build_sampling_scheduler("epsilon")
+    if second_upsampler:
+        if config.super_res is None:
+            raise ValueError("second_upsampler=True needs a first upsampler: the config's super_res is None.")
+        components["super_res_second"] = build_super_res(config, second=True)
+        components["super_res_second_scheduler"] = build_sampling_scheduler("epsilon")
     return components

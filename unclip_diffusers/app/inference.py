@@ -32,7 +32,7 @@ from .validation import LIMITS, InputError, check_number, check_prompt, cut_prom
 
 logger = logging.getLogger(__name__)
 
-SCHEDULER_KEYS = ("prior_scheduler", "decoder_scheduler", "super_res_scheduler")
+SCHEDULER_KEYS = ("prior_scheduler", "decoder_scheduler", "super_res_scheduler", "super_res_second_scheduler")
 SOURCES = ("Prompt", "Image")  # what an interpolation endpoint, a text-diff source or a mix input is
 MIX_SLOTS = 4  # inputs of the Mix tab
 STAGE_SETTINGS = {  # app setting -> the pipeline's `__call__` argument it maps to
@@ -43,7 +43,8 @@ STAGE_SETTINGS = {  # app setting -> the pipeline's `__call__` argument it maps 
     "decoder_guidance": "decoder_guidance_scale",
 }
 STAGE_NAMES = {"prior": "Prior: text → CLIP image embedding", "decoder": "Decoder: embedding → base image",
-               "super_res": "Upsampler: base → full resolution"}
+               "super_res": "Upsampler: base → full resolution",
+               "super_res_second": "Second upsampler: → final resolution"}
 
 Images = list[Image.Image]
 Captioned = list[tuple[Image.Image, str]]
@@ -215,7 +216,8 @@ class UnCLIPService:
         yield base_images, seed, notes.text(f"Base {width}×{height} decoder output; upsampling…")
         final = pipe.super_resolve(
             base, num_inference_steps=super_res_steps, generator=generator, output_type="pil",
-            callback_on_step_end=StageProgress(progress, {"super_res": super_res_steps}),
+            callback_on_step_end=StageProgress(progress, {"super_res": super_res_steps,
+                                                          "super_res_second": super_res_steps}),
         )
         yield list(final), seed, notes.text()
 

@@ -179,10 +179,11 @@ def model_preset(folder: str | os.PathLike) -> str | None:
 
 
 def resolutions(folder: str | os.PathLike) -> dict[str, int]:
-    """Image sizes of a pipeline folder: the decoder's base resolution and the upsampler's output, where present."""
+    """Image sizes of a pipeline folder: the decoder's base resolution and the last upsampler's output, where present."""
     folder = Path(folder)
     sizes = {}
-    for name, component in (("base", "decoder"), ("upsampled", "super_res_last"), ("upsampled", "super_res_first")):
+    for name, component in (("base", "decoder"), ("upsampled", "super_res_second"), ("upsampled", "super_res_last"),
+                            ("upsampled", "super_res_first")):
         config = folder / component / "config.json"
         if config.is_file() and name not in sizes:
             sizes[name] = int(_read_json(config).get("sample_size", 0)) or None

@@ -43,6 +43,7 @@ class UnCLIPEditingMixin:
         super_res_latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        super_res_second_num_inference_steps: int = 10,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
         Variations of images: decode each image's CLIP embedding `z_i` with new decoder noise (unCLIP §3.1).
@@ -62,6 +63,8 @@ class UnCLIPEditingMixin:
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
                 stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`).
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): `len(image) * num_images_per_prompt` images, their `z_i` and the base
@@ -75,7 +78,8 @@ class UnCLIPEditingMixin:
                             guidance_scale=decoder_guidance_scale, generator=generator, latents=decoder_latents)
         return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
                             generator=generator, super_res_latents=super_res_latents, output_type=output_type,
-                            return_dict=return_dict)
+                            return_dict=return_dict,
+                            super_res_second_num_inference_steps=super_res_second_num_inference_steps)
 
     @torch.inference_mode()
     def interpolate(
@@ -92,6 +96,7 @@ class UnCLIPEditingMixin:
         output_type: str = "pil",
         return_dict: bool = True,
         invert: bool = False,
+        super_res_second_num_inference_steps: int = 10,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
         Interpolate between two images and/or captions through CLIP image-embedding space (unCLIP §3.2, Figure 4).
@@ -118,6 +123,8 @@ class UnCLIPEditingMixin:
             invert (`bool`, *optional*, defaults to `False`): DDIM-invert image endpoints so the first/last frames
                 reconstruct them; the decoder then samples with DDIM (eta 0) from `slerp(x_T^start, x_T^end, w)`,
                 where a caption endpoint contributes the shared noise.
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`).
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): `steps` frames, their `z_i` and base images.
@@ -142,6 +149,7 @@ class UnCLIPEditingMixin:
             decoder_num_inference_steps=decoder_num_inference_steps,
             decoder_guidance_scale=decoder_guidance_scale,
             super_res_num_inference_steps=super_res_num_inference_steps,
+            super_res_second_num_inference_steps=super_res_second_num_inference_steps,
             generator=generator,
             output_type=output_type,
             return_dict=return_dict,
@@ -164,6 +172,7 @@ class UnCLIPEditingMixin:
         output_type: str = "pil",
         return_dict: bool = True,
         invert: bool = False,
+        super_res_second_num_inference_steps: int = 10,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
         Edit an image (or a caption's sample) with a text diff (unCLIP §3.3, Figure 5).
@@ -191,6 +200,8 @@ class UnCLIPEditingMixin:
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
             invert (`bool`, *optional*, defaults to `False`): DDIM-invert a source image so `amount = 0` reconstructs
                 it (the paper's setting); the decoder then samples with DDIM (eta 0).
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`).
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): one frame per amount, their `z_i` and base images.
@@ -225,6 +236,7 @@ class UnCLIPEditingMixin:
             decoder_num_inference_steps=decoder_num_inference_steps,
             decoder_guidance_scale=decoder_guidance_scale,
             super_res_num_inference_steps=super_res_num_inference_steps,
+            super_res_second_num_inference_steps=super_res_second_num_inference_steps,
             generator=generator,
             output_type=output_type,
             return_dict=return_dict,
@@ -291,6 +303,7 @@ class UnCLIPEditingMixin:
         super_res_latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        super_res_second_num_inference_steps: int = 10,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
         Decode a weighted blend of prompts and images (Kandinsky 2.2's `interpolate(images_and_prompts, weights)`).
@@ -317,6 +330,8 @@ class UnCLIPEditingMixin:
                 noise.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`).
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): `num_images_per_prompt` images, their (shared) `z_i` and the base
@@ -338,7 +353,8 @@ class UnCLIPEditingMixin:
                             guidance_scale=decoder_guidance_scale, generator=generator, latents=decoder_latents)
         return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
                             generator=generator, super_res_latents=super_res_latents, output_type=output_type,
-                            return_dict=return_dict)
+                            return_dict=return_dict,
+                            super_res_second_num_inference_steps=super_res_second_num_inference_steps)
 
     def _endpoint_embedding(
         self: UnCLIPPipeline,
@@ -370,6 +386,7 @@ class UnCLIPEditingMixin:
         output_type: str,
         return_dict: bool,
         invert: bool,
+        super_res_second_num_inference_steps: int = 10,
     ) -> UnCLIPPipelineOutput | tuple:
         """Decode a path of embeddings with one decoder/upsampler noise shared by every frame.
 
@@ -407,7 +424,8 @@ class UnCLIPEditingMixin:
                             latents=latents, scheduler=scheduler)
         return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
                             generator=frame_generators(super_res_seed), super_res_latents=None,
-                            output_type=output_type, return_dict=return_dict)
+                            output_type=output_type, return_dict=return_dict,
+                            super_res_second_num_inference_steps=super_res_second_num_inference_steps)
 
 
 def _single_generator(generator: Any) -> torch.Generator | None:

@@ -64,16 +64,18 @@ class UnCLIPInpaintingMixin:
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        super_res_second_num_inference_steps: int = 10,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
         Repaint the white part of `mask_image` and keep the rest of `image` (RePaint on the decoder, the known region
-        pasted back after the upsampler).
+        pasted back after each upsampler).
 
         At the base resolution the region outside the mask is replaced after every step by the source noised to
         that step's level, so the repainted part grows to match it; with `jumps > 0` every step but the last is
         redone that many times from its output diffused one step back (RePaint's resampling, which harmonises the
-        seam; it runs the decoder `1 + jumps` times per step, with a DDIM sampler). The upsampler then enlarges the
-        result and the known region is pasted back from the source at the output size.
+        seam; it runs the decoder `1 + jumps` times per step, with a DDIM sampler). Each upsampler then enlarges the
+        result and the known region is pasted back from the source at that stage's size, so the next stage starts
+        from the source there.
 
         Args:
             image (`PIL.Image.Image`): the image to edit (fitted to the pipeline's sizes: centre crop, resize).
@@ -92,6 +94,8 @@ class UnCLIPInpaintingMixin:
                 `None`).
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
             return_dict (`bool`, *optional*, defaults to `True`): return an [`UnCLIPPipelineOutput`] instead of a tuple.
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`).
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): the edited images, their `z_i` and the base images.
@@ -128,12 +132,17 @@ class UnCLIPInpaintingMixin:
         base = self._decode(image_embeds, num_inference_steps=decoder_num_inference_steps,
                             guidance_scale=decoder_guidance_scale, generator=generator, scheduler=scheduler,
                             prompt=prompt, known=known)  # fmt: skip
-        images = base
-        if self.super_res_first is not None:
-            images = self._super_resolve(base, num_inference_steps=super_res_num_inference_steps, generator=generator)
-            mask = mask_to_tensor(mask_image, self.output_size).to(device=device, dtype=images.dtype)
-            known_full = to_tensor_images(source, self.output_size).to(device=device, dtype=images.dtype)
-            images = mask * images + (1 - mask) * known_full
+        self._check_second_stage_inputs(super_res_second_num_inference_steps, None)
+
+        def keep_known(images: torch.Tensor) -> torch.Tensor:
+            """The source pasted back outside the mask, at the size of `images` (one upsampler's output)."""
+            size = tuple(images.shape[-2:])
+            mask = mask_to_tensor(mask_image, size).to(device=device, dtype=images.dtype)
+            known_full = to_tensor_images(source, size).to(device=device, dtype=images.dtype)
+            return mask * images + (1 - mask) * known_full
+
+        images = self._upscale(base, generator=generator, after_stage=keep_known, **self._per_stage_values(
+            num_inference_steps=(super_res_num_inference_steps, super_res_second_num_inference_steps)))
         self.maybe_free_model_hooks()
         output = (postprocess_images(images, output_type), image_embeds, postprocess_images(base, output_type))
         return UnCLIPPipelineOutput(*output) if return_dict else output

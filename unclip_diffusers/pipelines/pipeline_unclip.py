@@ -2,7 +2,7 @@
 
 Every stage is a public method (`encode_prompt`, `encode_image`, `sample_prior`, `decode`, `super_resolve`) so apps,
 evaluators and benchmarks can run, time or cache stages separately; `__call__` chains them. Image variations,
-interpolations and text diffs live in `editing.py`.
+interpolations and text diffs live in `editing.py`, the upsampler cascade in `upsampling.py`.
 """
 
 from __future__ import annotations
@@ -28,17 +28,13 @@ from transformers import (
 )
 
 from ..models import UnCLIPPriorTransformer, UnCLIPTextProjection
-from ..utils.images import (
-    postprocess_images,
-    to_tensor_images,
-    upsample_for_super_res,
-    validate_pil_images,
-)
+from ..utils.images import postprocess_images, validate_pil_images
 from .editing import UnCLIPEditingMixin
 from .inpainting import UnCLIPInpaintingMixin
 from .loading import UnCLIPLoadingMixin
 from .pipeline_output import PromptEncodings, PromptFit, UnCLIPPipelineOutput
 from .sampling import KnownRegion, StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
+from .upsampling import UnCLIPUpsamplingMixin
 from .validation import (
     check_encodings,
     check_guidance,
@@ -57,11 +53,16 @@ Generator = torch.Generator | list[torch.Generator] | None
 ImageOutput = list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMixin, DiffusionPipeline):
+class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsamplingMixin, UnCLIPLoadingMixin,
+                     DiffusionPipeline):
     r"""
     DALL·E 2 (unCLIP, Ramesh et al. 2022): a diffusion prior turns a caption's CLIP text encoding into a CLIP image
-    embedding `z_i`; a diffusion decoder turns `z_i` (and the caption) into a base image; diffusion upsamplers raise
-    its resolution. Resolutions are read from the components' configs.
+    embedding `z_i`; a diffusion decoder turns `z_i` (and the caption) into a base image; a cascade of none, one or
+    two diffusion upsamplers raises its resolution. Resolutions are read from the components' configs.
+
+    Names: diffusers' `super_res_first`/`super_res_last` (kept for Karlo) are the models of ONE upsampling, used for
+    its first steps and for its last step; the cascade's second stage is the separate `super_res_second` with its
+    own scheduler and strength (the paper's second upsampler).
 
     All CLIP embeddings passed between stages are L2-normalised when `normalize_embeddings` is set (this project's
     models); Karlo checkpoints use raw embeddings (`normalize_embeddings=False`, set by `from_karlo`).
@@ -81,8 +82,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         super_res_first ([`~diffusers.UNet2DModel`] or `None`): the upsampler (noisy image ⊕ upsampled low-res
             input); `None` means the base image is the output.
         super_res_scheduler ([`~diffusers.SchedulerMixin`] or `None`): the upsampler's sampler.
-        super_res_last ([`~diffusers.UNet2DModel`], *optional*): a separate upsampler for the last step only (Karlo);
-            `None` means `super_res_first` does every step.
+        super_res_last ([`~diffusers.UNet2DModel`], *optional*): a separate model for the first upsampler's last
+            step only (Karlo); `None` means `super_res_first` does every step.
         normalize_embeddings (`bool`, defaults to `True`): L2-normalise CLIP embeddings between stages.
         super_res_strength (`float`, defaults to 1.0): how much of its noise schedule the upsampler runs. 1 starts
             from pure noise (the paper, diffusers' UnCLIPPipeline); below 1 it starts from the bicubic-upsampled base
@@ -91,11 +92,16 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         prior_guidance_scale (`float`, defaults to 4.0): the prior's classifier-free guidance scale wherever a call
             passes none (4.0 is diffusers' and Karlo's default). Saved with the pipeline, since the best value
             depends on the trained prior and decoder (`benchmarks/bench_guidance.py` measures it).
+        super_res_second ([`~diffusers.UNet2DModel`], *optional*): the cascade's second upsampler, run on the first
+            one's output (e.g. 128 → 256 px); `None` (and every folder saved before it existed) stops at the first.
+        super_res_second_scheduler ([`~diffusers.SchedulerMixin`], *optional*): the second upsampler's sampler.
+        super_res_second_strength (`float`, defaults to 1.0): `super_res_strength` of the second upsampler.
     """
 
-    model_cpu_offload_seq = "text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
+    model_cpu_offload_seq = ("text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
+                             "->super_res_second")
     _optional_components = ["image_encoder", "feature_extractor", "super_res_first", "super_res_last",
-                            "super_res_scheduler"]
+                            "super_res_scheduler", "super_res_second", "super_res_second_scheduler"]
     _callback_tensor_inputs = ["latents"]
 
     tokenizer: CLIPTokenizer
@@ -110,6 +116,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
     super_res_first: UNet2DModel | None
     super_res_scheduler: SchedulerMixin | None
     super_res_last: UNet2DModel | None
+    super_res_second: UNet2DModel | None
+    super_res_second_scheduler: SchedulerMixin | None
 
     def __init__(
         self,
@@ -128,9 +136,13 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         normalize_embeddings: bool = True,
         super_res_strength: float = 1.0,
         prior_guidance_scale: float = 4.0,
+        super_res_second: UNet2DModel | None = None,
+        super_res_second_scheduler: SchedulerMixin | None = None,
+        super_res_second_strength: float = 1.0,
     ):
         super().__init__()
         check_strength(super_res_strength, "super_res_strength")
+        check_strength(super_res_second_strength, "super_res_second_strength")
         check_guidance(prior_guidance_scale, "prior_guidance_scale")
         if (image_encoder is None) != (feature_extractor is None):
             raise ValueError("Pass both image_encoder and feature_extractor, or neither.")
@@ -138,6 +150,16 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
             raise ValueError("super_res_first needs a super_res_scheduler.")
         if super_res_last is not None and super_res_first is None:
             raise ValueError("super_res_last is only used together with super_res_first.")
+        if super_res_second is not None:
+            if super_res_first is None:
+                raise ValueError("super_res_second is the cascade's second upsampler and runs on super_res_first's "
+                                 "output; pass super_res_first too (or pass the upsampler as super_res_first).")
+            if super_res_second_scheduler is None:
+                raise ValueError("super_res_second needs a super_res_second_scheduler.")
+            first, second = pair(super_res_first.config.sample_size), pair(super_res_second.config.sample_size)
+            if second[0] <= first[0] or second[1] <= first[1]:
+                raise ValueError(f"super_res_second outputs {second}, not larger than super_res_first's {first}; the "
+                                 "second stage must raise the resolution.")
         for encoder in (text_encoder, image_encoder):
             # transformers keeps the dtype weights were saved in (the release's fp16) where diffusers upcasts its
             # models, e.g. through `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`: the CLIP
@@ -158,10 +180,13 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
             super_res_first=super_res_first,
             super_res_scheduler=super_res_scheduler,
             super_res_last=super_res_last,
+            super_res_second=super_res_second,
+            super_res_second_scheduler=super_res_second_scheduler,
         )
         self.register_to_config(normalize_embeddings=bool(normalize_embeddings),
                                 super_res_strength=float(super_res_strength),
-                                prior_guidance_scale=float(prior_guidance_scale))
+                                prior_guidance_scale=float(prior_guidance_scale),
+                                super_res_second_strength=float(super_res_second_strength))
 
     # ------------------------------------------------------------------------------------------------ sizes
 
@@ -175,11 +200,6 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         """(H, W) of the decoder's output."""
         return pair(self.decoder.config.sample_size)
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        """(H, W) of the pipeline's final images (the upsampler's output, or the base size without one)."""
-        return pair(self.super_res_first.config.sample_size) if self.super_res_first is not None else self.base_size
-
     def make_schedulers(
         self, scheduler_class: type[SchedulerMixin], **config_overrides: Any
     ) -> dict[str, SchedulerMixin]:
@@ -191,7 +211,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         """
         schedulers: dict[str, SchedulerMixin] = {}
         accepts_clip = "clip_sample" in inspect.signature(scheduler_class.__init__).parameters
-        for name in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler"):
+        for name in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler", "super_res_second_scheduler"):
             current = getattr(self, name)
             if current is None:
                 continue
@@ -421,9 +441,12 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         super_res_scheduler: SchedulerMixin | None = None,
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        super_res_second_num_inference_steps: int = 10,
+        super_res_second_latents: torch.Tensor | None = None,
+        super_res_second_scheduler: SchedulerMixin | None = None,
     ) -> ImageOutput:
         r"""
-        Generate images from CLIP image embeddings with the decoder, then (with `upscale`) the upsampler.
+        Generate images from CLIP image embeddings with the decoder, then (with `upscale`) the upsampler(s).
 
         Args:
             image_embeds (`torch.Tensor` of shape `(N, D)`): CLIP image embeddings `z_i`, one per image.
@@ -436,32 +459,41 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
                 or one per image.
             latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder starting noise.
-            super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
-            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
-                starting noise.
-            upscale (`bool`, *optional*, defaults to `True`): run the upsampler; `False` returns the base images.
+            super_res_num_inference_steps (`int`, *optional*, defaults to 10): first upsampler's denoising steps.
+            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): first
+                upsampler's starting noise (`H, W` its output size).
+            upscale (`bool`, *optional*, defaults to `True`): run the upsamplers; `False` returns the base images.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
                 stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
             scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces `decoder_scheduler` for this call.
             super_res_scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces the pipeline's
                 `super_res_scheduler` for this call.
             callback_on_step_end (`Callable`, *optional*, defaults to `None`): see `sample_prior`; the stage is
-                `"decoder"`, then `"super_res"`.
+                `"decoder"`, then `"super_res"` and `"super_res_second"`.
             callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
                 pass to the callback.
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`).
+            super_res_second_latents (`torch.Tensor` of shape `(N, 3, H2, W2)`, *optional*, defaults to `None`):
+                second upsampler's starting noise.
+            super_res_second_scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces the pipeline's
+                `super_res_second_scheduler` for this call.
 
         Returns:
             The images in `output_type` (base resolution without `upscale` or without an upsampler).
         """
         check_output_type(output_type)
+        self._check_second_stage_inputs(super_res_second_num_inference_steps, super_res_second_latents)
         callbacks = dict(callback_on_step_end=callback_on_step_end,
                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
         base = self._decode(image_embeds, prompt=prompt, num_inference_steps=num_inference_steps,
                             guidance_scale=guidance_scale, generator=generator, latents=latents, scheduler=scheduler,
                             **callbacks)
-        if upscale and self.super_res_first is not None:
-            base = self._super_resolve(base, num_inference_steps=super_res_num_inference_steps, generator=generator,
-                                       latents=super_res_latents, scheduler=super_res_scheduler, **callbacks)
+        if upscale and self.upsampler_stages:
+            base = self._upscale(base, generator=generator, **self._per_stage_values(
+                num_inference_steps=(super_res_num_inference_steps, super_res_second_num_inference_steps),
+                latents=(super_res_latents, super_res_second_latents),
+                schedulers=(super_res_scheduler, super_res_second_scheduler)), **callbacks)
         return postprocess_images(base, output_type)
 
     def _decode(
@@ -543,103 +575,6 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         return self.decoder(model_input, t, encoder_hidden_states=context, class_labels=time_embeddings,
                             attention_mask=mask).sample
 
-    # ------------------------------------------------------------------------------------------------ super-res
-
-    @torch.inference_mode()
-    def super_resolve(
-        self,
-        images: ImageOutput,
-        num_inference_steps: int = 10,
-        generator: Generator = None,
-        latents: torch.Tensor | None = None,
-        output_type: str = "pil",
-        scheduler: SchedulerMixin | None = None,
-        callback_on_step_end: Callback | None = None,
-        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
-        strength: float | None = None,
-    ) -> ImageOutput:
-        r"""
-        Upsample images with the super-resolution diffusion model (no guidance).
-
-        Args:
-            images (PIL image(s), `np.ndarray` `(N, h, w, 3)` or `torch.Tensor` `(N, 3, h, w)` in [0, 1]): low
-                resolution images, e.g. `decode(..., upscale=False)`'s output.
-            num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
-            generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
-                or one per image.
-            latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): starting noise.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
-                stage's latents, unconverted: `(N, 3, H, W)` in [-1, 1]).
-            scheduler (`SchedulerMixin`, *optional*, defaults to `None`): replaces `super_res_scheduler` for this call.
-            callback_on_step_end (`Callable`, *optional*, defaults to `None`): see `sample_prior`; the stage is
-                `"super_res"`.
-            callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
-                pass to the callback.
-            strength (`float`, *optional*, defaults to `None`): replaces the pipeline's `super_res_strength` for
-                this call (1 = start from pure noise; below 1, from the noised bicubic upsample, running
-                `round(num_inference_steps * strength)` steps).
-
-        Returns:
-            The upsampled images `(N, 3, H, W)` in `output_type`.
-        """
-        if self.super_res_first is None:
-            raise ValueError("This pipeline has no upsampler (super_res_first is None); its base images are final.")
-        check_output_type(output_type)
-        low_res = to_tensor_images(images).to(self._execution_device)
-        if strength is not None:
-            check_strength(strength, "strength")
-        upsampled = self._super_resolve(low_res, num_inference_steps=num_inference_steps, generator=generator,
-                                        latents=latents, scheduler=scheduler, callback_on_step_end=callback_on_step_end,
-                                        callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-                                        strength=strength)
-        return postprocess_images(upsampled, output_type)
-
-    def _super_resolve(
-        self,
-        low_res: torch.Tensor,
-        *,
-        num_inference_steps: int,
-        generator: Generator = None,
-        latents: torch.Tensor | None = None,
-        scheduler: SchedulerMixin | None = None,
-        callback_on_step_end: Callback | None = None,
-        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
-        strength: float | None = None,
-    ) -> torch.Tensor:
-        """The upsampler loop on images in [-1, 1]; returns `(N, 3, H, W)` in [-1, 1]."""
-        device = self._execution_device
-        num_images = low_res.shape[0]
-        check_positive_int(num_inference_steps, "super_res_num_inference_steps")
-        check_generator(generator, num_images)
-        callback_on_step_end_tensor_inputs = self._check_callback(
-            callback_on_step_end, callback_on_step_end_tensor_inputs
-        )
-        channels = self.super_res_first.config.in_channels // 2
-        shape = (num_images, channels, *self.output_size)
-        check_latents(latents, shape, "super_res_latents")
-        dtype = self.super_res_first.dtype
-        condition = upsample_for_super_res(low_res.to(device=device, dtype=dtype), self.output_size)
-        if latents is None:
-            latents = draw_noise(shape, generator=generator, device=device, dtype=dtype)
-        latents = latents.to(device=device, dtype=dtype)
-        def predict_with(unet: UNet2DModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-            return lambda model_input, t: unet(torch.cat([model_input, condition], dim=1), t).sample
-
-        latents = denoise(
-            predict_with(self.super_res_first),
-            working_copy(scheduler or self.super_res_scheduler),
-            latents=latents,
-            num_inference_steps=num_inference_steps,
-            generator=generator,
-            strength=self.config.super_res_strength if strength is None else strength,
-            start=condition,
-            predict_last=predict_with(self.super_res_last) if self.super_res_last is not None else None,
-            callback_on_step_end=self._stage_callback("super_res", callback_on_step_end),
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-            progress_bar=self.progress_bar,
-        )
-        return latents.clamp(-1, 1)
-
     # ------------------------------------------------------------------------------------------------ call
 
     def check_inputs(
@@ -659,6 +594,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         output_type: str,
         callback_on_step_end: Callback | None,
         callback_on_step_end_tensor_inputs: Sequence[str],
+        super_res_second_num_inference_steps: int = 10,
+        super_res_second_latents: torch.Tensor | None = None,
     ) -> None:
         """Validate every argument of `__call__` before any work, with a `ValueError`/`TypeError` naming the culprit."""
         if isinstance(prompt, PromptEncodings):
@@ -681,9 +618,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         check_latents(decoder_latents, decoder_shape, "decoder_latents")
         if super_res_latents is not None and self.super_res_first is None:
             raise ValueError("super_res_latents were given, but this pipeline has no upsampler.")
-        if self.super_res_first is not None:
-            shape = (num_images, self.super_res_first.config.in_channels // 2, *self.output_size)
-            check_latents(super_res_latents, shape, "super_res_latents")
+        self._check_second_stage_inputs(super_res_second_num_inference_steps, super_res_second_latents)
+        for stage, latents in zip(self.upsampler_stages, (super_res_latents, super_res_second_latents)):
+            shape = (num_images, stage.unet.config.in_channels // 2, *stage.size)
+            check_latents(latents, shape, f"{stage.name}_latents")
         check_output_type(output_type)
         self._check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
@@ -706,9 +644,11 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         return_dict: bool = True,
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        super_res_second_num_inference_steps: int = 10,
+        super_res_second_latents: torch.Tensor | None = None,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
-        Text-to-image: caption → prior → CLIP image embedding → decoder → upsampler.
+        Text-to-image: caption → prior → CLIP image embedding → decoder → upsampler(s).
 
         Args:
             prompt (`str`, `list[str]` or [`PromptEncodings`]): the caption(s), longer than the tokenizer's length
@@ -718,7 +658,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
             num_images_per_prompt (`int`, *optional*, defaults to 1): images per caption.
             prior_num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
             decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
-            super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
+            super_res_num_inference_steps (`int`, *optional*, defaults to 10): first upsampler's denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior classifier-free guidance (1 =
                 off); `None` uses the pipeline's `prior_guidance_scale` (saved in `model_index.json`).
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance (1 = off).
@@ -729,8 +669,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
             prior_latents (`torch.Tensor` of shape `(N * prior_sample_count, D)`, *optional*, defaults to `None`):
                 prior starting noise in its standardised space.
             decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
-            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): upsampler
-                noise.
+            super_res_latents (`torch.Tensor` of shape `(N, 3, H, W)`, *optional*, defaults to `None`): first
+                upsampler's noise (`H, W` its output size).
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`(N, H, W, 3)` in [0, 1]),
                 `"pt"` (`(N, 3, H, W)` in [0, 1]) or `"latent"` (the last stage's latents, unconverted: `(N, 3, H, W)`
                 in [-1, 1]; `base_images` are the decoder's).
@@ -738,10 +678,15 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
                 tuple `(images, image_embeds, base_images)`.
             callback_on_step_end (`Callable`, *optional*, defaults to `None`): called as
                 `callback(pipe, step, timestep, callback_kwargs)` after every step of every stage;
-                `callback_kwargs["stage"]` is `"prior"`, `"decoder"` or `"super_res"`; a returned `"latents"`
-                replaces the current latents.
+                `callback_kwargs["stage"]` is `"prior"`, `"decoder"`, `"super_res"` or `"super_res_second"`; a
+                returned `"latents"` replaces the current latents.
             callback_on_step_end_tensor_inputs (`Sequence[str]`, *optional*, defaults to `("latents",)`): tensors to
                 pass to the callback.
+            super_res_second_num_inference_steps (`int`, *optional*, defaults to 10): second upsampler's denoising
+                steps (used only when the pipeline has `super_res_second`; its strength is the saved
+                `super_res_second_strength`).
+            super_res_second_latents (`torch.Tensor` of shape `(N, 3, H2, W2)`, *optional*, defaults to `None`):
+                second upsampler's noise (`H2, W2` = `output_size`).
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): final images, the CLIP image embeddings used, and the base images.
@@ -766,6 +711,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
             output_type=output_type,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            super_res_second_num_inference_steps=super_res_second_num_inference_steps,
+            super_res_second_latents=super_res_second_latents,
         )
         callbacks = dict(callback_on_step_end=callback_on_step_end,
                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
@@ -791,7 +738,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         )
         return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,
                             generator=generator, super_res_latents=super_res_latents, output_type=output_type,
-                            return_dict=return_dict, **callbacks)
+                            return_dict=return_dict,
+                            super_res_second_num_inference_steps=super_res_second_num_inference_steps,
+                            super_res_second_latents=super_res_second_latents, **callbacks)
 
     def _finish(
         self,
@@ -805,18 +754,34 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPLoadingMix
         return_dict: bool,
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        super_res_second_num_inference_steps: int = 10,
+        super_res_second_latents: torch.Tensor | None = None,
     ) -> UnCLIPPipelineOutput | tuple:
-        """Upsample base images (when there is an upsampler), convert both and pack the output."""
-        images = base
-        if self.super_res_first is not None:
-            images = self._super_resolve(base, num_inference_steps=super_res_num_inference_steps, generator=generator,
-                                         latents=super_res_latents, callback_on_step_end=callback_on_step_end,
-                                         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        """Upsample base images through the cascade (when there is one), convert both and pack the output."""
+        self._check_second_stage_inputs(super_res_second_num_inference_steps, super_res_second_latents)
+        images = self._upscale(base, generator=generator, callback_on_step_end=callback_on_step_end,
+                               callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                               **self._per_stage_values(
+                                   num_inference_steps=(super_res_num_inference_steps,
+                                                        super_res_second_num_inference_steps),
+                                   latents=(super_res_latents, super_res_second_latents)))
         self.maybe_free_model_hooks()
         output = (postprocess_images(images, output_type), image_embeds, postprocess_images(base, output_type))
         return UnCLIPPipelineOutput(*output) if return_dict else output
 
     # ------------------------------------------------------------------------------------------------ helpers
+
+    def _per_stage_values(self, **first_and_second: tuple[Any, Any]) -> dict[str, list[Any]]:
+        """Per-stage call arguments `(first stage's, second stage's)` cut to the stages this pipeline has."""
+        count = len(self.upsampler_stages)
+        return {name: list(values)[:count] for name, values in first_and_second.items()}
+
+    def _check_second_stage_inputs(self, num_inference_steps: int, latents: torch.Tensor | None) -> None:
+        """`super_res_second_*` arguments: positive steps; no latents for a pipeline without the second stage."""
+        check_positive_int(num_inference_steps, "super_res_second_num_inference_steps")
+        if latents is not None and len(self.upsampler_stages) < 2:
+            raise ValueError("super_res_second_latents were given, but this pipeline has no second upsampler "
+                             "(super_res_second is None).")
 
     def _as_encodings(self, prompt: str | list[str] | PromptEncodings, device: torch.device) -> PromptEncodings:
         if isinstance(prompt, PromptEncodings):

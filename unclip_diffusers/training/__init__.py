@@ -1,6 +1,8 @@
-"""Training every unCLIP stage (CLIP, prior, decoder, upsampler) with accelerate, and assembling the pipeline.
+"""Training every unCLIP stage (CLIP, prior, decoder, upsampler, second upsampler) with accelerate, and assembling
+the pipeline.
 
-Console scripts: `unclip-train {clip,prior,decoder,upsampler,embed,export,restore,pack} --config {tiny,small} ...` and `unclip-assemble`.
+Console scripts: `unclip-train {clip,prior,decoder,upsampler,upsampler2,embed,export,restore,pack} --config
+{tiny,small} ...` and `unclip-assemble`.
 Names are imported lazily so `unclip-train` can set up the allocator before torch loads.
 """
 
@@ -16,10 +18,12 @@ _EXPORTS = {
     "PriorTrainingConfig": ".config",
     "DecoderTrainingConfig": ".config",
     "UpsamplerTrainingConfig": ".config",
+    "Upsampler2TrainingConfig": ".config",
     "train_clip": ".clip",
     "train_prior": ".prior",
     "train_decoder": ".decoder",
     "train_upsampler": ".upsampler",
+    "train_upsampler2": ".upsampler2",
     "assemble_components": ".assemble",
     "load_or_compute_embeddings": ".embeddings",
     "export_checkpoint": ".export",

@@ -1,4 +1,7 @@
-"""`unclip-assemble`: load the four trained stages from their run folders into one pipeline folder.
+"""`unclip-assemble`: load the trained stages from their run folders into one pipeline folder.
+
+CLIP, prior and decoder are required; the upsampler (`--upsampler`) and, after it, the cascade's second upsampler
+(`--upsampler2`) are optional.
 
 Each run's `final/` holds its EMA weights (or a `snapshot-<step>/` from `unclip-train export`, for a run still
 training); the prior and decoder runs record which CLIP they were trained on, and assembling refuses a prior or
@@ -46,8 +49,12 @@ def assemble_components(
     prior_dir: str | os.PathLike,
     decoder_dir: str | os.PathLike,
     upsampler_dir: str | os.PathLike | None = None,
+    upsampler2_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The components of an `UnCLIPPipeline` (exactly the keys of `build_components()`) from trained run folders."""
+    """The components of an `UnCLIPPipeline` (the keys of `build_components()`) from trained run folders."""
+    if upsampler2_dir is not None and upsampler_dir is None:
+        raise ValueError("The second upsampler (upsampler2) runs on the first one's output; pass the first "
+                         "upsampler's run too (--upsampler).")
     from diffusers import UNet2DConditionModel, UNet2DModel
     from transformers import (
         CLIPImageProcessorPil,
@@ -82,6 +89,10 @@ def assemble_components(
         upsampler = final_dir(upsampler_dir, "super_res_first")
         components["super_res_first"] = UNet2DModel.from_pretrained(upsampler / "super_res_first", use_safetensors=True)
         components["super_res_scheduler"] = build_sampling_scheduler("epsilon")
+    if upsampler2_dir is not None:
+        second = final_dir(upsampler2_dir, "super_res_second")
+        components["super_res_second"] = UNet2DModel.from_pretrained(second / "super_res_second", use_safetensors=True)
+        components["super_res_second_scheduler"] = build_sampling_scheduler("epsilon")
     width = components["text_encoder"].config.projection_dim
     if components["prior"].config.embedding_dim != width or components["text_proj"].config.clip_embeddings_dim != width:
         raise ValueError(
@@ -98,11 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior", required=True, help="prior run folder")
     parser.add_argument("--decoder", required=True, help="decoder run folder")
     parser.add_argument("--upsampler", default=None, help="upsampler run folder (omit for base-resolution output)")
+    parser.add_argument("--upsampler2", default=None,
+                        help="second upsampler run folder (unclip-train upsampler2; needs --upsampler)")
     parser.add_argument("--output", default="checkpoints/unclip-emoji", help="pipeline folder to write")
     parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
     parser.add_argument("--super-res-strength", type=float, default=0.3,
                         help="the pipeline's super_res_strength: 1 starts the upsampler from pure noise, below 1 from "
                              "the noised bicubic upsample (default 0.3, chosen with benchmarks/bench_upsampler.py)")
+    parser.add_argument("--super-res-second-strength", type=float, default=0.3,
+                        help="the pipeline's super_res_second_strength (default 0.3, the first stage's value; not yet "
+                             "measured for the second: benchmarks/bench_upsampler.py --stage 1)")
     parser.add_argument("--prior-guidance-scale", type=float, default=2.0,
                         help="the pipeline's default prior guidance scale (default 2.0: better R-precision, CLIP-FD "
                              "and prior cosine than 4.0 on the emoji release, benchmarks/bench_guidance.py)")
@@ -114,13 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    components = assemble_components(args.clip, args.prior, args.decoder, args.upsampler)
+    components = assemble_components(args.clip, args.prior, args.decoder, args.upsampler, args.upsampler2)
     try:
         from unclip_diffusers import UnCLIPPipeline
     except ImportError as error:  # the pipeline package is a separate part of the project
         raise ImportError("unclip_diffusers.UnCLIPPipeline is not available in this install.") from error
     pipeline = UnCLIPPipeline(**components, super_res_strength=args.super_res_strength,
-                              prior_guidance_scale=args.prior_guidance_scale)
+                              prior_guidance_scale=args.prior_guidance_scale,
+                              super_res_second_strength=args.super_res_second_strength)
     if args.fp16:
         import torch
 
@@ -130,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
               "decoder": final_dir(args.decoder, "decoder")}
     if args.upsampler is not None:
         stages["upsampler"] = final_dir(args.upsampler, "super_res_first")
+    if args.upsampler2 is not None:
+        stages["upsampler2"] = final_dir(args.upsampler2, "super_res_second")
     write_provenance(args.output, stages)
     unfinished = [name for name, folder in stages.items() if folder.name != "final"]
     if unfinished:

@@ -175,7 +175,7 @@ def grouped_batch_indices(
 
 
 def model_image_size(config: TrainingConfig, which: str) -> int:
-    """The resolution a stage trains at: "clip", "decoder" or "super_res" (the upsampler's output)."""
+    """The resolution a stage trains at: "clip", "decoder", "super_res" or "super_res_second" (an upsampler's output)."""
     model = get_model_config(config.model_preset)
     if which == "clip":
         return model.clip.image_size
@@ -185,6 +185,10 @@ def model_image_size(config: TrainingConfig, which: str) -> int:
         if model.super_res is None:
             raise ValueError(f"Model preset {config.model_preset!r} has no super-resolution stage.")
         return model.super_res.sample_size
+    if which == "super_res_second":
+        if model.super_res_second is None:
+            raise ValueError(f"Model preset {config.model_preset!r} has no second super-resolution stage.")
+        return model.super_res_second.sample_size
     raise ValueError(f"Unknown image size {which!r}.")
 
 

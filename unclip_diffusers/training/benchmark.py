@@ -27,6 +27,7 @@ from .embeddings import EmbeddingCache
 from .prior import PriorStage, embedding_stats
 from .trainer import Stage, make_accelerator, make_ema, make_optimizer, optimizer_step, reset_accelerate_state
 from .upsampler import UpsamplerStage
+from .upsampler2 import Upsampler2Stage
 
 NUM_EXAMPLES = 256
 CAPTIONS = ["pouting cat, Fluent 3D style", "cat, angry, pouting face in the OpenMoji style",
@@ -78,6 +79,11 @@ def synthetic_stage(stage_name: str, config) -> tuple[Stage, torch.nn.Module]:
         stage.targets = images(stage.model_config.super_res.sample_size)
         stage.noise_scheduler = build_train_scheduler("epsilon")
         return stage, build_super_res(stage.model_config)
+    if stage_name == "upsampler2":  # includes the BSR-like degradation of every batch, as in training
+        stage = Upsampler2Stage(config)
+        stage.targets = images(stage.model_config.super_res_second.sample_size)
+        stage.noise_scheduler = build_train_scheduler("epsilon")
+        return stage, stage.build_model()
     raise ValueError(f"Unknown stage {stage_name!r}.")
 
 
@@ -129,7 +135,7 @@ def benchmark_stage(
 def main(argv: list[str] | None = None) -> None:
     """Command line: print one JSON line of `benchmark_stage` figures."""
     parser = argparse.ArgumentParser(description="Measure training throughput of one stage on synthetic data.")
-    parser.add_argument("stage", choices=["clip", "prior", "decoder", "upsampler"])
+    parser.add_argument("stage", choices=["clip", "prior", "decoder", "upsampler", "upsampler2"])
     parser.add_argument("--config", default="small")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup_steps", type=int, default=3)

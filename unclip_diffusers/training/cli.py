@@ -1,4 +1,4 @@
-"""`unclip-train {clip,prior,decoder,upsampler,embed,export,restore,pack} ...`: the console script over the training library.
+"""`unclip-train {clip,prior,decoder,upsampler,upsampler2,embed,export,restore,pack} ...`: the training console script.
 
 Every training setting of a stage is a command-line flag generated from its config dataclass; `--config` picks the
 preset (`tiny` or `small`) the flags override. Before torch is imported, `main()` re-executes the process with
@@ -157,8 +157,10 @@ def run(args: argparse.Namespace) -> str:
         from .prior import train_prior as train
     elif args.stage == "decoder":
         from .decoder import train_decoder as train
-    else:
+    elif args.stage == "upsampler":
         from .upsampler import train_upsampler as train
+    else:
+        from .upsampler2 import train_upsampler2 as train
     return str(train(config, resume=args.resume))
 
 

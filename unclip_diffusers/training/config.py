@@ -10,11 +10,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..configs import UnCLIPModelConfig, get_model_config
 
-STAGES = ("clip", "prior", "decoder", "upsampler")
+if TYPE_CHECKING:
+    from .degradation import DegradationSettings
+
+STAGES = ("clip", "prior", "decoder", "upsampler", "upsampler2")
 MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
 LR_SCHEDULER_CHOICES = ("constant", "constant_with_warmup", "linear", "cosine")
 
@@ -184,14 +187,11 @@ class DecoderTrainingConfig(TrainingConfig):
 
 
 @dataclass
-class UpsamplerTrainingConfig(TrainingConfig):
-    """x4 upsampler: epsilon prediction on random crops, conditioned on a blurred, re-upsampled low-res image."""
+class SuperResTrainingConfig(TrainingConfig):
+    """Settings both upsamplers share: epsilon prediction on random crops of a high-resolution column."""
 
-    stage = "upsampler"
     high_res_column: str = "image_256"  # high-resolution source images; rows where it is None are skipped
     crop_size: int = 0  # training crop of the high-res target; 0 = the full image
-    blur_kernel_size: int = 3  # Gaussian blur of the low-res conditioning image (the paper: 3, sigma 0.6)
-    blur_sigma: float = 0.6
     learning_rate: float = 2e-4
     validation_inference_steps: int = 10
     num_validation_images: int = 4
@@ -204,12 +204,69 @@ class UpsamplerTrainingConfig(TrainingConfig):
             raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {self.snr_gamma}.")
         if self.crop_size < 0 or self.crop_size % 8:
             raise ValueError(f"crop_size must be 0 or a positive multiple of 8, got {self.crop_size}.")
-        if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
-            raise ValueError(f"blur_kernel_size must be a positive odd number, got {self.blur_kernel_size}.")
         if not 0.0 < self.validation_strength <= 1.0:
             raise ValueError(f"validation_strength must be in (0, 1], got {self.validation_strength}.")
+
+
+@dataclass
+class UpsamplerTrainingConfig(SuperResTrainingConfig):
+    """x4 upsampler: epsilon prediction on random crops, conditioned on a blurred, re-upsampled low-res image."""
+
+    stage = "upsampler"
+    blur_kernel_size: int = 3  # Gaussian blur of the low-res conditioning image (the paper: 3, sigma 0.6)
+    blur_sigma: float = 0.6
+
+    def validate(self) -> None:
+        super().validate()
+        if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be a positive odd number, got {self.blur_kernel_size}.")
         if self.blur_sigma <= 0:
             raise ValueError(f"blur_sigma must be > 0, got {self.blur_sigma}.")
+
+
+@dataclass
+class Upsampler2TrainingConfig(SuperResTrainingConfig):
+    """The cascade's second upsampler (x2, 128 → 256 px in `small`): random crops, BSR-like degraded input."""
+
+    stage = "upsampler2"
+    # The degradation of the input (training/degradation.py; ranges of BSR, Zhang et al. 2021, milder noise and JPEG
+    # for flat emoji art). The scale is the ratio of the two upsamplers' output sizes.
+    blur_prob: float = 1.0  # chance of a Gaussian blur before the downscale
+    blur_sigma_min: float = 0.2  # blur sigma range, in high-resolution pixels
+    blur_sigma_max: float = 2.0
+    anisotropic_prob: float = 0.5  # chance a blur has two sigmas and a random angle
+    noise_level_max: float = 10.0  # Gaussian noise sigma drawn from [0, noise_level_max] / 255
+    jpeg_prob: float = 0.75  # chance of a JPEG round trip at a random quality
+    jpeg_quality_min: int = 40
+    jpeg_quality_max: int = 95
+
+    def degradation(self, scale: int) -> DegradationSettings:
+        """The degradation these settings describe, for a down-scale factor `scale`."""
+        from .degradation import DegradationSettings
+
+        return DegradationSettings(
+            scale=scale, blur_prob=self.blur_prob, blur_sigma_min=self.blur_sigma_min,
+            blur_sigma_max=self.blur_sigma_max, anisotropic_prob=self.anisotropic_prob,
+            noise_level_max=self.noise_level_max, jpeg_prob=self.jpeg_prob, jpeg_quality_min=self.jpeg_quality_min,
+            jpeg_quality_max=self.jpeg_quality_max,
+        )
+
+    def validate(self) -> None:
+        super().validate()
+        model = get_model_config(self.model_preset)
+        if model.super_res is None or model.super_res_second is None:
+            raise ValueError(f"Model preset {self.model_preset!r} has no second upsampler (super_res_second) or no "
+                             "first one for it to follow; pick a preset with both, e.g. 'small' or 'tiny'.")
+        self.degradation(second_stage_scale(model))  # raises a ValueError naming a bad range
+
+
+def second_stage_scale(model: UnCLIPModelConfig) -> int:
+    """The second upsampler's factor: its output size over the first one's (a whole number, e.g. 256 / 128 = 2)."""
+    first, second = model.super_res.sample_size, model.super_res_second.sample_size
+    if second <= first or second % first:
+        raise ValueError(f"The second upsampler's size {second} must be a whole multiple (> 1) of the first one's "
+                         f"{first}.")
+    return second // first
 
 
 CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
@@ -217,6 +274,7 @@ CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
     "prior": PriorTrainingConfig,
     "decoder": DecoderTrainingConfig,
     "upsampler": UpsamplerTrainingConfig,
+    "upsampler2": Upsampler2TrainingConfig,
 }
 
 # Per stage and preset, the values that differ from the dataclass defaults. `small` is sized from measurements on a
@@ -244,12 +302,18 @@ _PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
         "small": dict(model_preset="small", max_steps=12000, batch_size=32, crop_size=64, lr_warmup_steps=500,
                       checkpoint_every=250, validate_every=2500, mixed_precision="bf16"),
     },
+    # 64-px crops of the 256-px art (a quarter of an image per example); validation upsamples whole 128-px images.
+    "upsampler2": {
+        "tiny": dict(_TINY, learning_rate=1e-3, crop_size=32, num_validation_images=2, validation_inference_steps=2),
+        "small": dict(model_preset="small", max_steps=8000, batch_size=32, crop_size=64, lr_warmup_steps=500,
+                      checkpoint_every=250, validate_every=2000, num_validation_examples=32, mixed_precision="bf16"),
+    },
 }
 TRAINING_PRESETS = ("tiny", "small")
 
 
 def get_training_config(stage: str, preset: str = "tiny", **overrides: Any) -> TrainingConfig:
-    """The training config of `stage` ("clip", "prior", "decoder", "upsampler") for a named preset, with overrides."""
+    """The training config of `stage` (one of `STAGES`) for a named preset, with overrides."""
     if stage not in CONFIG_CLASSES:
         raise ValueError(f"Unknown stage {stage!r}; choose one of {list(STAGES)}.")
     if preset not in _PRESET_VALUES[stage]:

@@ -32,8 +32,10 @@ def stage_for(config: TrainingConfig) -> Stage:
         from .prior import PriorStage as stage_cls
     elif config.stage == "decoder":
         from .decoder import DecoderStage as stage_cls
-    else:
+    elif config.stage == "upsampler":
         from .upsampler import UpsamplerStage as stage_cls
+    else:
+        from .upsampler2 import Upsampler2Stage as stage_cls
     return stage_cls(config)
 
 

@@ -28,6 +28,7 @@ STAGE_PARTS = {
     "prior": ("prior",),
     "decoder": ("decoder", "text_proj"),
     "upsampler": ("super_res_first",),
+    "upsampler2": ("super_res_second",),
 }
 _DTYPE_KEYS = ("torch_dtype", "dtype")  # where transformers configs record the saved dtype
 
@@ -76,7 +77,7 @@ def restore_runs(pipeline_dir: str | os.PathLike, runs_dir: str | os.PathLike) -
     if provenance is None:
         raise ValueError(f"{str(pipeline_dir)!r} has no training_provenance.json; it was not written by unclip-assemble.")
     restored: dict[str, Path] = {}
-    for stage in ("clip", "prior", "decoder", "upsampler"):
+    for stage in STAGE_PARTS:
         entry = provenance.get(stage)
         if not entry or not entry.get("recorded") or "config" not in entry:
             if entry:

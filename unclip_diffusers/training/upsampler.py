@@ -3,7 +3,9 @@
 The conditioning image is the target downscaled x4, corrupted with the paper's Gaussian blur (kernel 3, sigma 0.6)
 and bicubic-upsampled back to the target size; the UNet sees `cat([x_t, conditioning])` (6 channels) and predicts
 the noise (fixed variance). With no attention it runs at the full output size at inference although it only ever
-saw crops. Targets come from the dataset's high-resolution column; rows without one are skipped (and counted).
+saw crops. Targets come from the dataset's high-resolution column; rows without one are skipped (counted, and the
+styles left out named). `UpsamplerStage` is also the base of the cascade's second upsampler (`upsampler2.py`), which
+changes only its size, its component name and its conditioning.
 """
 
 from __future__ import annotations
@@ -126,17 +128,42 @@ def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
     return (10 * torch.log10(4.0 / mse)).mean().item()
 
 
+def left_out_styles(data, rows: list[int]) -> list[str]:
+    """Styles of `data` (its `style` column, when it has one) none of whose rows are among `rows`."""
+    if "style" not in data.column_names:
+        return []
+    styles = list(data["style"])
+    kept = {styles[r] for r in rows}
+    return sorted(set(styles) - kept)
+
+
 class UpsamplerStage(Stage):
     """Epsilon-prediction training of the x4 upsampler on random crops of high-resolution images."""
 
     config: UpsamplerTrainingConfig
+    component = "super_res_first"  # the pipeline component it trains (its folder in final/ and snapshots)
+    size_key = "super_res"  # `model_image_size` key of its output resolution
+
+    def build_model(self) -> nn.Module:
+        """The randomly initialised UNet this stage trains."""
+        return build_super_res(self.model_config)
+
+    def train_conditioning(self, x_start: torch.Tensor, generator: torch.Generator, blur: bool = True) -> torch.Tensor:
+        """The conditioning of full-size targets in [-1, 1] during training (the paper's blur augmentation)."""
+        return conditioning_image(x_start, self.config.blur_kernel_size, self.config.blur_sigma, blur=blur)
+
+    def clean_conditioning(self, x_start: torch.Tensor) -> torch.Tensor:
+        """The validation conditioning: the target downscaled and bicubic-upsampled, without augmentation."""
+        return conditioning_image(x_start, blur=False)
 
     def setup(self, accelerator: Accelerator) -> nn.Module:
-        size = model_image_size(self.config, "super_res")
+        size = model_image_size(self.config, self.size_key)
         crop = self.config.crop_size or size
         if crop > size:
-            raise ValueError(f"crop_size {crop} is larger than the upsampler's output size {size}.")
+            raise ValueError(f"crop_size {crop} is larger than the {self.config.stage} stage's output size {size}; "
+                             f"pick crop_size <= {size} (0 = whole images).")
         self.noise_scheduler = build_train_scheduler("epsilon")
+        self.left_out_styles: list[str] = []
         if is_pack(self.config.data_path):
             pack = load_pack(self.config.data_path, "upsampler")
             check_pack_size(pack, self.config, size)
@@ -147,14 +174,17 @@ class UpsamplerStage(Stage):
             self.validation = None
             if self.config.num_validation_examples and heldout is not None:
                 self.validation = heldout.images[: self.config.num_validation_examples]
-            return build_super_res(self.model_config)
+            return self.build_model()
         column = self.config.high_res_column
         train = load_split(self.config, TRAIN_SPLIT, self.config.max_train_examples)
         if column not in train.column_names:
             raise ValueError(f"Column {column!r} not in {self.config.data_path!r}; it has {train.column_names}.")
         self.targets, rows = column_images(train, column, size, desc="decoding high-res train images")
         skipped = len(train) - len(rows)
-        logger.info("Upsampler: %d training images with %s, %d rows without it skipped.", len(rows), column, skipped)
+        self.left_out_styles = left_out_styles(train, rows)
+        logger.info("%s: %d training images with %s, %d rows without it skipped%s.", self.config.stage, len(rows),
+                    column, skipped, f"; styles left out of this stage: {', '.join(self.left_out_styles)}"
+                    if self.left_out_styles else "")
         if not rows:
             raise ValueError(f"No training row of {self.config.data_path!r} has a {column!r} image.")
         self.skipped = skipped
@@ -165,7 +195,7 @@ class UpsamplerStage(Stage):
             targets, rows = column_images(heldout, column, size, desc="decoding high-res held-out images")
             if rows:
                 self.validation = targets[: self.config.num_validation_examples]
-        return build_super_res(self.model_config)
+        return self.build_model()
 
     @property
     def num_train_examples(self) -> int:
@@ -176,7 +206,7 @@ class UpsamplerStage(Stage):
     ) -> torch.Tensor:
         """(Min-SNR-weighted) MSE between the true and the predicted noise on random crops of uint8 `targets`."""
         x_start = to_unit_range(targets)
-        cond = conditioning_image(x_start, self.config.blur_kernel_size, self.config.blur_sigma, blur=blur)
+        cond = self.train_conditioning(x_start, generator, blur=blur)
         crop = self.config.crop_size
         if crop and crop < x_start.shape[-1]:
             x_start, cond = random_crops([x_start, cond], crop, generator)
@@ -205,7 +235,7 @@ class UpsamplerStage(Stage):
         if self.validation is not None:
             metrics["heldout_loss"] = self.diffusion_loss(model, targets, generator).item()
         shown = to_unit_range(targets[: self.config.num_validation_images])
-        cond = conditioning_image(shown, blur=False)
+        cond = self.clean_conditioning(shown)
         samples = sample_super_res(model, cond, num_inference_steps=self.config.validation_inference_steps,
                                    generator=generator)
         metrics[f"{name}_psnr"] = psnr(samples, shown)
@@ -219,16 +249,16 @@ class UpsamplerStage(Stage):
         metrics[f"{name}_bicubic_psnr"] = psnr(cond.clamp(-1, 1), shown)
         grid_dir = output_dir / "samples"
         grid_dir.mkdir(exist_ok=True)
-        save_image_grid([*rows, to_uint8(shown)], grid_dir / f"upsampler-step-{step:07d}.png")
+        save_image_grid([*rows, to_uint8(shown)], grid_dir / f"{self.config.stage}-step-{step:07d}.png")
         return metrics
 
     def load_weights(self, model: nn.Module, folder: Path) -> None:
-        """`super_res_first/`."""
-        load_component(model, folder / "super_res_first")
+        """`<component>/` (`super_res_first/` here)."""
+        load_component(model, folder / self.component)
 
     def save_final(self, model: nn.Module, directory: Path) -> None:
-        """`super_res_first/`."""
-        model.save_pretrained(directory / "super_res_first", safe_serialization=True)
+        """`<component>/` (`super_res_first/` here)."""
+        model.save_pretrained(directory / self.component, safe_serialization=True)
 
 
 def train_upsampler(config: UpsamplerTrainingConfig, resume: bool = False) -> Path:

@@ -1,7 +1,7 @@
 """Start a training run from trained weights instead of a random initialisation (`--init_from FOLDER`).
 
 A stage's weights are found under the component names the pipeline uses (`prior/`, `decoder/` + `text_proj/`,
-`super_res_first/`, and `clip/` or `text_encoder/` + `image_encoder/`), so FOLDER can be a run's `final/`, a
+`super_res_first/`, `super_res_second/`, and `clip/` or `text_encoder/` + `image_encoder/`), so FOLDER can be a run's `final/`, a
 `snapshot-<step>/` from `unclip-train export`, a run folder restored by `unclip-train restore`, or an assembled
 pipeline folder such as the release `checkpoints/unclip-emoji`. Only weights are loaded: optimizer moments start
 fresh. When FOLDER is an interim snapshot (or a pipeline folder whose provenance marks the stage unfinished) the
