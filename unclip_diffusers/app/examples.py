@@ -1,5 +1,6 @@
-"""Example inputs for every tab: prompts in the training captions' style ("<emoji name>, <art style> style") and a
-few simple images drawn on the fly (so the package ships no example binaries)."""
+"""Example inputs for every tab: prompts in plain words, in several languages, with or without an art style (the
+multilingual text encoder reads them all), and a few simple images drawn on the fly (so the package ships no example
+binaries)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 PROMPTS = [
-    "grinning face, Noto style",
-    "red apple, Fluent 3D style",
-    "pouting cat, OpenMoji style",
-    "blue heart, Twemoji style",
-    "smiling face with sunglasses, Fluent flat style",
+    "a cat",
+    "a slice of pizza",
+    "a red heart, Fluent 3D style",
+    "eine Rakete",  # de: a rocket
+    "un perro",  # es: a dog
+    "une guitare",  # fr: a guitar
+    "寿司",  # ja: sushi
+    "smiling face with sunglasses, Twemoji style",
 ]
 
 TEXT_DIFFS = [  # (source prompt, description of the source, target description, amount)
