@@ -19,16 +19,13 @@ from typing import Any
 
 # Allocator settings for the reported figures (glibc reads them at start-up, so a script re-executes itself with them).
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def ensure_malloc_env() -> None:
     """Re-execute the current script with the tuned glibc allocator settings unless they are already set."""
     if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
         return
-    env = {**os.environ, **MALLOC_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    os.execvpe(sys.executable, [sys.executable, *sys.argv], env)
+    os.execvpe(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
 
 
 def setup_torch(threads: int) -> None:

@@ -18,11 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
-from bench_sampling import QUALITY_ONLY, load_evaluator, parse_steps  # noqa: E402  (text-to-image metrics only)
+import _common
+from bench_sampling import QUALITY_ONLY, load_evaluator, parse_steps  # (text-to-image metrics only)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,14 +11,9 @@ min/median/max, in float32 and under bfloat16 autocast.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
+import _common
 
 
 def build_parser() -> argparse.ArgumentParser:

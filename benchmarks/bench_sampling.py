@@ -26,10 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
+import _common
 
 PROMPTS = ["a smiling cat face, Noto style", "red heart, Twemoji style", "thumbs up: medium skin tone, Fluent flat style",
            "rocket, OpenMoji style"]

@@ -23,13 +23,9 @@ import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
+import _common
 
 # The only torchvision names dalle2-pytorch 1.15.6 touches at import time: `import torchvision` (vqgan_vae) and
 # `import torchvision.transforms as T` (dalle2_pytorch). They are used only by classes this benchmark never builds

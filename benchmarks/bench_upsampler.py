@@ -17,15 +17,11 @@ scores well below 1). PSNR rewards blur, sharpness rewards noise: read them toge
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
+import _common
 
 DEFAULT_SETTINGS = "1.0:10,0.7:10,0.5:10,0.5:6,0.3:10,0.3:4"
 STAGE_CHOICES = ("0", "1", "cascade")

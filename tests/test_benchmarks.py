@@ -21,6 +21,8 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emoji_tiny"
 
 @pytest.fixture(scope="module")
 def bench():
+    """Imports a benchmark script as `python benchmarks/NAME.py` would: its folder first on sys.path (for `_common`),
+    the package from the environment."""
     sys.path.insert(0, str(BENCHMARKS))
     yield lambda name: importlib.import_module(name)
     sys.path.remove(str(BENCHMARKS))
@@ -79,8 +81,9 @@ def test_peak_rss_of_a_child_does_not_inherit_the_parents(bench):
 
     ballast = bytearray(768 * 2**20)
     ballast[:: 4096] = b"\1" * len(ballast[:: 4096])  # touch every page: the parent's RSS is now over 0.75 GiB
-    code = f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import _common; print(_common.peak_rss_gib())"
-    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    code = "import _common; print(_common.peak_rss_gib())"  # `python -c` puts the working folder first on sys.path
+    child = float(subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True, text=True,
+                                 check=True).stdout)
     assert 0 < child < 0.5, child
     del ballast
 
