@@ -1,15 +1,18 @@
-"""Linear probes of embedding spaces (evaluation/probe.py) and scripts/probe_clip.py end to end on the fixture."""
+"""Linear probes of embedding spaces (evaluation/probe.py) and the probe_clip CLI (evaluation/probe_clip.py, run by
+scripts/probe_clip.py) end to end on the fixture."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from unclip_diffusers.data import FIXTURE_PATH
+from unclip_diffusers.evaluation import probe_clip
 from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP, evaluator_size
 from unclip_diffusers.evaluation.probe import (
     confusion_matrix,
@@ -58,27 +61,19 @@ def test_probe_input_errors():
         fit_linear_probe(torch.full((2, 3), float("nan")), torch.tensor([0, 1]), 2)
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("probe_clip", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def test_caption_choice_is_the_best_caption_of_the_same_concept():
     pool = torch.eye(4)  # captions: heart/Noto, heart/Twemoji, star/Noto, moon/Noto
     concepts, styles = ["heart", "heart", "star", "moon"], ["Noto", "Twemoji", "Noto", "Noto"]
     query = torch.tensor([[0.1, 0.9, 0.0, 0.0], [0.2, 0.0, 0.9, 0.9], [0.9, 0.1, 0.0, 0.0]])
     # image 2 is closest to the star and moon captions, but only the heart's captions compete for a heart image;
     # the star image has a single caption in its group and decides nothing
-    assert _load_script().caption_choices(query, pool, ["heart", "star", "heart"], concepts, styles) == [
+    assert probe_clip.caption_choices(query, pool, ["heart", "star", "heart"], concepts, styles) == [
         "Twemoji", None, "Noto"]
 
 
-def test_probe_clip_script_on_the_fixture(tmp_path):
-    script = _load_script()
+def test_probe_clip_on_the_fixture(tmp_path):
     EvaluatorCLIP.from_size(evaluator_size("tiny")).save_pretrained(tmp_path / "clip")
-    result = script.main(["--clip", str(tmp_path / "clip"), "--data", str(FIXTURE_PATH), "--threads", "1",
+    result = probe_clip.main(["--clip", str(tmp_path / "clip"), "--data", str(FIXTURE_PATH), "--threads", "1",
                           "--output", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "probe.json").read_text())
     assert saved["train"]["images"] == 30 and 0.0 <= saved["train"]["probe_accuracy"] <= 1.0
@@ -90,4 +85,10 @@ def test_probe_clip_script_on_the_fixture(tmp_path):
     assert distances and all(0 <= d["median_mad"] <= 255 and d["concepts"] >= 1 for d in distances.values())
     assert (tmp_path / "out" / "confusion.png").stat().st_size > 0 and result["splits"].keys() == saved["splits"].keys()
     with pytest.raises(SystemExit, match="does not exist"):
-        script.main(["--clip", str(tmp_path / "missing"), "--data", str(FIXTURE_PATH)])
+        probe_clip.main(["--clip", str(tmp_path / "missing"), "--data", str(FIXTURE_PATH)])
+
+
+def test_probe_clip_script_is_a_wrapper_of_the_package_module():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--clip" in done.stdout and "--max-train" in done.stdout

@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 from test_training_stages import dataset_path, tiny_runs
 from unclip_diffusers import UnCLIPPipeline
+from unclip_diffusers.evaluation.evaluator import EVALUATOR_SEED
+from unclip_diffusers.training.config import load_config
 from unclip_diffusers.training.provenance import read_provenance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,14 +70,6 @@ def test_build_release_names_a_missing_run(tmp_path):
     assert result.returncode == 2 and "No clip run in" in result.stderr
 
 
-def test_train_release_trains_the_evaluator_with_the_evaluation_seed():
-    from unclip_diffusers.evaluation.evaluator import EVALUATOR_SEED
-
-    script = (REPO_ROOT / "scripts" / "train_release.sh").read_text(encoding="utf-8")
-    assert f"EVALUATOR_SEED={EVALUATOR_SEED}" in script
-    assert subprocess.run(["bash", "-n", str(REPO_ROOT / "scripts" / "train_release.sh")]).returncode == 0
-
-
 @pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
 @pytest.mark.timeout(2100)  # two runs of the script, 900 s each: their own timeouts report first
 def test_train_release_on_a_fresh_machine_restores_the_committed_release(tmp_path):
@@ -89,6 +83,8 @@ def test_train_release_on_a_fresh_machine_restores_the_committed_release(tmp_pat
     first = subprocess.run(["bash", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "evaluator-clip-tiny" / "evaluator" / "evaluator.json").is_file()
+    evaluator_run, _ = load_config(tmp_path / "runs" / "evaluator-clip-tiny" / "config.json")
+    assert evaluator_run.seed == EVALUATOR_SEED  # never the generation CLIP's seed
     released = load_file(out / "decoder" / "diffusion_pytorch_model.safetensors")
 
     shutil.rmtree(tmp_path / "runs")
