@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from diffusers.training_utils import compute_snr
 
 from unclip_diffusers.configs import build_train_scheduler
 from unclip_diffusers.training.config import get_training_config
-from unclip_diffusers.training.losses import epsilon_loss, min_snr_weights, signal_to_noise_ratio
+from unclip_diffusers.training.losses import epsilon_loss, min_snr_weights
 
 
 @pytest.fixture(scope="module")
@@ -13,14 +14,17 @@ def scheduler():
     return build_train_scheduler("epsilon")
 
 
-def test_snr_falls_with_the_timestep(scheduler):
-    snr = signal_to_noise_ratio(scheduler, torch.arange(0, 1000, 100))
+def test_snr_is_alphas_cumprod_over_one_minus_and_falls_with_the_timestep(scheduler):
+    timesteps = torch.arange(0, 1000, 100)
+    snr = compute_snr(scheduler, timesteps)
+    alphas_cumprod = scheduler.alphas_cumprod.double()[timesteps]
+    torch.testing.assert_close(snr.double(), alphas_cumprod / (1 - alphas_cumprod), rtol=1e-6, atol=0)
     assert torch.all(snr[1:] < snr[:-1])
 
 
 def test_min_snr_weights_cap_clean_steps_and_keep_noisy_ones(scheduler):
     timesteps = torch.tensor([0, 10, 500, 999])
-    snr = signal_to_noise_ratio(scheduler, timesteps)
+    snr = compute_snr(scheduler, timesteps)
     weights = min_snr_weights(scheduler, timesteps, gamma=5.0)
     assert weights[0] == pytest.approx(5.0 / snr[0].item(), rel=1e-5)  # SNR >> 5: weight 5 / SNR << 1
     assert weights[0] < 0.01

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import torch
 from diffusers import DDPMScheduler
-
-
-def signal_to_noise_ratio(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
-    """SNR(t) = ᾱ_t / (1 − ᾱ_t) of the training scheduler at each timestep."""
-    alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)[timesteps.cpu()]
-    return (alphas_cumprod / (1.0 - alphas_cumprod)).to(torch.float32)
+from diffusers.training_utils import compute_snr
 
 
 def min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-example Min-SNR-γ weights min(SNR, γ) / SNR for epsilon prediction (all ones when `gamma` is 0)."""
+    """Per-example Min-SNR-γ weights min(SNR, γ) / SNR for epsilon prediction (all ones when `gamma` is 0), with
+    SNR(t) = ᾱ_t / (1 − ᾱ_t) from diffusers' `compute_snr`."""
     if gamma < 0:
         raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {gamma}.")
     if gamma == 0:
-        return torch.ones(len(timesteps))
-    snr = signal_to_noise_ratio(scheduler, timesteps)
+        return torch.ones(len(timesteps), device=timesteps.device)
+    snr = compute_snr(scheduler, timesteps)
     return snr.clamp(max=gamma) / snr
 
 
