@@ -54,7 +54,9 @@ def make_grid(
 ) -> Image.Image:
     """Lay images out in a labelled grid (rows may differ in length); every image is resized to `cell_size`.
 
-    `title` (e.g. what the grid shows and which split) is written on a header line above the column labels.
+    `title` (e.g. what the grid shows and which split) is written on a header line above the column labels. Not
+    `diffusers.utils.make_image_grid`, which tiles a full rows x cols block of same-size images without text: these
+    grids have row and column labels, a title and ragged rows (a missing cell is left white).
     """
     if not rows or not any(rows):
         raise ValueError("make_grid needs at least one image.")

@@ -193,7 +193,12 @@ def model_image_size(config: TrainingConfig, which: str) -> int:
 
 
 def save_image_grid(rows: Sequence[torch.Tensor], path, pad: int = 2) -> None:
-    """Save rows of uint8 images (each (N, 3, H, W), all the same size) as one PNG grid on white."""
+    """Save rows of uint8 images (each (N, 3, H, W), all the same size) as one PNG grid on white.
+
+    Not `diffusers.utils.make_image_grid`, which takes PIL images, a full rows x cols block and no spacing: the rows
+    here are tensors, may differ in length, and cells are `pad` white pixels apart so neighbouring samples stay
+    distinguishable.
+    """
     if not rows:
         raise ValueError("save_image_grid needs at least one row.")
     height, width = rows[0].shape[-2:]
