@@ -138,12 +138,6 @@ def sharpness(images: Any) -> float:
     return float(dx + dy)
 
 
-def psnr(images: Any, targets: Any) -> float:
-    """Mean PSNR (dB) of images in [0, 1]."""
-    mse = ((images - targets) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * (1.0 / mse).log10()).mean())
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     settings = parse_settings(args.settings)
@@ -155,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from unclip_diffusers.training.batches import column_images
+    from unclip_diffusers.utils.psnr import psnr
 
     pipe = load_pipeline(args)
     low_size, size, stage_index = stage_sizes(pipe, args.stage)

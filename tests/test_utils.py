@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unclip_diffusers.defaults import ENV_VAR, HUB_REPO_ID, default_pretrained_path
-from unclip_diffusers.utils import postprocess_images, slerp, to_rgb, to_tensor_images, validate_pil_images
+from unclip_diffusers.utils import postprocess_images, psnr, slerp, to_rgb, to_tensor_images, validate_pil_images
 
 
 def _angle(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -52,6 +52,17 @@ def test_slerp_of_parallel_vectors_and_errors():
         slerp(torch.ones(3), torch.ones(4), 0.5)
     with pytest.raises(ValueError, match="finite"):
         slerp(v, v, float("nan"))
+
+
+def test_psnr_known_values_range_and_identical_images():
+    ones, halves = torch.ones(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
+    assert psnr(ones, ones - 0.1) == pytest.approx(20.0)  # MSE 0.01 in [0, 1]
+    assert psnr(ones, -ones, data_range=2.0) == pytest.approx(0.0)  # MSE 4 on [-1, 1]: the worst case
+    per_image = torch.stack([ones[0] - 0.1, ones[1] - 0.01])  # 20 dB and 40 dB: the mean of the dBs is 30
+    assert psnr(per_image, ones) == pytest.approx(30.0)
+    assert psnr(halves.numpy(), halves.numpy()) == math.inf  # arrays as well as tensors
+    with pytest.raises(ValueError, match="one shape"):
+        psnr(ones, ones[:1])
 
 
 def test_to_rgb_composites_transparency_over_white_and_rejects_odd_modes():

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..utils.psnr import psnr
+
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -25,12 +27,6 @@ def left_half_mask(size: tuple[int, int]) -> Image.Image:
     mask = Image.new("L", size, 0)
     mask.paste(255, (0, 0, size[0] // 2, size[1]))
     return mask
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two images in [0, 1] (inf when identical)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def is_increasing(values: Sequence[float]) -> bool:
@@ -54,7 +50,7 @@ def inpaint_section(pipe: Any, data: Any, evaluator: Any, rows: Sequence[int], c
                      **call_kwargs).images[0]  # fmt: skip
         height, width = edited.shape[:2]
         known = np.asarray(source.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)) / 255.0
-        psnrs.append(psnr(edited[:, width // 2 :], known[:, width // 2 :]))
+        psnrs.append(psnr(edited[None, :, width // 2 :], known[None, :, width // 2 :]))  # inf when identical
         text = evaluator.embed_texts([prompt])
         images = evaluator.embed_images([Image.fromarray((edited * 255).round().astype(np.uint8)), plain])
         cos_edit.append(float(images[0] @ text[0]))
@@ -86,4 +82,4 @@ def mix_section(pipe: Any, data: Any, evaluator: Any, rows: Sequence[int], call_
             "monotonic": is_increasing(mean_b) and is_increasing(mean_a[::-1])}  # fmt: skip
 
 
-__all__ = ["MIX_WEIGHTS", "inpaint_section", "is_increasing", "left_half_mask", "mix_section", "psnr"]
+__all__ = ["MIX_WEIGHTS", "inpaint_section", "is_increasing", "left_half_mask", "mix_section"]

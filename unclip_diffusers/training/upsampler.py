@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from ..configs import build_sampling_scheduler, build_super_res, build_train_scheduler
 from ..pipelines.sampling import denoise
 from ..utils.images import upsample_for_super_res
+from ..utils.psnr import psnr
 from .batches import (
     TRAIN_SPLIT,
     VALIDATION_SPLIT,
@@ -120,12 +121,6 @@ def sample_super_res(
                       num_inference_steps=num_inference_steps, generator=generator,
                       strength=strength, start=conditioning)
     return latents.clamp(-1.0, 1.0)
-
-
-def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
-    """Mean peak signal-to-noise ratio (dB) of images in [-1, 1]."""
-    mse = ((images - targets) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return (10 * torch.log10(4.0 / mse)).mean().item()
 
 
 def left_out_styles(data, rows: list[int]) -> list[str]:
@@ -238,15 +233,15 @@ class UpsamplerStage(Stage):
         cond = self.clean_conditioning(shown)
         samples = sample_super_res(model, cond, num_inference_steps=self.config.validation_inference_steps,
                                    generator=generator)
-        metrics[f"{name}_psnr"] = psnr(samples, shown)
+        metrics[f"{name}_psnr"] = psnr(samples, shown, data_range=2.0)
         rows = [to_uint8(cond), to_uint8(samples)]
         strength = self.config.validation_strength
         if strength < 1.0:
             truncated = sample_super_res(model, cond, num_inference_steps=self.config.validation_inference_steps,
                                          generator=torch.Generator().manual_seed(self.config.seed), strength=strength)
-            metrics[f"{name}_psnr_strength{strength:g}"] = psnr(truncated, shown)
+            metrics[f"{name}_psnr_strength{strength:g}"] = psnr(truncated, shown, data_range=2.0)
             rows.append(to_uint8(truncated))
-        metrics[f"{name}_bicubic_psnr"] = psnr(cond.clamp(-1, 1), shown)
+        metrics[f"{name}_bicubic_psnr"] = psnr(cond.clamp(-1, 1), shown, data_range=2.0)
         grid_dir = output_dir / "samples"
         grid_dir.mkdir(exist_ok=True)
         save_image_grid([*rows, to_uint8(shown)], grid_dir / f"{self.config.stage}-step-{step:07d}.png")
