@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import metrics
 from .settings import EvalSettings
 
 
@@ -55,14 +55,14 @@ def text_embeddings(pipe: Any, captions: Sequence[str], batch_size: int = 256) -
         enc = pipe.encode_prompt(list(captions[start : start + batch_size]), device=pipe.device,
                                  num_images_per_prompt=1, do_classifier_free_guidance=False)
         out.append(enc[0].float())
-    return metrics.l2_normalize(torch.cat(out))
+    return F.normalize(torch.cat(out), dim=-1)
 
 
 @torch.inference_mode()
 def image_embeddings(pipe: Any, images: Sequence[Image.Image], batch_size: int = 128) -> torch.Tensor:
     """Generation-CLIP image embeddings z_i `(N, D)` of real images, normalised."""
     out = [pipe.encode_image(list(images[s : s + batch_size])).float() for s in range(0, len(images), batch_size)]
-    return metrics.l2_normalize(torch.cat(out))
+    return F.normalize(torch.cat(out), dim=-1)
 
 
 def _batched(n: int, batch_size: int, desc: str) -> Any:
@@ -83,7 +83,7 @@ def sample_prior_embeddings(
         batch = list(captions[s : s + settings.batch_size])
         generator = _generators(settings.seed + seed_offset, range(s, s + len(batch)))
         out.append(pipe.sample_prior(batch, generator=generator, sample_count=sample_count, **kwargs).float())
-    return metrics.l2_normalize(torch.cat(out))
+    return F.normalize(torch.cat(out), dim=-1)
 
 
 @torch.inference_mode()

@@ -20,6 +20,7 @@ from typing import Any
 
 import datasets
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
@@ -33,7 +34,6 @@ from ..configs import (
     get_model_config,
 )
 from ..data import load_image_text_dataset
-from .metrics import l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class EvaluatorCLIP:
                                    max_length=self.tokenizer.model_max_length, return_tensors="pt")
             pooled = self.model.text_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).pooler_output
             out.append(self.model.text_projection(pooled))
-        return l2_normalize(torch.cat(out).float())
+        return F.normalize(torch.cat(out).float(), dim=-1)
 
     @torch.inference_mode()
     def embed_images(
@@ -201,7 +201,7 @@ class EvaluatorCLIP:
             pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
             pooled = self.model.vision_model(pixel_values=pixels.to(self.model.dtype)).pooler_output
             out.append(self.model.visual_projection(pooled))
-        return l2_normalize(torch.cat(out).float())
+        return F.normalize(torch.cat(out).float(), dim=-1)
 
 
 def _trained_steps(final_dir: Path, default: int) -> int:

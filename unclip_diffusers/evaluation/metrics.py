@@ -12,9 +12,9 @@ import math
 from collections.abc import Hashable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
-    "l2_normalize",
     "cosine_similarity_matrix",
     "mean_cosine",
     "retrieval_at_k",
@@ -65,21 +65,16 @@ def _group_ids(name: str, groups: Sequence[Hashable] | torch.Tensor, n: int) -> 
     return torch.tensor([lookup.setdefault(g, len(lookup)) for g in groups], dtype=torch.long)
 
 
-def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Scale each row to unit length (rows of zeros stay zero)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
-
-
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """All-pairs cosine similarity `(N, M)` between rows of `a` `(N, D)` and `b` `(M, D)`."""
     a, b = _check_pair("a", a, "b", b, same_n=False)
-    return l2_normalize(a) @ l2_normalize(b).T
+    return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
 
 
 def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean cosine similarity between paired rows of `a` and `b` (both `(N, D)`)."""
     a, b = _check_pair("a", a, "b", b, same_n=True)
-    return (l2_normalize(a) * l2_normalize(b)).sum(-1).mean().item()
+    return (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1).mean().item()
 
 
 def retrieval_at_k(similarity: torch.Tensor, positives: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
@@ -102,7 +97,7 @@ def retrieval_at_k(similarity: torch.Tensor, positives: torch.Tensor, ks: Sequen
             raise ValueError(f"positives has {positives.shape[0]} indices for {n} queries.")
         if positives.min() < 0 or positives.max() >= m:
             raise ValueError(f"positive indices must lie in [0, {m}), got [{positives.min()}, {positives.max()}].")
-        positives = torch.nn.functional.one_hot(positives.long(), m).bool()
+        positives = F.one_hot(positives.long(), m).bool()
     if positives.shape != (n, m):
         raise ValueError(f"positives must have shape {(n, m)} or {(n,)}, got {tuple(positives.shape)}.")
     positives = positives.bool()
@@ -237,8 +232,8 @@ def group_means(embeds: torch.Tensor, groups: Sequence[Hashable]) -> dict[Hashab
     groups = list(groups)
     ids = _group_ids("groups", groups, embeds.shape[0])
     names = list(dict.fromkeys(groups))
-    sums = torch.zeros(len(names), embeds.shape[1]).index_add_(0, ids, l2_normalize(embeds))
-    return {name: l2_normalize(sums[i]) for i, name in enumerate(names)}
+    sums = torch.zeros(len(names), embeds.shape[1]).index_add_(0, ids, F.normalize(embeds, dim=-1))
+    return {name: F.normalize(sums[i], dim=-1) for i, name in enumerate(names)}
 
 
 def _mean_and_covariance(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,7 +359,7 @@ def path_smoothness(frames: torch.Tensor, normalize: bool = True) -> dict[str, f
     frames = _check_2d("frames", frames)
     if frames.shape[0] < 2:
         raise ValueError(f"A path needs at least 2 frames, got {frames.shape[0]}.")
-    frames = l2_normalize(frames.double()) if normalize else frames.double()
+    frames = F.normalize(frames.double(), dim=-1) if normalize else frames.double()
     steps = (frames[1:] - frames[:-1]).norm(dim=1)  # (T-1,)
     mean_step = steps.mean().item()
     length = steps.sum().item()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import torch
+import torch.nn.functional as F
 
-from .metrics import l2_normalize
 
 __all__ = ["encode_labels", "fit_linear_probe", "probe_predict", "confusion_matrix", "per_class_accuracy"]
 
@@ -44,13 +44,13 @@ def fit_linear_probe(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = torch.nn.Linear(features.shape[1], num_classes)
-    x = l2_normalize(features)
+    x = F.normalize(features, dim=-1)
     optimizer = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
                                   line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(probe(x), labels) + weight_decay * probe.weight.square().sum()
+        loss = F.cross_entropy(probe(x), labels) + weight_decay * probe.weight.square().sum()
         loss.backward()
         return loss
 
@@ -62,7 +62,7 @@ def fit_linear_probe(
 @torch.no_grad()
 def probe_predict(probe: torch.nn.Linear, features: torch.Tensor) -> torch.Tensor:
     """Predicted class `(N,)` of each feature row."""
-    return probe(l2_normalize(_check_features(features))).argmax(dim=-1)
+    return probe(F.normalize(_check_features(features), dim=-1)).argmax(dim=-1)
 
 
 def confusion_matrix(true: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
