@@ -103,7 +103,7 @@ def _record_execve(monkeypatch) -> list[tuple]:
     return calls
 
 
-def test_malloc_env_is_already_set_in_tests(monkeypatch):
+def test_malloc_env_already_tuned_does_not_re_execute(monkeypatch):
     calls = _record_execve(monkeypatch)
     monkeypatch.delenv(cli.NO_REEXEC_ENV, raising=False)
     for name, value in cli.MALLOC_ENV.items():

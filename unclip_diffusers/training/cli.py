@@ -1,10 +1,15 @@
 """`unclip-train {clip,prior,decoder,upsampler,upsampler2,embed,export,restore,pack} ...`: the training console script.
 
 Every training setting of a stage is a command-line flag generated from its config dataclass; `--config` picks the
-preset (`tiny` or `small`) the flags override. Before torch is imported, `main()` re-executes the process with
-glibc malloc tuned (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`): without it, page faults from
-returning freed memory to the OS nearly doubled fp32 step times on CPU. This module imports nothing heavy at the
-top so the re-exec happens before torch loads.
+preset (`tiny` or `small`) the flags override. Not `transformers.HfArgumentParser`: its bool flags reject a bad word
+without quoting it (tests/test_training_config.py checks `'maybe'` is named), accept t/f/y/n, read a bare flag as
+true and add `--no_<flag>`, and its flags default to the dataclass values where an unset one must stay None (the
+preset decides).
+
+Before torch is imported, `main()` re-executes the process with glibc malloc tuned
+(`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`): without it, page faults from returning freed memory to
+the OS nearly doubled fp32 step times on CPU. This module imports nothing heavy at the top so the re-exec happens
+before torch loads.
 """
 
 from __future__ import annotations
