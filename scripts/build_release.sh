@@ -28,6 +28,7 @@ if [ -z "${EVALUATOR:-}" ]; then
     [ -f "$SHIPPED_EVALUATOR/evaluator/evaluator.json" ] && EVALUATOR=$SHIPPED_EVALUATOR
 fi
 EVAL_ARGS=${EVAL_ARGS:-}
+ASSEMBLE_ARGS=${ASSEMBLE_ARGS:-}  # extra unclip-assemble flags, e.g. --allow-new-text-tower after LiT of the CLIP
 NOTES=${NOTES:-$(dirname "$0")/../model_cards/unclip-emoji.notes.md}
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
 
@@ -50,7 +51,7 @@ upsampler=$(stage_folder upsampler)
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
 unclip-assemble --clip "$clip" --prior "$prior" --decoder "$decoder" --upsampler "$upsampler" \
-    --output "$staging/pipeline" --fp16
+    --output "$staging/pipeline" --fp16 $ASSEMBLE_ARGS
 metrics=()
 if [ -z "${SKIP_EVAL:-}" ]; then
     rm -rf "$EVAL"

@@ -45,6 +45,38 @@ def test_assemble_refuses_stages_trained_on_another_clip(tmp_path):
         assemble_components(runs["clip"], runs["prior"], tmp_path)
 
 
+def test_a_decoder_from_the_same_image_tower_is_accepted_only_when_asked(tmp_path):
+    """After locked-image tuning the image tower is byte-identical: the decoder may be kept, explicitly, and the
+    provenance says its caption context comes from a text tower it was not trained with; the prior never."""
+    from unclip_diffusers.training.assemble import main
+    from unclip_diffusers.training.provenance import read_provenance
+
+    runs = {name: run for name, (run, _, _) in tiny_runs().items()}
+    lit = tmp_path / "clip-lit" / "final"
+    shutil.copytree(runs["clip"] / "final", lit)
+    (lit / "text_encoder" / "retrained.txt").write_text("LiT")  # another text tower's files, the same image tower
+    prior = tmp_path / "prior"
+    shutil.copytree(runs["prior"] / "final", prior / "final")
+    reference = json.loads((prior / "final" / "clip_reference.json").read_text())
+    reference["clip_fingerprint"] = "0" * 64  # the prior reads the text tower: always refused
+    (prior / "final" / "clip_reference.json").write_text(json.dumps(reference))
+    with pytest.raises(ValueError, match="different CLIP"):
+        assemble_components(runs["clip"], prior, runs["decoder"], allow_new_text_tower=True)
+
+    shutil.copytree(runs["prior"] / "final", tmp_path / "prior-lit" / "final")
+    lit_reference = tmp_path / "prior-lit" / "final" / "clip_reference.json"
+    from unclip_diffusers.training.embeddings import fingerprint_files
+
+    lit_reference.write_text(json.dumps({"clip_dir": str(lit.parent), "clip_fingerprint": fingerprint_files(lit)}))
+    with pytest.raises(ValueError, match="allow-new-text-tower"):  # the prior fits; the decoder needs the flag
+        assemble_components(lit.parent, tmp_path / "prior-lit", runs["decoder"])
+    out = tmp_path / "pipeline"
+    main(["--clip", str(lit.parent), "--prior", str(tmp_path / "prior-lit"), "--decoder", str(runs["decoder"]),
+          "--output", str(out), "--allow-new-text-tower"])
+    provenance = read_provenance(out)
+    assert provenance["decoder"]["new_text_tower"] is True and "new_text_tower" not in provenance["prior"]
+
+
 def test_assemble_command_line():
     args = build_parser().parse_args(["--clip", "a", "--prior", "b", "--decoder", "c", "--fp16"])
     assert args.output == "checkpoints/unclip-emoji" and args.upsampler is None and args.fp16

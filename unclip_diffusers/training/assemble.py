@@ -31,17 +31,43 @@ def final_dir(run_dir: str | os.PathLike, part: str) -> Path:
     raise ValueError(f"No trained {part!r} in {str(run_dir)!r} or its final/ folder; has that training run finished?")
 
 
-def _check_clip_reference(run: Path, clip_fingerprint: str, stage: str) -> None:
+def _recorded_image_tower(recorded: dict[str, Any]) -> str | None:
+    """The image-tower fingerprint a clip_reference.json records, or (older references) that of its CLIP folder
+    when it is still on this machine; None when neither is known."""
+    if recorded.get("image_tower_fingerprint"):
+        return recorded["image_tower_fingerprint"]
+    from .embeddings import IMAGE_TOWER_PARTS, clip_final_dir, fingerprint_files
+
+    try:
+        return fingerprint_files(clip_final_dir(recorded.get("clip_dir", "")), IMAGE_TOWER_PARTS)
+    except (ValueError, OSError):
+        return None
+
+
+def _check_clip_reference(run: Path, clip: Path, stage: str, allow_new_text_tower: bool = False) -> bool:
+    """Refuse a stage trained on another CLIP than `clip`; returns True when only the text tower differs and that
+    is allowed (`allow_new_text_tower`, for the decoder after locked-image tuning: same image embeddings)."""
+    from .embeddings import IMAGE_TOWER_PARTS, fingerprint_files
+
     reference = run / "clip_reference.json"
     if not reference.exists():
         logger.warning("%s has no clip_reference.json; cannot check it was trained on this CLIP.", run)
-        return
+        return False
     recorded = json.loads(reference.read_text(encoding="utf-8"))
-    if recorded.get("clip_fingerprint") != clip_fingerprint:
-        raise ValueError(
-            f"The {stage} in {str(run)!r} was trained on a different CLIP ({recorded.get('clip_dir')!r}) than the one "
-            "given; retrain it on this CLIP or pass the CLIP it was trained on."
-        )
+    if recorded.get("clip_fingerprint") == fingerprint_files(clip):
+        return False
+    same_images = _recorded_image_tower(recorded) == fingerprint_files(clip, IMAGE_TOWER_PARTS)
+    if allow_new_text_tower and same_images:
+        logger.warning("The %s in %s was trained with the same image tower but another text tower (%s): its "
+                       "caption context now comes from a text encoder it was not trained with.", stage, run,
+                       recorded.get("clip_dir"))  # fmt: skip
+        return True
+    hint = (" It shares this CLIP's image tower: pass --allow-new-text-tower to use it with the new text tower."
+            if same_images and stage == "decoder" else "")
+    raise ValueError(
+        f"The {stage} in {str(run)!r} was trained on a different CLIP ({recorded.get('clip_dir')!r}) than the one "
+        f"given; retrain it on this CLIP or pass the CLIP it was trained on.{hint}"
+    )
 
 
 def assemble_components(
@@ -50,8 +76,12 @@ def assemble_components(
     decoder_dir: str | os.PathLike,
     upsampler_dir: str | os.PathLike | None = None,
     upsampler2_dir: str | os.PathLike | None = None,
+    allow_new_text_tower: bool = False,
 ) -> dict[str, Any]:
-    """The components of an `UnCLIPPipeline` (the keys of `build_components()`) from trained run folders."""
+    """The components of an `UnCLIPPipeline` (the keys of `build_components()`) from trained run folders.
+
+    `allow_new_text_tower` accepts a decoder trained on another CLIP with the same image tower (a text tower retrained
+    by locked-image tuning): its image embeddings are unchanged, its caption context is not what it trained on."""
     if upsampler2_dir is not None and upsampler_dir is None:
         raise ValueError("The second upsampler (upsampler2) runs on the first one's output; pass the first "
                          "upsampler's run too (--upsampler).")
@@ -65,13 +95,10 @@ def assemble_components(
 
     from ..configs import build_sampling_scheduler
     from ..models import UnCLIPPriorTransformer, UnCLIPTextProjection
-    from .embeddings import fingerprint_files
-
     clip = final_dir(clip_dir, "text_encoder")
     prior_run, decoder_run = final_dir(prior_dir, "prior"), final_dir(decoder_dir, "decoder")
-    fingerprint = fingerprint_files(clip)
-    _check_clip_reference(prior_run, fingerprint, "prior")
-    _check_clip_reference(decoder_run, fingerprint, "decoder")
+    _check_clip_reference(prior_run, clip, "prior")
+    _check_clip_reference(decoder_run, clip, "decoder", allow_new_text_tower=allow_new_text_tower)
     components: dict[str, Any] = {
         "tokenizer": CLIPTokenizer.from_pretrained(clip / "tokenizer"),
         "text_encoder": CLIPTextModelWithProjection.from_pretrained(clip / "text_encoder", use_safetensors=True),
@@ -111,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upsampler", default=None, help="upsampler run folder (omit for base-resolution output)")
     parser.add_argument("--upsampler2", default=None,
                         help="second upsampler run folder (unclip-train upsampler2; needs --upsampler)")
+    parser.add_argument("--allow-new-text-tower", action="store_true",
+                        help="accept a decoder trained on another CLIP with this CLIP's image tower (after locked-image "
+                             "tuning of the text tower); it is recorded in training_provenance.json")
     parser.add_argument("--output", default="checkpoints/unclip-emoji", help="pipeline folder to write")
     parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
     parser.add_argument("--super-res-strength", type=float, default=0.3,
@@ -130,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    components = assemble_components(args.clip, args.prior, args.decoder, args.upsampler, args.upsampler2)
+    components = assemble_components(args.clip, args.prior, args.decoder, args.upsampler, args.upsampler2,
+                                     allow_new_text_tower=args.allow_new_text_tower)
     try:
         from unclip_diffusers import UnCLIPPipeline
     except ImportError as error:  # the pipeline package is a separate part of the project
@@ -149,7 +180,12 @@ def main(argv: list[str] | None = None) -> None:
         stages["upsampler"] = final_dir(args.upsampler, "super_res_first")
     if args.upsampler2 is not None:
         stages["upsampler2"] = final_dir(args.upsampler2, "super_res_second")
-    write_provenance(args.output, stages)
+    provenance = write_provenance(args.output, stages)
+    if args.allow_new_text_tower and _check_clip_reference(stages["decoder"], stages["clip"], "decoder",
+                                                           allow_new_text_tower=True):
+        data = json.loads(provenance.read_text(encoding="utf-8"))
+        data["decoder"]["new_text_tower"] = True  # the card says its caption context is from an untrained-with tower
+        provenance.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     unfinished = [name for name, folder in stages.items() if folder.name != "final"]
     if unfinished:
         logger.warning("Assembled from unfinished runs (snapshots): %s", ", ".join(unfinished))

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = "3"  # 3: each distinct caption text encoded and stored once
 _CLIP_PARTS = ("text_encoder", "image_encoder", "tokenizer", "feature_extractor")
+IMAGE_TOWER_PARTS = ("image_encoder", "feature_extractor")  # what the image embeddings depend on
 
 
 @dataclass

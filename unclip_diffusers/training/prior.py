@@ -24,6 +24,7 @@ from ..pipelines.sampling import denoise
 from .batches import TRAIN_SPLIT, VALIDATION_SPLIT
 from .config import PriorTrainingConfig
 from .embeddings import (
+    IMAGE_TOWER_PARTS,
     EmbeddingCache,
     clip_final_dir,
     fingerprint_files,
@@ -44,10 +45,10 @@ def embedding_stats(image_embeds: torch.Tensor, min_std: float = 1e-4) -> tuple[
 
 
 def write_clip_reference(directory: Path, clip_dir: Path, fingerprint: str) -> None:
-    """Record which CLIP a stage was trained on (`assemble` checks it)."""
-    (directory / "clip_reference.json").write_text(
-        json.dumps({"clip_dir": str(clip_dir), "clip_fingerprint": fingerprint}, indent=2) + "\n", encoding="utf-8"
-    )
+    """Record which CLIP a stage was trained on, whole and its image tower alone (`assemble` checks them)."""
+    reference = {"clip_dir": str(clip_dir), "clip_fingerprint": fingerprint,
+                 "image_tower_fingerprint": fingerprint_files(clip_final_dir(clip_dir), IMAGE_TOWER_PARTS)}
+    (directory / "clip_reference.json").write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
 
 
 Conditioning = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (text_embeds (B, D), token encodings, mask)
