@@ -58,7 +58,9 @@ if [ -z "${SKIP_EVAL:-}" ]; then
     unclip-eval --pipeline "$staging/pipeline" --data "$DATA" --output "$EVAL" --evaluator "$EVALUATOR" \
         --max-examples "$MAX_EXAMPLES" --num-threads "$THREADS" $EVAL_ARGS
     # A diagnosis, not part of the release: a dataset without concept/style columns skips it with a warning.
-    if python "$(dirname "$0")/probe_clip.py" --clip "$staging/pipeline" --data "$DATA" --threads "$THREADS" \
+    if [ -n "${SKIP_PROBE:-}" ]; then
+        echo "SKIP_PROBE set: the card has no style diagnosis." >&2
+    elif python "$(dirname "$0")/probe_clip.py" --clip "$staging/pipeline" --data "$DATA" --threads "$THREADS" \
         --max-train 8000 --output "$EVAL/style_probe"; then
         cp "$EVAL/style_probe/confusion.png" "$EVAL/style_probe.png"
     else

@@ -71,6 +71,12 @@ class EvalSettings:
 
 EVAL_PRESETS: dict[str, EvalSettings] = {
     "full": EvalSettings(),
+    # a release scored within a CPU session's minutes: the full settings with fewer inputs to the fixed-size
+    # sections (wording, fidelity, variations, edits, interpolation) and no text-embedding ablation
+    "short": EvalSettings(
+        max_examples=48, num_variation_inputs=4, num_fidelity_inputs=12, num_wording_inputs=3, num_edit_inputs=2,
+        num_interpolation_pairs=2, text_embedding_ablation=False,
+    ),
     "quick": EvalSettings(
         max_examples=8, prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
         prior_guidance_sweep=(1.0, 4.0), num_distractors=99, kid_subsets=5, num_variation_inputs=2,
