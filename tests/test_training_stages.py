@@ -142,6 +142,22 @@ def test_clip_batches_group_a_concepts_styles(tmp_path):
                           num_validation_examples=0)).setup(None)
 
 
+def test_clip_primary_caption_prob_mixes_primary_and_drawn_captions(tmp_path):
+    stage = CLIPStage(_config("clip", tmp_path, max_train_examples=0, primary_caption_prob=0.5))
+    stage.examples = [{"caption": "primary", "captions": ["primary"] + [f"other {k}" for k in range(50)]}]
+    rng = random.Random(0)
+    picks = [stage.training_caption(0, rng) for _ in range(400)]
+    share = picks.count("primary") / len(picks)
+    assert 0.42 < share < 0.6  # 0.5 of the steps plus 1/51 of the drawn ones
+    assert len(set(picks)) > 20  # the rest are drawn from all captions
+    stage.config.primary_caption_prob = 0.0
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    drawn = [stage.training_caption(0, rng_a) for _ in range(30)]
+    assert drawn == [stage.examples[0]["captions"][rng_b.randrange(51)] for _ in range(30)]  # 0: the old draws
+    with pytest.raises(ValueError, match="primary_caption_prob must be a probability"):
+        _config("clip", tmp_path, primary_caption_prob=1.5)
+
+
 def test_final_weights_are_the_ema_weights():
     run_dir = tiny_runs()["prior"][0]
     from unclip_diffusers.models import UnCLIPPriorTransformer

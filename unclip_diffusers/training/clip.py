@@ -163,8 +163,15 @@ class CLIPStage(Stage):
             self.locked_image_embeds = nn.functional.normalize(torch.cat([features(c) for c in chunks]).float(), dim=-1)
         return self.locked_image_embeds
 
+    def training_caption(self, index: int, rng: random.Random) -> str:
+        """The caption example `index` trains with this step: its primary one with `primary_caption_prob`, else drawn."""
+        example = self.examples[index]
+        if self.config.primary_caption_prob > 0 and rng.random() < self.config.primary_caption_prob:
+            return example["caption"]
+        return sample_caption(example, rng)
+
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
-        captions = [sample_caption(self.examples[i], rng) for i in indices.tolist()]
+        captions = [self.training_caption(i, rng) for i in indices.tolist()]
         tokens = self.tokenize(captions)
         if self.config.locked_image_tower:  # LiT: only the text tower runs with gradients
             clip = getattr(model, "module", model)

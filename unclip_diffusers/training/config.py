@@ -125,6 +125,11 @@ class CLIPTrainingConfig(TrainingConfig):
     # may be smaller (training/warm_start.py load_text_tower): shared token rows, positions, layers, final norm and
     # projection are copied. With locked_image_tower this is LiT from the old text side. Empty = a fresh text tower.
     init_text_from: str = ""
+    # Probability that a step uses an example's primary caption ("cat, Twemoji style") instead of one drawn from all
+    # its captions. 0 = always drawn (the generation CLIP). The evaluator scores against primary-style English
+    # captions, and with ~64 mostly non-English captions per image it sees each English wording rarely, so it trains
+    # with a share of primary captions.
+    primary_caption_prob: float = 0.0
 
     def validate(self) -> None:
         super().validate()
