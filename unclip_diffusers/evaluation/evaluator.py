@@ -259,6 +259,8 @@ def train_evaluator(
         "training_steps": _trained_steps(final, config.max_steps),
         "trained": True,
     }
+    if config.init_from:  # a warm start: its steps come on top of `training_steps`
+        evaluator.info["initialised_from"] = Path(config.init_from).name
     evaluator.save_pretrained(output_dir / "evaluator")
     evaluator.info["path"] = str(output_dir / "evaluator")
     return evaluator
