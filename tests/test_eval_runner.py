@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from unclip_diffusers.configs import build_components
+from unclip_diffusers.evaluation.editing import blank_outside, left_half_mask
 from unclip_diffusers.evaluation import get_eval_settings, run_evaluation, write_report
 from unclip_diffusers.evaluation.evaluator import (
     INFO_FILE,
@@ -246,10 +247,14 @@ def test_wording_families_are_scored_on_everyday_rows(evaluation):
 
 
 def test_inpainting_and_mix_sections(evaluation):
-    results, _, _ = evaluation
+    results, grids, _ = evaluation
     s = results["splits"]["heldout_concepts"]
     assert s["inpaint"]["count"] == 2 and s["inpaint"]["psnr_outside_min_db"] == float("inf")  # the oracle pastes
     assert -1 <= s["inpaint"]["cos_prompt_edited"] <= 1 and -1 <= s["inpaint"]["cos_prompt_text_to_image"] <= 1
+    # the oracle paints the prompt's own real image into the masked half, exactly as its text-to-image draws it
+    assert s["inpaint"]["region_concept_top1_edited"] == s["inpaint"]["region_concept_top1_text_to_image"]
+    assert 0 < s["inpaint"]["region_concept_top1_chance"] <= 1
+    assert {"edit_heldout_pairs", "mix_heldout_pairs"} <= set(grids)
     mix = s["mix"]
     assert mix["pairs"] == 1 and mix["weights_of_b"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert mix["cos_to_a"][0] == pytest.approx(1.0, abs=1e-4) and mix["cos_to_b"][-1] == pytest.approx(1.0, abs=1e-4)
@@ -292,7 +297,7 @@ def test_settings_reach_the_pipeline(evaluation):
 
 def test_runner_output_writes_a_report(evaluation, tmp_path):
     results, grids, _ = evaluation
-    assert set(grids) == {f"{kind}_{split}" for kind in ("text_to_image", "variations", "interpolation")
+    assert set(grids) == {f"{kind}_{split}" for kind in ("text_to_image", "variations", "interpolation", "edit", "mix")
                           for split in ("heldout_pairs", "heldout_concepts")}
     paths = write_report(results, tmp_path, grids)
     data = json.loads(paths["metrics"].read_text())
@@ -447,3 +452,9 @@ def test_shipped_evaluator_is_the_default_when_trained_on_the_data(dataset_path,
     loaded = load_or_train_evaluator(dataset_path, preset="tiny")
     assert loaded.info["path"] == str(tmp_path / "checkpoints" / "evaluator-clip-tiny" / "evaluator")
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_blank_outside_keeps_the_masked_region_and_whitens_the_rest():
+    image = Image.new("RGB", (8, 4), (10, 20, 30))
+    region = np.asarray(blank_outside(image, left_half_mask((16, 8))))  # a mask of another size is resized
+    assert (region[:, :4] == (10, 20, 30)).all() and (region[:, 4:] == 255).all()

@@ -1,10 +1,14 @@
 """Scores of the edit and mix methods on real held-out images (evaluator CLIP).
 
 - Inpainting: the left half of a real image is repainted with another row's prompt. Reported: PSNR outside the mask
-  at the final resolution (the known region is pasted back, so anything short of exact is a bug), and the
-  evaluator's cosine between the edited image and the prompt next to a plain text-to-image of the same prompt.
+  at the final resolution (the known region is pasted back, so anything short of exact is a bug), the evaluator's
+  cosine between the edited image and the prompt, and how often the evaluator recognises the prompt's concept (top-1
+  among the split's captions of its style and slice) in the repainted region alone (the kept half blanked to white),
+  each next to a plain text-to-image of the same prompt and seed treated the same way.
 - Mix: two real images blended at weights 0, 0.25, ..., 1; the evaluator's cosine of each blend to each input should
   grow with that input's weight.
+
+Both return the images they made, for the report's grids.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from PIL import Image
 
 from ..utils.psnr import psnr
+from .slices import concept_top1
 
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -29,6 +34,13 @@ def left_half_mask(size: tuple[int, int]) -> Image.Image:
     return mask
 
 
+def blank_outside(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """`image` where `mask` is white, plain white elsewhere: the repainted region alone, for the evaluator."""
+    image = image.convert("RGB")
+    white = Image.new("RGB", image.size, (255, 255, 255))
+    return Image.composite(image, white, mask.convert("L").resize(image.size, Image.Resampling.NEAREST))
+
+
 def is_increasing(values: Sequence[float]) -> bool:
     """Whether every value is larger than the one before."""
     return all(b > a for a, b in zip(values, values[1:]))
@@ -36,11 +48,13 @@ def is_increasing(values: Sequence[float]) -> bool:
 
 @torch.inference_mode()
 def inpaint_section(pipe: Any, data: Any, evaluator: Any, rows: Sequence[int], call_kwargs: dict[str, Any],
-                    seed: int) -> dict[str, Any]:
-    """Inpaint the left half of each row's real image with the next row's caption; PSNR outside, prompt cosine."""
+                    seed: int, text_embeds: torch.Tensor | None = None) -> tuple[dict[str, Any], list[list[Image.Image]]]:
+    """Inpaint the left half of each row's real image with the next row's caption: PSNR outside, prompt cosine and
+    (with `text_embeds`, the evaluator's embedding of every caption row of the split) concept recognition of the
+    repainted region, each beside plain text-to-image; and the grid rows [source, mask, edit, text-to-image]."""
     if len(rows) < 2:
-        return {}
-    psnrs, cos_edit, cos_plain = [], [], []
+        return {}, []
+    psnrs, cos_edit, cos_plain, regions, grid = [], [], [], [], []
     for j, row in enumerate(rows):
         prompt = data.captions[rows[(j + 1) % len(rows)]]
         source = data.images[row]
@@ -51,35 +65,50 @@ def inpaint_section(pipe: Any, data: Any, evaluator: Any, rows: Sequence[int], c
         height, width = edited.shape[:2]
         known = np.asarray(source.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)) / 255.0
         psnrs.append(psnr(edited[None, :, width // 2 :], known[None, :, width // 2 :]))  # inf when identical
+        edited_image = Image.fromarray((edited * 255).round().astype(np.uint8))
+        mask = left_half_mask(edited_image.size)
         text = evaluator.embed_texts([prompt])
-        images = evaluator.embed_images([Image.fromarray((edited * 255).round().astype(np.uint8)), plain])
+        images = evaluator.embed_images([edited_image, plain])
         cos_edit.append(float(images[0] @ text[0]))
         cos_plain.append(float(images[1] @ text[0]))
+        regions += [blank_outside(edited_image, mask), blank_outside(plain, mask)]
+        grid.append([source, blank_outside(source, mask), edited_image, plain])
     finite = [p for p in psnrs if math.isfinite(p)]
-    return {"count": len(rows), "psnr_outside_min_db": min(psnrs), "psnr_outside_mean_db": float(np.mean(finite))
-            if finite else math.inf, "cos_prompt_edited": float(np.mean(cos_edit)),
-            "cos_prompt_text_to_image": float(np.mean(cos_plain))}  # fmt: skip
+    result = {"count": len(rows), "psnr_outside_min_db": min(psnrs), "psnr_outside_mean_db": float(np.mean(finite))
+              if finite else math.inf, "cos_prompt_edited": float(np.mean(cos_edit)),
+              "cos_prompt_text_to_image": float(np.mean(cos_plain))}  # fmt: skip
+    if text_embeds is not None:
+        prompt_rows = [rows[(j + 1) % len(rows)] for j in range(len(rows))]
+        embeds = evaluator.embed_images(regions)
+        recognised = [concept_top1(embeds[k::2], prompt_rows, data.captions, data.styles, data.slices, text_embeds)
+                      for k in (0, 1)]  # fmt: skip
+        result.update(region_concept_top1_edited=recognised[0]["accuracy"],
+                      region_concept_top1_text_to_image=recognised[1]["accuracy"],
+                      region_concept_top1_chance=recognised[0]["chance"], region_count=recognised[0]["count"])
+    return result, grid
 
 
 @torch.inference_mode()
 def mix_section(pipe: Any, data: Any, evaluator: Any, rows: Sequence[int], call_kwargs: dict[str, Any],
-                seed: int) -> dict[str, Any]:
-    """Blend pairs of real images over MIX_WEIGHTS; the evaluator cosine of each blend to either input."""
+                seed: int) -> tuple[dict[str, Any], list[list[Image.Image]]]:
+    """Blend pairs of real images over MIX_WEIGHTS; the evaluator cosine of each blend to either input, and the grid
+    rows [first input, blends by weight, second input]."""
     pairs = [(rows[2 * i], rows[2 * i + 1]) for i in range(len(rows) // 2)]
     if not pairs:
-        return {}
-    to_a, to_b = [], []
+        return {}, []
+    to_a, to_b, grid = [], [], []
     for j, (a, b) in enumerate(pairs):
         inputs = evaluator.embed_images([data.images[a], data.images[b]])
         blends = [pipe.mix([data.images[a], data.images[b]], weights=[1 - w, w], output_type="pil",
                            generator=torch.Generator().manual_seed(seed + j), **call_kwargs).images[0]
                   for w in MIX_WEIGHTS]  # fmt: skip
+        grid.append([data.images[a], *blends, data.images[b]])
         embeds = evaluator.embed_images(blends)
         to_a.append((embeds @ inputs[0]).tolist())
         to_b.append((embeds @ inputs[1]).tolist())
     mean_a, mean_b = np.mean(to_a, axis=0).tolist(), np.mean(to_b, axis=0).tolist()
     return {"pairs": len(pairs), "weights_of_b": list(MIX_WEIGHTS), "cos_to_a": mean_a, "cos_to_b": mean_b,
-            "monotonic": is_increasing(mean_b) and is_increasing(mean_a[::-1])}  # fmt: skip
+            "monotonic": is_increasing(mean_b) and is_increasing(mean_a[::-1])}, grid  # fmt: skip
 
 
-__all__ = ["MIX_WEIGHTS", "inpaint_section", "is_increasing", "left_half_mask", "mix_section"]
+__all__ = ["MIX_WEIGHTS", "blank_outside", "inpaint_section", "is_increasing", "left_half_mask", "mix_section"]

@@ -227,17 +227,21 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
                        "pixel diversity (RMS)", "inputs"], var_rows)
 
     edit_rows = [[split, _get(s, "inpaint", "psnr_outside_min_db"), _get(s, "inpaint", "cos_prompt_edited"),
-                  _get(s, "inpaint", "cos_prompt_text_to_image"), _get(s, "inpaint", "count"),
+                  _get(s, "inpaint", "cos_prompt_text_to_image"), _get(s, "inpaint", "region_concept_top1_edited"),
+                  _get(s, "inpaint", "region_concept_top1_text_to_image"),
+                  _get(s, "inpaint", "region_concept_top1_chance"), _get(s, "inpaint", "count"),
                   " → ".join(f"{v:.3f}" for v in _get(s, "mix", "cos_to_b") or []), _get(s, "mix", "monotonic")]
                  for split, s in splits.items() if s.get("inpaint") or s.get("mix")]  # fmt: skip
     if edit_rows:
         out += ["## Edit and mix (evaluator CLIP)", "",
                 "Inpainting repaints the left half of real held-out images with another row's prompt: PSNR outside "
-                "the mask at the final resolution (worst image), and the evaluator's cosine of the edit to its prompt "
-                "next to plain text-to-image of that prompt. Mix blends two real images at weights 0, 0.25, ..., 1 "
-                "of the second: its cosine to the second input should rise.", ""]
+                "the mask at the final resolution (worst image); the evaluator's cosine of the edit to its prompt, "
+                "and its concept top-1 on the repainted half alone (the rest blanked), each next to plain "
+                "text-to-image of that prompt and seed treated the same way. Mix blends two real images at weights "
+                "0, 0.25, ..., 1 of the second: its cosine to the second input should rise.", ""]
         out += _table(["split", "PSNR outside (dB, min)", "cos(edit, prompt)", "cos(text-to-image, prompt)",
-                       "edits", "mix: cos to 2nd input by weight", "monotonic"], edit_rows)  # fmt: skip
+                       "region top-1, edit", "region top-1, text-to-image", "chance", "edits",
+                       "mix: cos to 2nd input by weight", "monotonic"], edit_rows)  # fmt: skip
 
     interp_rows = []
     for split, s in splits.items():

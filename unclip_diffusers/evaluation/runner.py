@@ -27,7 +27,7 @@ from .calls import (
     sample_prior_embeddings,
     text_embeddings,
 )
-from .editing import inpaint_section, mix_section
+from .editing import MIX_WEIGHTS, inpaint_section, mix_section
 from .evaluator import EvaluatorCLIP
 from .inception import inception_fid
 from .report import make_grid
@@ -148,8 +148,18 @@ def run_evaluation(
             everyday = [r for r in data.picked if data.slices[r] in ("everyday", UNSLICED)]
             rows = (everyday or data.picked)[: settings.num_edit_inputs]
             kwargs = _call_kwargs(settings)
-            section["inpaint"] = inpaint_section(pipe, data, evaluator, rows, kwargs, settings.seed + 700)
-            section["mix"] = mix_section(pipe, data, evaluator, rows, kwargs, settings.seed + 800)
+            section["inpaint"], edit_grid = inpaint_section(pipe, data, evaluator, rows, kwargs, settings.seed + 700,
+                                                            text_embeds=e_text)
+            section["mix"], mix_grid = mix_section(pipe, data, evaluator, rows, kwargs, settings.seed + 800)
+            if edit_grid:
+                grids[f"edit_{split}"] = make_grid(
+                    edit_grid, column_labels=["source (real)", "kept half", "edit", "text-to-image"],
+                    row_labels=[data.captions[rows[(j + 1) % len(rows)]] for j in range(len(rows))],
+                    title=f"Inpainting the left half of real {split} images with another row's prompt")
+            if mix_grid:
+                grids[f"mix_{split}"] = make_grid(
+                    mix_grid, column_labels=["input A"] + [f"B weight {w:.2f}" for w in MIX_WEIGHTS] + ["input B"],
+                    title=f"Mixes of two real {split} images by weight")
         section["interpolation"], strips = interpolation_section(pipe, data, evaluator, e_real, settings)
         if strips:
             frames = [f"t={i / (settings.interpolation_steps - 1):.2f}" for i in range(settings.interpolation_steps)]

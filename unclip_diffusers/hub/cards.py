@@ -8,6 +8,8 @@ Every number on a card comes from a file (`card_inputs`): `metrics.json` of `unc
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -124,7 +126,7 @@ def eval_results(inputs: CardInputs) -> list[EvalResult]:
             continue
         for split in inputs.metrics.splits:
             value = row.values[split]
-            if value is None:
+            if value is None or not math.isfinite(value):  # e.g. an infinite PSNR: no number the Hub can store
                 continue
             results.append(EvalResult(task_type=row.spec.task, dataset_type=dataset,
                                       dataset_name=f"emoji captions ({split})", dataset_split=split,
