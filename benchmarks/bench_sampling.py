@@ -6,6 +6,8 @@ Rows (timed interleaved in one process, same weights):
   stock-25/25/7     diffusers' stock `UnCLIPPipeline` at its defaults (UnCLIPScheduler, 25/25/7 steps)
   ours-25/25/7      this pipeline at the stock step counts
   ours-fast-P/D/SR  ours-fast at other step counts (`--fast-steps 10/15/10 ...`: the step sweep)
+  ours-fast-P/D/SR-SOLVER  the same with another sampler for every stage (`--solvers UniPC DEIS ...`, the app's
+                    names in `unclip_diffusers.app.schedulers.SCHEDULERS`; at the default steps without --fast-steps)
 Peak RSS of each row is measured in a fresh subprocess (one process per row), so rows do not share a high-water mark.
 The quality proxy is the mean absolute difference (0-255 scale) of the final images to a many-step reference from the
 same noise (deterministic solvers only); CLIP-FD and R-precision come from `unclip-eval --quick` when a trained
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference-steps", type=int, default=100, help="steps per stage of the quality reference")
     parser.add_argument("--fast-steps", nargs="*", default=[], metavar="P/D/SR",
                         help="extra rows: ours-fast at these prior/decoder/super-res step counts (a step sweep)")
+    parser.add_argument("--solvers", nargs="*", default=[], metavar="NAME",
+                        help="extra rows: ours-fast with this sampler in every stage, at each --fast-steps count")
     parser.add_argument("--eval-data", default=None, help="dataset folder for unclip-eval --quick")
     parser.add_argument("--evaluator", default=None, help="evaluator CLIP folder for unclip-eval --quick")
     parser.add_argument("--quality-examples", type=int, default=8,
@@ -104,8 +108,21 @@ def parse_steps(text: str) -> dict[str, int]:
     return dict(zip(STOCK_STEPS, (int(p) for p in parts)))
 
 
-def make_rows(pipe: Any, fast_steps: list[str] = ()) -> dict[str, tuple[Any, dict[str, int]]]:
-    """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows."""
+def with_solver(pipe: Any, name: str) -> Any:
+    """A copy of `pipe` whose every stage samples with the app's scheduler `name` (same noise schedules)."""
+    from unclip_diffusers.app.schedulers import SCHEDULERS
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"Unknown --solvers {name!r}; choose from {sorted(SCHEDULERS)}.")
+    cls, overrides = SCHEDULERS[name]
+    copied = copy.copy(pipe)  # shares the models; only the schedulers differ
+    copied.register_modules(**pipe.make_schedulers(cls, **overrides))
+    return copied
+
+
+def make_rows(pipe: Any, fast_steps: list[str] = (), solvers: list[str] = ()) -> dict[str, tuple[Any, dict[str, int]]]:
+    """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows and `solvers`
+    `ours-fast-P/D/SR-SOLVER` rows."""
     from stock import build_stock_pipeline
 
     from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
@@ -120,6 +137,11 @@ def make_rows(pipe: Any, fast_steps: list[str] = ()) -> dict[str, tuple[Any, dic
     }
     for text in fast_steps:
         rows[f"ours-fast-{text}"] = (fast, parse_steps(text))
+    default_text = "/".join(str(v) for v in default_steps(fast).values())
+    for solver in solvers:
+        solver_pipe = with_solver(fast, solver)
+        for text in fast_steps or [default_text]:
+            rows[f"ours-fast-{text}-{solver}"] = (solver_pipe, parse_steps(text))
     return rows
 
 
@@ -297,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = load_earlier_results(args.output, args.sections) or results
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
-        rows = make_rows(pipe, args.fast_steps)
+        rows = make_rows(pipe, args.fast_steps, args.solvers)
         if args.rows:
             unknown = sorted(set(args.rows) - set(rows))
             if unknown:

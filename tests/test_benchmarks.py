@@ -61,6 +61,21 @@ def test_sampling_benchmark_step_sweep_rows(bench, tmp_path):
                                       "--output", str(tmp_path / "x.json")])
 
 
+def test_sampling_benchmark_solver_rows_swap_every_stages_sampler(bench, tmp_path):
+    out = tmp_path / "solvers.json"
+    rows = ["ours-fast-2/3/1", "ours-fast-2/3/1-UniPC", "ours-fast-2/3/1-DDIM"]
+    bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", *rows, "--fast-steps",
+                                  "2/3/1", "--solvers", "UniPC", "DDIM", "--output", str(out)])
+    mad = json.loads(out.read_text())["quality_proxy_mad255"]
+    assert all(_positive(mad[row]) for row in rows)
+    assert len({round(mad[row], 6) for row in rows}) == 3  # three samplers, three different images
+    solver_pipe = bench("bench_sampling").with_solver(bench("bench_sampling").load_pipeline(None, "tiny")[0], "UniPC")
+    assert type(solver_pipe.decoder_scheduler).__name__ == "UniPCMultistepScheduler"
+    with pytest.raises(ValueError, match="Unknown --solvers"):
+        bench("bench_sampling").main(["--preset", "tiny", "--quick", "--solvers", "Euler",
+                                      "--output", str(tmp_path / "x.json")])
+
+
 def test_sampling_benchmark_rejects_unknown_rows(bench, tmp_path):
     with pytest.raises(ValueError, match="Unknown --rows"):
         bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "nope",
