@@ -17,6 +17,7 @@ from unclip_diffusers.configs import build_components
 from unclip_diffusers.evaluation.editing import blank_outside, left_half_mask
 from unclip_diffusers.evaluation import get_eval_settings, run_evaluation, write_report
 from unclip_diffusers.evaluation.evaluator import (
+    EVALUATOR_SEED,
     INFO_FILE,
     EvaluatorCLIP,
     dataset_fingerprint,
@@ -458,3 +459,20 @@ def test_blank_outside_keeps_the_masked_region_and_whitens_the_rest():
     image = Image.new("RGB", (8, 4), (10, 20, 30))
     region = np.asarray(blank_outside(image, left_half_mask((16, 8))))  # a mask of another size is resized
     assert (region[:, :4] == (10, 20, 30)).all() and (region[:, 4:] == 255).all()
+
+
+def test_unclip_train_evaluator_trains_and_records_its_warm_start(dataset_path, tmp_path):
+    from unclip_diffusers.training.cli import main as train_main
+
+    settings = ["--data_path", str(dataset_path), "--max_steps", "2", "--batch_size", "4", "--lr_warmup_steps", "0",
+                "--num_validation_examples", "4", "--validate_every", "0", "--checkpoint_every", "2"]
+    train_main(["evaluator", "--config", "tiny", *settings, "--output_dir", str(tmp_path / "first")])
+    first = EvaluatorCLIP.from_pretrained(tmp_path / "first" / "evaluator")
+    assert first.info["seed"] == EVALUATOR_SEED and first.info["preset"] == "evaluator-tiny"
+    assert "initialised_from" not in first.info
+    train_main(["evaluator", "--config", "tiny", *settings, "--output_dir", str(tmp_path / "second"),
+                "--init_from", str(tmp_path / "first" / "final"), "--primary_caption_prob", "0.5"])
+    second = EvaluatorCLIP.from_pretrained(tmp_path / "second" / "evaluator")
+    assert second.info["initialised_from"] == "final" and second.info["training_steps"] == 2
+    config = json.loads((tmp_path / "second" / "config.json").read_text())["training"]
+    assert config["primary_caption_prob"] == 0.5 and config["seed"] == EVALUATOR_SEED

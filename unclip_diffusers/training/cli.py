@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         stage_parser.add_argument("--config", default="small", choices=TRAINING_PRESETS, help="training preset")
         stage_parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
         _add_config_flags(stage_parser, config_cls)
+    evaluator = sub.add_parser("evaluator", help="train the independent evaluator CLIP of unclip-eval (its own "
+                               "larger size and seed, the train split only) and save it in OUTPUT_DIR/evaluator")
+    evaluator.add_argument("--config", default="small", choices=TRAINING_PRESETS,
+                           help="the generation preset the evaluator accompanies (its size: evaluator-<preset>)")
+    _add_config_flags(evaluator, CONFIG_CLASSES["clip"])
     embed = sub.add_parser("embed", help="compute and cache the CLIP embeddings of a dataset for the prior/decoder")
     embed.add_argument("--config", default="small", choices=TRAINING_PRESETS)
     embed.add_argument("--clip_dir", default=None, help="CLIP run folder (default runs/clip-<model preset>)")
@@ -152,6 +157,17 @@ def run(args: argparse.Namespace) -> str:
 
         restored = restore_runs(args.pipeline_dir, args.runs)
         return "\n".join(f"{stage}: {folder}" for stage, folder in restored.items())
+
+    if args.stage == "evaluator":
+        from ..evaluation.evaluator import EVALUATOR_SEED, default_evaluator_dir, train_evaluator
+
+        names = {f.name for f in dataclasses.fields(get_training_config("clip", args.config))} - {"model_preset"}
+        overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        output_dir = overrides.pop("output_dir", None) or default_evaluator_dir(args.config)
+        data_path = overrides.pop("data_path", None) or get_training_config("clip", args.config).data_path
+        seed = overrides.pop("seed", EVALUATOR_SEED)
+        train_evaluator(data_path, output_dir, preset=args.config, seed=seed, **overrides)
+        return str(os.path.join(output_dir, "evaluator"))
 
     names = {f.name for f in dataclasses.fields(get_training_config(args.stage, args.config))}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
