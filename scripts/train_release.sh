@@ -35,7 +35,9 @@ train() {  # train RUN STAGE [extra flags]: skip when finished, resume when star
     local dir="$RUNS/$run"
     if [ -d "$dir/final" ]; then echo "$run: finished ($dir/final)"; return; fi
     local resume=() snapshot
-    [ -f "$dir/config.json" ] && resume=(--resume)
+    # a started or restored run continues with its recorded model preset, family balance, caption cache and precision
+    # shellcheck disable=SC2207
+    [ -f "$dir/config.json" ] && resume=(--resume $(python -m unclip_diffusers.training.restore "$dir"))
     snapshot=$(ls -d "$dir"/snapshot-* 2>/dev/null | sort -V | tail -n 1 || true)
     if [ -n "$snapshot" ] && ! ls -d "$dir"/checkpoint-* >/dev/null 2>&1; then
         resume+=(--init_from "$snapshot")  # restored from the release: continue from its weights and step

@@ -114,3 +114,20 @@ def test_resume_refuses_a_different_model(tmp_path, one_thread):
     assert all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(ValueError, match="model config differs"):
         main(_args(run, clip_dir)[:-2] + ["--max_steps", "2", "--model_preset", "small", "--resume"])
+
+
+def test_continuation_flags_carry_the_recorded_settings(tmp_path):
+    import json as _json
+
+    from unclip_diffusers.training.restore import continuation_flags
+
+    assert continuation_flags(tmp_path) == []  # no config.json: nothing recorded
+    training = {"model_preset": "small-multilingual", "family_balance": 1.0, "cache_captions_per_image": 8,
+                "mixed_precision": "bf16", "learning_rate": 2e-4}
+    (tmp_path / "config.json").write_text(_json.dumps({"stage": "decoder", "training": training}))
+    assert continuation_flags(tmp_path) == ["--model_preset", "small-multilingual", "--family_balance", "1.0",
+                                            "--cache_captions_per_image", "8", "--mixed_precision", "bf16"]
+    from unclip_diffusers.training.cli import build_parser
+
+    args = build_parser().parse_args(["decoder", *continuation_flags(tmp_path)])  # the flags parse as given
+    assert (args.model_preset, args.family_balance, args.cache_captions_per_image) == ("small-multilingual", 1.0, 8)

@@ -120,3 +120,28 @@ def restore_runs(pipeline_dir: str | os.PathLike, runs_dir: str | os.PathLike) -
                     "" if entry.get("finished") else ", unfinished")
     return restored
 
+
+# Settings a continued run must keep from its recorded config, because the training preset's defaults differ from
+# what the run was started with (the release's multilingual text side, family balance, the caption cache's size).
+CONTINUED_SETTINGS = ("model_preset", "family_balance", "cache_captions_per_image", "mixed_precision")
+
+
+def continuation_flags(run_dir: str | os.PathLike) -> list[str]:
+    """`unclip-train` flags that continue the run in `run_dir` with its recorded `CONTINUED_SETTINGS` (none when the
+    folder has no `config.json`), e.g. `["--model_preset", "small-multilingual", "--family_balance", "1.0", ...]`."""
+    config_file = Path(run_dir) / "config.json"
+    if not config_file.is_file():
+        return []
+    training = json.loads(config_file.read_text(encoding="utf-8")).get("training", {})
+    flags: list[str] = []
+    for key in CONTINUED_SETTINGS:
+        if key in training:
+            flags += [f"--{key}", str(training[key])]
+    return flags
+
+
+if __name__ == "__main__":  # `python -m unclip_diffusers.training.restore RUN_DIR`: the flags, for shell scripts
+    import sys
+
+    print(" ".join(continuation_flags(sys.argv[1])))
+
