@@ -58,7 +58,8 @@ class TrainingConfig:
     # skin-tone and gender variants) equally likely, its images sharing the family's weight; in between a family of
     # n images weighs n ** (1 - family_balance). Needs the dataset's `family` column when > 0.
     family_balance: float = 0.0
-    # Wall-clock budget of the training loop in minutes (e.g. a lent GPU's lease): when it is spent, the run writes
+    # Wall-clock budget of the run in minutes, counted from its start (setup and embedding caches included: a lent
+    # GPU's lease counts them too): when it is spent, the run writes
     # checkpoint-<step> and snapshot-<step>/ (the EMA weights, continue with --init_from or --resume) and stops
     # before max_steps. 0 = no budget.
     max_minutes: float = 0.0
