@@ -120,7 +120,9 @@ def with_solver(pipe: Any, name: str) -> Any:
     return copied
 
 
-def make_rows(pipe: Any, fast_steps: list[str] = (), solvers: list[str] = ()) -> dict[str, tuple[Any, dict[str, int]]]:
+def make_rows(
+    pipe: Any, fast_steps: list[str] = (), solvers: list[str] = ()
+) -> dict[str, tuple[Any, dict[str, int]]]:
     """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows and `solvers`
     `ours-fast-P/D/SR-SOLVER` rows."""
     from stock import build_stock_pipeline

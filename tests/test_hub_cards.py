@@ -27,7 +27,7 @@ SPLITS = {
         "text_to_image": {"via_prior": {"r_precision": {"r_precision": 0.3333, "chance": 0.0833}, "clip_fd": 41.25,
                                         "clip_fd_floor": 12.5, "kid": {"kid": 0.0123}, "kid_floor": {"kid": 0.001}}},
         "variations": {"cos_input_variation": 0.7789, "cos_input_random": 0.12},
-        "inpaint": {"psnr_outside_min_db": float("inf"), "region_concept_top1_edited": 0.25,
+        "inpaint": {"psnr_outside_min_db": 100.0, "region_concept_top1_edited": 0.25,
                     "region_concept_top1_text_to_image": 0.5},
         "inception_fid": {"status": "unavailable", "value": None},
     },
@@ -117,10 +117,11 @@ def test_pipeline_card_reports_the_measured_metrics_and_validates(tmp_path):
     assert measured[("prior_cosine", "heldout_concepts")] == 0.61234
     assert ("clip_fd", "heldout_pairs") not in measured and ("fid", "heldout_concepts") not in measured
     assert measured[("edit_region_concept_top1", "heldout_concepts")] == 0.25
-    assert ("edit_psnr_outside", "heldout_concepts") not in measured  # infinite: only in the card's table
+    assert measured[("edit_psnr_outside", "heldout_concepts")] == 100.0
     assert set(data.metrics) == {key for key, _ in measured}
     text = card.text
-    assert "| Edit: PSNR outside the mask, worst image (dB; inf = unchanged), higher is better | inf |" in card.text
+    psnr_row = "| Edit: PSNR outside the mask, worst image (dB; 100 = unchanged), higher is better | 100 |"
+    assert psnr_row in card.text
     for value in ("0.25 (plain text-to-image: 0.5)", "0.3333 (chance: 0.0833)", "41.25 (real-vs-real floor: 12.5)", "0.6123", "0.45 (chance: 0.05)"):
         assert value in text
     assert NOT_MEASURED in text  # e.g. CLIP-FD on heldout_pairs, Inception FID

@@ -235,7 +235,8 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
     if edit_rows:
         out += ["## Edit and mix (evaluator CLIP)", "",
                 "Inpainting repaints the left half of real held-out images with another row's prompt: PSNR outside "
-                "the mask at the final resolution (worst image); the evaluator's cosine of the edit to its prompt, "
+                "the mask at the final resolution (worst image; capped at 100 dB = unchanged); the evaluator's "
+                "cosine of the edit to its prompt, "
                 "and its concept top-1 on the repainted half alone (the rest blanked), each next to plain "
                 "text-to-image of that prompt and seed treated the same way. Mix blends two real images at weights "
                 "0, 0.25, ..., 1 of the second: its cosine to the second input should rise.", ""]

@@ -86,7 +86,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("edit_region_concept_top1", "Edit: concept top-1 of the repainted half (inpainting)",
                ("inpaint", "region_concept_top1_edited"), ("inpaint", "region_concept_top1_text_to_image"),
                "plain text-to-image", True, ("pipeline",), True, "image-to-image"),
-    MetricSpec("edit_psnr_outside", "Edit: PSNR outside the mask, worst image (dB; inf = unchanged)",
+    MetricSpec("edit_psnr_outside", "Edit: PSNR outside the mask, worst image (dB; 100 = unchanged)",
                ("inpaint", "psnr_outside_min_db"), None, "", True, ("pipeline",), False, "image-to-image"),
     MetricSpec("prior_cosine", "cos(prior sample, true CLIP image embedding)", ("prior", "cos_prior"),
                ("prior", "cos_text_embedding"), "text-embedding baseline", True, ("pipeline", "prior"),

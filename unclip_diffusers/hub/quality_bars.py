@@ -14,13 +14,12 @@ from typing import Any
 
 
 def lookup_number(data: Any, path: tuple[str, ...]) -> float | None:
-    """The number at `path` in nested dicts, else None (missing key, null, NaN, not a number); an infinity is kept
-    (an edit's PSNR outside the mask is infinite when that region is unchanged)."""
+    """The finite number at `path` in nested dicts, else None (missing key, null, NaN, not a number)."""
     for key in path:
         if not isinstance(data, dict) or key not in data:
             return None
         data = data[key]
-    if isinstance(data, bool) or not isinstance(data, (int, float)) or math.isnan(data):
+    if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data):
         return None
     return float(data)
 
