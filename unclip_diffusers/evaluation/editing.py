@@ -58,9 +58,10 @@ def inpaint_section(
     repainted region, each beside plain text-to-image; and the grid rows [source, mask, edit, text-to-image]."""
     if len(rows) < 2:
         return {}, []
+    prompt_rows = [rows[(j + 1) % len(rows)] for j in range(len(rows))]  # each row repainted with the next's caption
     psnrs, cos_edit, cos_plain, regions, grid = [], [], [], [], []
-    for j, row in enumerate(rows):
-        prompt = data.captions[rows[(j + 1) % len(rows)]]
+    for j, (row, prompt_row) in enumerate(zip(rows, prompt_rows)):
+        prompt = data.captions[prompt_row]
         source = data.images[row]
         edited = pipe.inpaint(source, left_half_mask(source.size), prompt=prompt, output_type="np",
                               generator=torch.Generator().manual_seed(seed + j), **call_kwargs).images[0]
@@ -81,7 +82,6 @@ def inpaint_section(
               "cos_prompt_edited": float(np.mean(cos_edit)),
               "cos_prompt_text_to_image": float(np.mean(cos_plain))}  # fmt: skip
     if text_embeds is not None:
-        prompt_rows = [rows[(j + 1) % len(rows)] for j in range(len(rows))]
         embeds = evaluator.embed_images(regions)
         recognised = [concept_top1(embeds[k::2], prompt_rows, data.captions, data.styles, data.slices, text_embeds)
                       for k in (0, 1)]  # fmt: skip

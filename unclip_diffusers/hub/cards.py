@@ -8,8 +8,6 @@ Every number on a card comes from a file (`card_inputs`): `metrics.json` of `unc
 
 from __future__ import annotations
 
-import math
-
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -126,7 +124,7 @@ def eval_results(inputs: CardInputs) -> list[EvalResult]:
             continue
         for split in inputs.metrics.splits:
             value = row.values[split]
-            if value is None or not math.isfinite(value):  # e.g. an infinite PSNR: no number the Hub can store
+            if value is None:
                 continue
             results.append(EvalResult(task_type=row.spec.task, dataset_type=dataset,
                                       dataset_name=f"emoji captions ({split})", dataset_split=split,
