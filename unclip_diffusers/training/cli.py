@@ -161,10 +161,11 @@ def run(args: argparse.Namespace) -> str:
     if args.stage == "evaluator":
         from ..evaluation.evaluator import EVALUATOR_SEED, default_evaluator_dir, train_evaluator
 
-        names = {f.name for f in dataclasses.fields(get_training_config("clip", args.config))} - {"model_preset"}
+        preset_config = get_training_config("clip", args.config)
+        names = {f.name for f in dataclasses.fields(preset_config)} - {"model_preset"}
         overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
         output_dir = overrides.pop("output_dir", None) or default_evaluator_dir(args.config)
-        data_path = overrides.pop("data_path", None) or get_training_config("clip", args.config).data_path
+        data_path = overrides.pop("data_path", None) or preset_config.data_path
         seed = overrides.pop("seed", EVALUATOR_SEED)
         train_evaluator(data_path, output_dir, preset=args.config, seed=seed, **overrides)
         return str(os.path.join(output_dir, "evaluator"))
