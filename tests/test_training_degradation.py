@@ -53,6 +53,16 @@ def test_each_image_draws_its_own_degradation():
     assert not torch.equal(batch[0], batch[1])
 
 
+def test_degradation_runs_in_fp32_under_a_bf16_training_autocast():
+    # antialiased bicubic resizing has no bf16 CPU kernel; a bf16 training step must still degrade its batch
+    images = _images(n=12)  # 12 draws of the down-scale kernel: every mode comes up
+    settings = DegradationSettings(scale=2, jpeg_prob=0.0)  # the blur is a conv2d, which autocast runs in bf16
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_autocast = degrade(images, torch.Generator().manual_seed(5), settings)
+    plain = degrade(images, torch.Generator().manual_seed(5), settings)
+    assert under_autocast.dtype == torch.float32 and torch.equal(under_autocast, plain)
+
+
 def test_anisotropic_kernel_is_normalised_and_rotates():
     kernel = anisotropic_gaussian_kernel(2.0, 0.5, 0.0)
     assert math.isclose(kernel.sum().item(), 1.0, rel_tol=1e-5)

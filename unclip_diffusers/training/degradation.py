@@ -119,4 +119,7 @@ def degrade(images: torch.Tensor, generator: torch.Generator, settings: Degradat
     """Degrade each image of a (B, 3, H, W) batch in [-1, 1] with its own random draws; (B, 3, H/s, W/s)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"degrade takes a (B, 3, H, W) batch, got shape {tuple(images.shape)}.")
-    return torch.stack([degrade_image(image, generator, settings) for image in images]).to(images.dtype)
+    # In fp32 even under a training step's bf16 autocast: antialiased bicubic resizing has no bf16 kernel on CPU.
+    with torch.autocast(device_type=images.device.type, enabled=False):
+        degraded = [degrade_image(image, generator, settings) for image in images]
+    return torch.stack(degraded).to(images.dtype)
