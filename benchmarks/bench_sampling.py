@@ -212,6 +212,12 @@ def eval_quality(pipeline: Any, steps: dict[str, int], evaluator: Any, args: arg
         out[f"clip_fd/{split}"] = scores.get("clip_fd", too_few)
         out[f"clip_fd_floor/{split}"] = scores.get("clip_fd_floor", too_few)
         out[f"r_precision/{split}"] = scores["r_precision"]["r_precision"] if "r_precision" in scores else too_few
+        everyday = section.get("slices", {}).get("everyday")
+        if everyday:  # the slice users meet (issue 25): concept top-1 and R-precision of its rows
+            out[f"everyday_concept_top1/{split}"] = everyday["concept_top1"]
+            out[f"everyday_concept_top1_real/{split}"] = everyday["concept_top1_real"]
+            if "r_precision" in everyday:
+                out[f"everyday_r_precision/{split}"] = everyday["r_precision"]["r_precision"]
     return out
 
 
@@ -366,7 +372,7 @@ def print_table(results: dict[str, Any]) -> None:
     timings = results.get("seconds_per_image", {})
     batches = list(timings)
     header += [f"s/img {b} median (min–max)" for b in batches] + [f"x vs stock ({b})" for b in batches]
-    header += ["peak RSS GiB", "MAD to ref", "CLIP-FD", "R-precision"]
+    header += ["peak RSS GiB", "MAD to ref", "CLIP-FD", "R-precision", "everyday concept top-1", "everyday R-precision"]
     rows = []
     for name, steps in results["steps"].items():
         row: list[Any] = [name, "/".join(str(v) for v in steps.values())]
@@ -378,7 +384,8 @@ def print_table(results: dict[str, Any]) -> None:
         mad = results.get("quality_proxy_mad255", {}).get(name, "–")
         quality = results.get("quality", {}).get(name, {})
         row += [f"{rss:.2f}" if isinstance(rss, float) else rss, f"{mad:.2f}" if isinstance(mad, float) else mad]
-        row += [quality_cell(quality, "clip_fd"), quality_cell(quality, "r_precision")]
+        row += [quality_cell(quality, "clip_fd"), quality_cell(quality, "r_precision"),
+                quality_cell(quality, "everyday_concept_top1"), quality_cell(quality, "everyday_r_precision")]
         rows.append(row)
     print(_common.format_table(header, rows))
 

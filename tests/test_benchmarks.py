@@ -250,16 +250,18 @@ def test_bf16_autocast_keeps_float32_outputs_close_to_fp32():
     from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
     torch.manual_seed(0)
-    pipe = UnCLIPPipeline(**build_components("tiny"))
+    pipe = UnCLIPPipeline(**build_components("tiny", second_upsampler=True))  # every denoising model
     pipe.set_progress_bar_config(disable=True)
     kwargs = dict(prior_num_inference_steps=2, decoder_num_inference_steps=2, super_res_num_inference_steps=2,
-                  output_type="pt")
+                  super_res_second_num_inference_steps=2, output_type="pt")
     reference = pipe("a cat", generator=torch.Generator().manual_seed(0), **kwargs)
     enable_cpu_bf16_autocast(pipe)
     enable_cpu_bf16_autocast(pipe)  # idempotent: no double wrapping
     fast = pipe("a cat", generator=torch.Generator().manual_seed(0), **kwargs)
     assert fast.images.dtype == torch.float32 and fast.image_embeds.dtype == torch.float32
     assert pipe.decoder.conv_in.weight.dtype == torch.float32  # weights are not converted
+    assert all(getattr(getattr(pipe, name), "_bf16_autocast", False)
+               for name in ("prior", "decoder", "super_res_first", "super_res_second"))
     assert not torch.equal(fast.images, reference.images)  # bf16 actually ran
     assert (fast.image_embeds - reference.image_embeds).abs().max() < 0.05
     assert (fast.images - reference.images).abs().mean() < 0.05

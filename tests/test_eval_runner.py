@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from unclip_diffusers.configs import build_components
-from unclip_diffusers.evaluation.editing import PSNR_CAP_DB, blank_outside, left_half_mask
+from unclip_diffusers.evaluation.editing import PSNR_CAP_DB, centre_box, centre_mask, show_mask
 from unclip_diffusers.evaluation import get_eval_settings, run_evaluation, write_report
 from unclip_diffusers.evaluation.evaluator import (
     EVALUATOR_SEED,
@@ -455,10 +455,12 @@ def test_shipped_evaluator_is_the_default_when_trained_on_the_data(dataset_path,
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
-def test_blank_outside_keeps_the_masked_region_and_whitens_the_rest():
-    image = Image.new("RGB", (8, 4), (10, 20, 30))
-    region = np.asarray(blank_outside(image, left_half_mask((16, 8))))  # a mask of another size is resized
-    assert (region[:, :4] == (10, 20, 30)).all() and (region[:, 4:] == 255).all()
+def test_the_edit_mask_repaints_the_centre_and_keeps_the_border_ring():
+    assert centre_box((64, 32)) == (8, 4, 56, 28)
+    mask = np.asarray(centre_mask((64, 32))) > 0
+    assert mask[4:28, 8:56].all() and mask.sum() == 48 * 24  # only the centre is repainted
+    shown = np.asarray(show_mask(Image.new("RGB", (16, 8), (10, 20, 30)), centre_mask((64, 32))))  # resized mask
+    assert (shown[1:7, 2:14] == 128).all() and (shown[0] == (10, 20, 30)).all()
 
 
 def test_unclip_train_evaluator_trains_and_records_its_warm_start(dataset_path, tmp_path):

@@ -201,6 +201,29 @@ def test_decode_without_prompt_uses_the_empty_caption(pipe):
         pipe.decode(torch.zeros(2, 8), **kwargs)
 
 
+def test_the_empty_caption_is_encoded_once_and_again_when_the_text_encoder_changes():
+    from conftest import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline()
+    calls = []
+    forward = pipe.text_encoder.forward
+    pipe.text_encoder.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    empty = pipe.encode_prompt("")
+    pipe.sample_prior("a cat", num_inference_steps=2, guidance_scale=2.0)  # caches "" under inference mode
+    assert len(calls) == 3  # "", then "a cat" and the guidance's empty caption
+    guided = pipe.encode_prompt("a cat", do_classifier_free_guidance=True)
+    assert len(calls) == 4  # only "a cat": the empty caption came from the cache
+    torch.testing.assert_close(guided.text_embeds[:1], empty.text_embeds)
+    assert not guided.text_embeds.is_inference()  # it may feed a training step
+    with torch.no_grad():  # new weights (training, a swapped checkpoint): encoded afresh
+        next(pipe.text_encoder.parameters()).add_(0.5)
+    changed = pipe.encode_prompt("a cat", do_classifier_free_guidance=True)
+    assert len(calls) == 6 and not torch.allclose(changed.text_embeds[:1], empty.text_embeds)
+    with torch.inference_mode():  # a pipeline loaded under inference mode has weights without version counters
+        loaded = make_tiny_pipeline()
+        loaded.sample_prior("a cat", num_inference_steps=2, guidance_scale=2.0)
+
+
 def test_encode_image_is_normalised_and_composites_transparency(pipe):
     rgba = PIL.Image.new("RGBA", (40, 40), (0, 0, 255, 0))
     white = PIL.Image.new("RGB", (40, 40), (255, 255, 255))

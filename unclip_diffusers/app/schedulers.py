@@ -23,6 +23,7 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
         DPMSolverMultistepScheduler,
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
+    "DPM-Solver++ 3M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 3}),
     "UniPC": (UniPCMultistepScheduler, {}),
     "DEIS": (DEISMultistepScheduler, {}),
     "DDIM": (DDIMScheduler, {"clip_sample": False, "set_alpha_to_one": False}),

@@ -234,12 +234,12 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
                  for split, s in splits.items() if s.get("inpaint") or s.get("mix")]  # fmt: skip
     if edit_rows:
         out += ["## Edit and mix (evaluator CLIP)", "",
-                "Inpainting repaints the left half of real held-out images with another row's prompt: PSNR outside "
-                "the mask at the final resolution (worst image; capped at 100 dB = unchanged); the evaluator's "
-                "cosine of the edit to its prompt, "
-                "and its concept top-1 on the repainted half alone (the rest blanked), each next to plain "
-                "text-to-image of that prompt and seed treated the same way. Mix blends two real images at weights "
-                "0, 0.25, ..., 1 of the second: its cosine to the second input should rise.", ""]
+                "Inpainting repaints the centre (the middle 3/4 of each side) of real held-out images with another "
+                "row's prompt, keeping the border ring: PSNR outside the mask at the final resolution (worst image; "
+                "capped at 100 dB = unchanged); the evaluator's cosine of the edit to its prompt, and its concept "
+                "top-1 on the repainted region alone (cropped to the mask's box), each next to plain text-to-image "
+                "of that prompt and seed cropped the same way. Mix blends two real images at weights 0, 0.25, ..., 1 "
+                "of the second: its cosine to the second input should rise.", ""]
         out += _table(["split", "PSNR outside (dB, min)", "cos(edit, prompt)", "cos(text-to-image, prompt)",
                        "region top-1, edit", "region top-1, text-to-image", "chance", "edits",
                        "mix: cos to 2nd input by weight", "monotonic"], edit_rows)  # fmt: skip

@@ -153,9 +153,9 @@ def run_evaluation(
             section["mix"], mix_grid = mix_section(pipe, data, evaluator, rows, kwargs, settings.seed + 800)
             if edit_grid:
                 grids[f"edit_{split}"] = make_grid(
-                    edit_grid, column_labels=["source (real)", "kept half", "edit", "text-to-image"],
+                    edit_grid, column_labels=["source (real)", "mask (grey = repainted)", "edit", "text-to-image"],
                     row_labels=[data.captions[rows[(j + 1) % len(rows)]] for j in range(len(rows))],
-                    title=f"Inpainting the left half of real {split} images with another row's prompt")
+                    title=f"Inpainting the centre of real {split} images with another row's prompt")
             if mix_grid:
                 grids[f"mix_{split}"] = make_grid(
                     mix_grid, column_labels=["input A"] + [f"B weight {w:.2f}" for w in MIX_WEIGHTS] + ["input B"],

@@ -74,7 +74,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     # a release scored within a CPU session's minutes: the full settings with fewer inputs to the fixed-size
     # sections (wording, fidelity, variations, edits, interpolation) and no text-embedding ablation
     "short": EvalSettings(
-        max_examples=48, num_variation_inputs=4, num_fidelity_inputs=12, num_wording_inputs=6, num_edit_inputs=4,
+        max_examples=48, num_variation_inputs=4, num_fidelity_inputs=12, num_wording_inputs=6, num_edit_inputs=12,
         num_interpolation_pairs=2, text_embedding_ablation=False,
     ),
     "quick": EvalSettings(

@@ -83,7 +83,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("kid", "KID, generated vs real images", _T2I + ("kid", "kid"), _T2I + ("kid_floor", "kid"),
                "real-vs-real floor", False, ("pipeline", "decoder"), True),
     MetricSpec("fid", "Inception FID", ("inception_fid", "value"), None, "", False, ("pipeline",), False),
-    MetricSpec("edit_region_concept_top1", "Edit: concept top-1 of the repainted half (inpainting)",
+    MetricSpec("edit_region_concept_top1", "Edit: concept top-1 of the repainted centre (inpainting)",
                ("inpaint", "region_concept_top1_edited"), ("inpaint", "region_concept_top1_text_to_image"),
                "plain text-to-image", True, ("pipeline",), True, "image-to-image"),
     MetricSpec("edit_psnr_outside", "Edit: PSNR outside the mask, worst image (dB; 100 = unchanged)",

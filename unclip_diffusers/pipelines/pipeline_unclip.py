@@ -256,8 +256,22 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
                 logger.warning(f"A prompt is longer than {length} tokens and was truncated; dropped: {dropped!r}")
 
     def _empty_prompt(self, batch_size: int, device: torch.device) -> PromptEncodings:
-        """Encodings of the empty caption: the unconditional branch of guidance and the decoder's "no caption"."""
-        return self._encode_text([""], device).repeat_interleave(batch_size)
+        """Encodings of the empty caption: the unconditional branch of guidance and the decoder's "no caption".
+
+        Encoded once and cached (prior and decoder each need it on every call), keyed on the device, the tokenizer,
+        the text encoder and its weights' storage and version counters, so swapping or training the text encoder
+        re-encodes it. (Weights made under `torch.inference_mode` keep no version counter; changing those in place
+        is not seen.)
+        """
+        encoder = self.text_encoder
+        key = (str(device), id(self.tokenizer), id(encoder), encoder.dtype,
+               tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in encoder.parameters()))
+        cached = getattr(self, "_empty_prompt_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor: it may later feed a training step
+                cached = (key, PromptEncodings(*(t.clone() for t in self._encode_text([""], device))))
+            self._empty_prompt_cache = cached
+        return cached[1].repeat_interleave(batch_size)
 
     @torch.no_grad()  # not inference_mode: cached encodings may later feed modules that train
     def encode_prompt(

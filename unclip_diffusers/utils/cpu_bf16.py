@@ -34,7 +34,7 @@ def enable_cpu_bf16_autocast(pipe: Any, channels_last: bool = True) -> Any:
     the UNets to the channels-last memory format (measured slightly faster with bfloat16 convolutions).
     Returns `pipe`; the weights are not converted.
     """
-    for name in ("prior", "decoder", "super_res_first", "super_res_last"):
+    for name in ("prior", "decoder", "super_res_first", "super_res_last", "super_res_second"):
         module = getattr(pipe, name, None)
         if module is None or getattr(module, "_bf16_autocast", False):
             continue
