@@ -176,7 +176,7 @@ def quality_proxy(pipe: Any, rows: dict[str, tuple[Any, dict[str, int]]], refere
 QUALITY_ONLY = dict(  # the quality columns need text-to-image only: skip the report's other sections
     text_embedding_ablation=False, num_variation_inputs=0, num_interpolation_pairs=0, grid_prompts=0,
     prior_guidance_sweep=(), prior_sample_counts=(1,), clip_retrieval=False, num_fidelity_inputs=0,
-    num_wording_inputs=0, num_edit_inputs=0,
+    num_wording_inputs=0, num_edit_inputs=0, caption_context_ablation=False,
 )
 
 

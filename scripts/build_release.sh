@@ -9,9 +9,10 @@
 # MAX_EXAMPLES (held-out examples per split scored, default 200), THREADS (default 1), PRESET (the runs' training
 # preset, default small: runs are $RUNS/<stage>-$PRESET), EVAL_ARGS (extra unclip-eval flags, e.g. --quick),
 # SKIP_EVAL (set to 1 to write the folder without scoring it, e.g. before the evaluator CLIP is trained; the card
-# then says "not measured"), NOTES (the card's "About this release" text, default
-# model_cards/unclip-emoji.notes.md). With the evaluation it also writes the CLIP's style diagnosis
-# (scripts/probe_clip.py, $EVAL/style_probe/), whose figure goes into the card as images/eval/style_probe.png.
+# then says "not measured"), UPSAMPLER2 (set to 1 to add the second upsampler from $RUNS/upsampler2-$PRESET),
+# NOTES (the card's "About this release" text, default model_cards/unclip-emoji.notes.md). With the evaluation it
+# also writes the CLIP's style diagnosis (scripts/probe_clip.py, $EVAL/style_probe/), whose figure goes into the card
+# as images/eval/style_probe.png.
 set -euo pipefail
 DATA=${DATA:-data/emoji}
 RUNS=${RUNS:-runs}
@@ -29,6 +30,7 @@ if [ -z "${EVALUATOR:-}" ]; then
 fi
 EVAL_ARGS=${EVAL_ARGS:-}
 ASSEMBLE_ARGS=${ASSEMBLE_ARGS:-}  # extra unclip-assemble flags, e.g. --allow-new-text-tower after LiT of the CLIP
+UPSAMPLER2=${UPSAMPLER2:-}  # set to 1 to add the second upsampler ($RUNS/upsampler2-$PRESET) to the release
 NOTES=${NOTES:-$(dirname "$0")/../model_cards/unclip-emoji.notes.md}
 [ -d "$DATA" ] || { echo "No dataset at $DATA: build it first (README, section Data)." >&2; exit 2; }
 
@@ -48,9 +50,11 @@ clip=$(stage_folder clip)
 prior=$(stage_folder prior)
 decoder=$(stage_folder decoder)
 upsampler=$(stage_folder upsampler)
+second=()
+[ -n "$UPSAMPLER2" ] && second=(--upsampler2 "$(stage_folder upsampler2)")
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
-unclip-assemble --clip "$clip" --prior "$prior" --decoder "$decoder" --upsampler "$upsampler" \
+unclip-assemble --clip "$clip" --prior "$prior" --decoder "$decoder" --upsampler "$upsampler" "${second[@]}" \
     --output "$staging/pipeline" --fp16 $ASSEMBLE_ARGS
 metrics=()
 if [ -z "${SKIP_EVAL:-}" ]; then

@@ -17,8 +17,10 @@ from safetensors.torch import load_file
 from test_training_stages import dataset_path, tiny_runs
 from unclip_diffusers import UnCLIPPipeline
 from unclip_diffusers.evaluation.evaluator import EVALUATOR_SEED
-from unclip_diffusers.training.config import load_config
+from unclip_diffusers.training.config import get_training_config, load_config
 from unclip_diffusers.training.provenance import read_provenance
+from unclip_diffusers.training.trainer import run_training
+from unclip_diffusers.training.upsampler2 import Upsampler2Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,9 +32,13 @@ def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snaps
     for name, (run, _, _) in tiny_runs().items():
         shutil.copytree(run, runs / f"{name}-tiny")
     shutil.rmtree(runs / "decoder-tiny" / "final")  # as if the decoder were still training
+    upsampler2 = get_training_config("upsampler2", "tiny", data_path=dataset_path(), output_dir=str(
+        runs / "upsampler2-tiny"), max_steps=2, batch_size=4, checkpoint_every=2, num_validation_examples=2,
+        num_validation_images=1, num_threads=1)
+    run_training(Upsampler2Stage(upsampler2))
     out = tmp_path / "release"
     env = dict(os.environ, DATA=str(dataset_path()), RUNS=str(runs), OUT=str(out), EVAL=str(tmp_path / "eval"),
-               PRESET="tiny", REPO="someone/unclip-tiny", EVAL_ARGS="--quick", HF_HUB_OFFLINE="1",
+               PRESET="tiny", REPO="someone/unclip-tiny", EVAL_ARGS="--quick", HF_HUB_OFFLINE="1", UPSAMPLER2="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "build_release.sh")], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
@@ -58,7 +64,8 @@ def test_build_release_writes_a_loadable_folder_with_a_card_that_flags_the_snaps
     stored = load_file(out / "decoder" / "diffusion_pytorch_model.safetensors")
     assert {v.dtype for v in stored.values()} == {torch.float16}  # assembled with --fp16
     pipeline = UnCLIPPipeline.from_pretrained(out)
-    assert pipeline.super_res_first is not None
+    assert pipeline.super_res_first is not None and pipeline.super_res_second is not None  # UPSAMPLER2=1
+    assert provenance["upsampler2"]["source"] == "upsampler2-tiny/final"
 
 
 @pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)
