@@ -266,8 +266,11 @@ def rss_child(args: argparse.Namespace) -> None:
         pipeline, steps = build_stock_pipeline(pipe), STOCK_STEPS
     elif args.rss_row == "ours-25/25/7":
         steps = STOCK_STEPS
-    elif args.rss_row.startswith("ours-fast-"):
-        steps = parse_steps(args.rss_row.removeprefix("ours-fast-"))
+    elif args.rss_row.startswith("ours-fast-"):  # ours-fast-P/D/SR or ours-fast-P/D/SR-SOLVER
+        steps_text, _, solver = args.rss_row.removeprefix("ours-fast-").partition("-")
+        steps = parse_steps(steps_text)
+        if solver:
+            pipeline = with_solver(pipe, solver)
     run_row(pipeline, steps, batch=1)
     print(_common.peak_rss_gib())
 

@@ -88,6 +88,8 @@ def test_peak_rss_is_measured_in_a_subprocess(bench):
     args = sampling.build_parser().parse_args(["--preset", "tiny", "--threads", "1"])
     rss = sampling.measure_rss("ours-default", args)
     assert _positive(rss) and rss < 8, rss
+    with_solver = sampling.measure_rss("ours-fast-2/2/2-UniPC", args)  # a --solvers row
+    assert _positive(with_solver) and with_solver < 8, with_solver
 
 
 @pytest.mark.slow  # end-to-end in a subprocess (CI runs it; -m 'not slow' skips it)

@@ -35,7 +35,7 @@ class UnCLIPEditingMixin:
         self: UnCLIPPipeline,
         image: PIL.Image.Image | list[PIL.Image.Image],
         num_images_per_prompt: int = 1,
-        decoder_num_inference_steps: int = 25,
+        decoder_num_inference_steps: int = 10,
         super_res_num_inference_steps: int = 10,
         decoder_guidance_scale: float = 8.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -52,7 +52,7 @@ class UnCLIPEditingMixin:
             image (`PIL.Image.Image` or `list[PIL.Image.Image]`): the source image(s); transparency is composited over
                 white.
             num_images_per_prompt (`int`, *optional*, defaults to 1): variations per source image.
-            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
@@ -87,8 +87,8 @@ class UnCLIPEditingMixin:
         start: Endpoint,
         end: Endpoint,
         steps: int = 5,
-        prior_num_inference_steps: int = 25,
-        decoder_num_inference_steps: int = 25,
+        prior_num_inference_steps: int = 10,
+        decoder_num_inference_steps: int = 10,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -109,8 +109,8 @@ class UnCLIPEditingMixin:
             start (`str` or `PIL.Image.Image`): first endpoint, a caption or an image.
             end (`str` or `PIL.Image.Image`): last endpoint, a caption or an image.
             steps (`int`, *optional*, defaults to 5): number of frames, endpoints included (at least 2).
-            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps for caption endpoints.
-            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            prior_num_inference_steps (`int`, *optional*, defaults to 10): prior steps for caption endpoints.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for caption endpoints;
                 `None` uses the pipeline's `prior_guidance_scale`.
@@ -163,8 +163,8 @@ class UnCLIPEditingMixin:
         base_prompt: str,
         target_prompt: str,
         amount: float | Sequence[float] = 0.5,
-        prior_num_inference_steps: int = 25,
-        decoder_num_inference_steps: int = 25,
+        prior_num_inference_steps: int = 10,
+        decoder_num_inference_steps: int = 10,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -187,8 +187,8 @@ class UnCLIPEditingMixin:
             target_prompt (`str`): caption describing the edit (e.g. "an anime drawing of a cat").
             amount (`float` or `Sequence[float]`, *optional*, defaults to 0.5): slerp weight(s) in [0, 1]; one frame
                 per weight.
-            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps for a caption source.
-            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            prior_num_inference_steps (`int`, *optional*, defaults to 10): prior steps for a caption source.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for a caption source;
                 `None` uses the pipeline's `prior_guidance_scale`.
@@ -248,7 +248,7 @@ class UnCLIPEditingMixin:
         self: UnCLIPPipeline,
         image: PIL.Image.Image | list[PIL.Image.Image],
         image_embeds: torch.Tensor | None = None,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = 10,
         guidance_scale: float = 8.0,
     ) -> torch.Tensor:
         r"""
@@ -259,7 +259,7 @@ class UnCLIPEditingMixin:
             image (`PIL.Image.Image` or `list[PIL.Image.Image]`): images, fitted to the decoder's resolution.
             image_embeds (`torch.Tensor` of shape `(N, D)`, *optional*, defaults to `None`): the decoder's
                 conditioning; the images' own CLIP embeddings when `None`.
-            num_inference_steps (`int`, *optional*, defaults to 25): inversion steps (use the same for decoding).
+            num_inference_steps (`int`, *optional*, defaults to 10): inversion steps (use the same for decoding).
             guidance_scale (`float`, *optional*, defaults to 8.0): decoder guidance during inversion.
 
         Returns:
@@ -293,8 +293,8 @@ class UnCLIPEditingMixin:
         inputs: Sequence[Endpoint],
         weights: Sequence[float] | None = None,
         num_images_per_prompt: int = 1,
-        prior_num_inference_steps: int = 25,
-        decoder_num_inference_steps: int = 25,
+        prior_num_inference_steps: int = 10,
+        decoder_num_inference_steps: int = 10,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -317,8 +317,8 @@ class UnCLIPEditingMixin:
             weights (`list[float]`, *optional*, defaults to `None`): one weight >= 0 per input, normalised to sum 1;
                 `None` weighs the inputs equally.
             num_images_per_prompt (`int`, *optional*, defaults to 1): images decoded from the blend.
-            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps for prompt inputs.
-            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            prior_num_inference_steps (`int`, *optional*, defaults to 10): prior steps for prompt inputs.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for prompt inputs;
                 `None` uses the pipeline's `prior_guidance_scale`.

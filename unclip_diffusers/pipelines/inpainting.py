@@ -55,8 +55,8 @@ class UnCLIPInpaintingMixin:
         mask_image: Any,
         prompt: str | None = None,
         num_images_per_prompt: int = 1,
-        prior_num_inference_steps: int = 25,
-        decoder_num_inference_steps: int = 25,
+        prior_num_inference_steps: int = 10,
+        decoder_num_inference_steps: int = 10,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -84,8 +84,8 @@ class UnCLIPInpaintingMixin:
             prompt (`str`, *optional*, defaults to `None`): what to paint: its prior sample conditions the decoder;
                 `None` uses the source image's own CLIP embedding.
             num_images_per_prompt (`int`, *optional*, defaults to 1): edits to draw.
-            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior steps (with a prompt).
-            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            prior_num_inference_steps (`int`, *optional*, defaults to 10): prior steps (with a prompt).
+            decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): `None` uses the pipeline's.
             decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.

@@ -340,7 +340,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self,
         prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int = 1,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = 10,
         guidance_scale: float | None = None,
         sample_count: int = 1,
         generator: Generator = None,
@@ -356,7 +356,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             prompt (`str`, `list[str]` or [`PromptEncodings`]): captions, or their conditional encodings from
                 `encode_prompt(..., do_classifier_free_guidance=False)` (one row per caption).
             num_images_per_prompt (`int`, *optional*, defaults to 1): embeddings per caption.
-            num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
+            num_inference_steps (`int`, *optional*, defaults to 10): prior denoising steps.
             guidance_scale (`float`, *optional*, defaults to `None`): classifier-free guidance scale (1 disables
                 it; the unconditional branch sees the empty caption); `None` uses the pipeline's
                 `prior_guidance_scale`.
@@ -443,7 +443,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self,
         image_embeds: torch.Tensor,
         prompt: str | list[str] | PromptEncodings | None = None,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = 10,
         guidance_scale: float = 8.0,
         generator: Generator = None,
         latents: torch.Tensor | None = None,
@@ -467,7 +467,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             prompt (`str`, `list[str]`, [`PromptEncodings`] or `None`, *optional*, defaults to `None`): the caption
                 context. `None` uses the empty caption (what the decoder saw for its caption-dropped training
                 samples); captions or encodings are repeated to `N` rows when `N` is a multiple of their count.
-            num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             guidance_scale (`float`, *optional*, defaults to 8.0): classifier-free guidance scale; the unconditional
                 branch uses `text_proj`'s learned null image embedding and the empty caption.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
@@ -644,8 +644,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self,
         prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int = 1,
-        prior_num_inference_steps: int = 25,
-        decoder_num_inference_steps: int = 25,
+        prior_num_inference_steps: int = 10,
+        decoder_num_inference_steps: int = 10,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -670,8 +670,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
                 `encode_prompt(..., do_classifier_free_guidance=False)` (one row per caption), as diffusers'
                 `UnCLIPPipeline` takes `text_model_output`/`text_attention_mask`.
             num_images_per_prompt (`int`, *optional*, defaults to 1): images per caption.
-            prior_num_inference_steps (`int`, *optional*, defaults to 25): prior denoising steps.
-            decoder_num_inference_steps (`int`, *optional*, defaults to 25): decoder denoising steps.
+            prior_num_inference_steps (`int`, *optional*, defaults to 10): prior denoising steps.
+            decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): first upsampler's denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior classifier-free guidance (1 =
                 off); `None` uses the pipeline's `prior_guidance_scale` (saved in `model_index.json`).
