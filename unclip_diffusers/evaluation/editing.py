@@ -75,7 +75,8 @@ def inpaint_section(
     for j, (row, prompt_row) in enumerate(zip(rows, prompt_rows)):
         prompt = data.captions[prompt_row]
         source = data.images[row]
-        edited = pipe.inpaint(source, centre_mask(source.size), prompt=prompt, output_type="np",
+        source_mask = centre_mask(source.size)
+        edited = pipe.inpaint(source, source_mask, prompt=prompt, output_type="np",
                               generator=torch.Generator().manual_seed(seed + j), **call_kwargs).images[0]
         plain = pipe([prompt], output_type="pil", generator=[torch.Generator().manual_seed(seed + j)],
                      **call_kwargs).images[0]  # fmt: skip
@@ -90,7 +91,7 @@ def inpaint_section(
         cos_plain.append(float(images[1] @ text[0]))
         box = centre_box(edited_image.size)
         regions += [edited_image.crop(box), plain.convert("RGB").resize(edited_image.size).crop(box)]
-        grid.append([source, show_mask(source, centre_mask(source.size)), edited_image, plain])
+        grid.append([source, show_mask(source, source_mask), edited_image, plain])
     result = {"count": len(rows), "psnr_outside_min_db": min(psnrs), "psnr_outside_mean_db": float(np.mean(psnrs)),
               "cos_prompt_edited": float(np.mean(cos_edit)),
               "cos_prompt_text_to_image": float(np.mean(cos_plain))}  # fmt: skip

@@ -18,7 +18,7 @@ from ..utils.images import to_tensor_images, validate_pil_images
 from ..utils.slerp import slerp
 from .mixing import check_mix_weights, mix_embeddings
 from .pipeline_output import UnCLIPPipelineOutput
-from .sampling import denoise
+from .sampling import DEFAULT_DECODER_STEPS, DEFAULT_PRIOR_STEPS, denoise
 from .validation import check_guidance, check_output_type, check_positive_int, check_prompt
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class UnCLIPEditingMixin:
         self: UnCLIPPipeline,
         image: PIL.Image.Image | list[PIL.Image.Image],
         num_images_per_prompt: int = 1,
-        decoder_num_inference_steps: int = 10,
+        decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         decoder_guidance_scale: float = 8.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -87,8 +87,8 @@ class UnCLIPEditingMixin:
         start: Endpoint,
         end: Endpoint,
         steps: int = 5,
-        prior_num_inference_steps: int = 10,
-        decoder_num_inference_steps: int = 10,
+        prior_num_inference_steps: int = DEFAULT_PRIOR_STEPS,
+        decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -163,8 +163,8 @@ class UnCLIPEditingMixin:
         base_prompt: str,
         target_prompt: str,
         amount: float | Sequence[float] = 0.5,
-        prior_num_inference_steps: int = 10,
-        decoder_num_inference_steps: int = 10,
+        prior_num_inference_steps: int = DEFAULT_PRIOR_STEPS,
+        decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,
@@ -248,7 +248,7 @@ class UnCLIPEditingMixin:
         self: UnCLIPPipeline,
         image: PIL.Image.Image | list[PIL.Image.Image],
         image_embeds: torch.Tensor | None = None,
-        num_inference_steps: int = 10,
+        num_inference_steps: int = DEFAULT_DECODER_STEPS,
         guidance_scale: float = 8.0,
     ) -> torch.Tensor:
         r"""
@@ -293,8 +293,8 @@ class UnCLIPEditingMixin:
         inputs: Sequence[Endpoint],
         weights: Sequence[float] | None = None,
         num_images_per_prompt: int = 1,
-        prior_num_inference_steps: int = 10,
-        decoder_num_inference_steps: int = 10,
+        prior_num_inference_steps: int = DEFAULT_PRIOR_STEPS,
+        decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,

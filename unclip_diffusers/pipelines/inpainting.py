@@ -12,7 +12,7 @@ from diffusers import DDIMScheduler
 from ..utils.images import postprocess_images, to_tensor_images, validate_pil_images
 from .editing import _scheduler_from
 from .pipeline_output import UnCLIPPipelineOutput
-from .sampling import KnownRegion, draw_noise
+from .sampling import DEFAULT_DECODER_STEPS, DEFAULT_PRIOR_STEPS, KnownRegion, draw_noise
 from .validation import check_output_type, check_positive_int
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class UnCLIPInpaintingMixin:
         mask_image: Any,
         prompt: str | None = None,
         num_images_per_prompt: int = 1,
-        prior_num_inference_steps: int = 10,
-        decoder_num_inference_steps: int = 10,
+        prior_num_inference_steps: int = DEFAULT_PRIOR_STEPS,
+        decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,

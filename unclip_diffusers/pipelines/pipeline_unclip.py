@@ -33,7 +33,17 @@ from .editing import UnCLIPEditingMixin
 from .inpainting import UnCLIPInpaintingMixin
 from .loading import UnCLIPLoadingMixin
 from .pipeline_output import PromptEncodings, PromptFit, UnCLIPPipelineOutput
-from .sampling import KnownRegion, StepCallback, check_generator, check_latents, denoise, draw_noise, working_copy
+from .sampling import (
+    DEFAULT_DECODER_STEPS,
+    DEFAULT_PRIOR_STEPS,
+    KnownRegion,
+    StepCallback,
+    check_generator,
+    check_latents,
+    denoise,
+    draw_noise,
+    working_copy,
+)
 from .upsampling import UnCLIPUpsamplingMixin
 from .validation import (
     check_encodings,
@@ -340,7 +350,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self,
         prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int = 1,
-        num_inference_steps: int = 10,
+        num_inference_steps: int = DEFAULT_PRIOR_STEPS,
         guidance_scale: float | None = None,
         sample_count: int = 1,
         generator: Generator = None,
@@ -443,7 +453,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self,
         image_embeds: torch.Tensor,
         prompt: str | list[str] | PromptEncodings | None = None,
-        num_inference_steps: int = 10,
+        num_inference_steps: int = DEFAULT_DECODER_STEPS,
         guidance_scale: float = 8.0,
         generator: Generator = None,
         latents: torch.Tensor | None = None,
@@ -644,8 +654,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self,
         prompt: str | list[str] | PromptEncodings,
         num_images_per_prompt: int = 1,
-        prior_num_inference_steps: int = 10,
-        decoder_num_inference_steps: int = 10,
+        prior_num_inference_steps: int = DEFAULT_PRIOR_STEPS,
+        decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
         decoder_guidance_scale: float = 8.0,

@@ -19,6 +19,10 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
+# Default denoising steps of the prior and the decoder in every pipeline method (the app reads them from the
+# signatures): 10 kept the everyday figures of 25 at 2-2.7x the speed (`benchmarks/RESULTS.md`, "The fast path").
+DEFAULT_PRIOR_STEPS = 10
+DEFAULT_DECODER_STEPS = 10
 
 Generator = torch.Generator | list[torch.Generator] | None
 # `predict(model_input, t)`: the model's raw output for a (scaled) model input; with guidance the input is the batch
