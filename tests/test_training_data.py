@@ -53,10 +53,17 @@ def test_grouped_batches_hold_whole_groups_and_are_seeded():
     # fewer groups than the batch needs at `per_group` each: a second round takes more of each group, no repeats
     few = grouped_batch_indices(groups[:3], 12, 2, micro_step=0, process_index=0, seed=0)
     assert sorted(few.tolist()) == sorted(set(few.tolist())) and len(few) == 12
-    with pytest.raises(ValueError, match="fewer than a batch"):
+    with pytest.raises(ValueError, match="drawable examples, fewer than a batch"):
         grouped_batch_indices(groups[:2], 12, 4, micro_step=0, process_index=0, seed=0)
     with pytest.raises(ValueError, match="per_group"):
         grouped_batch_indices(groups, 12, 0, micro_step=0, process_index=0, seed=0)
+    # weighted groups: a group of weight 0 is never drawn, the rest fill the batch
+    weights = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    for step in range(20):
+        drawn = grouped_batch_indices(groups, 12, 4, micro_step=step, process_index=0, seed=0, group_weights=weights)
+        assert len(drawn) == 12 and not ((drawn >= 30) & (drawn < 40)).any()
+    with pytest.raises(ValueError, match="group_weights"):
+        grouped_batch_indices(groups, 12, 4, micro_step=0, process_index=0, seed=0, group_weights=torch.ones(3))
 
 
 def test_step_generators_are_deterministic_and_distinct():

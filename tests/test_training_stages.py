@@ -137,9 +137,33 @@ def test_clip_batches_group_a_concepts_styles(tmp_path):
         for i, color in enumerate(["red", "blue"]):
             Image.new("RGB", (8, 8), color).save(folder / f"{i}.png")
             f.write(json.dumps({"file_name": f"{i}.png", "caption": f"a {color} square"}) + "\n")
-    with pytest.raises(ValueError, match="no 'concept' column"):
-        CLIPStage(_config("clip", tmp_path, data_path=str(folder), styles_per_concept=2,
-                          num_validation_examples=0)).setup(None)
+    for option in ({"styles_per_concept": 2}, {"concept_positives": True}):
+        with pytest.raises(ValueError, match=f"{next(iter(option))}.*needs the dataset's 'concept' column"):
+            CLIPStage(_config("clip", tmp_path, data_path=str(folder), num_validation_examples=0,
+                              **option)).setup(None)
+
+
+def test_clip_family_balanced_concept_groups_weigh_what_their_rows_weigh(tmp_path):
+    stage = CLIPStage(_config("clip", tmp_path, max_train_examples=0, styles_per_concept=2, family_balance=1.0))
+    stage.setup(None)
+    assert stage.group_weights is not None and len(stage.group_weights) == len(stage.concept_groups)
+    for group, weight in zip(stage.concept_groups, stage.group_weights):
+        torch.testing.assert_close(weight, stage.sampling_weights[group].sum())
+    batch = stage.batch_indices(micro_step=0, process_index=0, num_processes=1).tolist()
+    assert len(batch) == 8 and len(set(batch)) == 8
+
+
+def test_clip_concept_positives_match_a_concepts_styles_across_captions(tmp_path):
+    stage = CLIPStage(_config("clip", tmp_path, max_train_examples=0, styles_per_concept=4, concept_positives=True))
+    stage.setup(None)
+    assert stage.concepts == list(load_split(stage.config, "train")["concept"])
+    # two images of one concept with different captions: with concept keys both captions are right for both images
+    block = torch.full((4, 4), -10.0)
+    block[:2, :2] = 10.0
+    block[2, 2] = block[3, 3] = 10.0
+    only_own = torch.full((4, 4), -10.0).fill_diagonal_(10.0)
+    assert contrastive_loss(block, ["cat", "cat", "dog", "fox"]) < contrastive_loss(only_own, ["cat", "cat", "dog", "fox"])
+    assert math.isfinite(_fixed_loss(stage, stage.model))
 
 
 def test_clip_primary_caption_prob_mixes_primary_and_drawn_captions(tmp_path):

@@ -146,21 +146,34 @@ def weighted_batch_indices(
 
 
 def grouped_batch_indices(
-    groups: Sequence[torch.Tensor], batch_size: int, per_group: int, micro_step: int, process_index: int, seed: int
+    groups: Sequence[torch.Tensor],
+    batch_size: int,
+    per_group: int,
+    micro_step: int,
+    process_index: int,
+    seed: int,
+    group_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Example indices of one process's micro-batch made of whole groups (e.g. the styles of one concept).
 
-    Groups are drawn without replacement with probability proportional to their size (so examples are about as
-    likely as in the plain stream) and each gives up to `per_group` of its examples, drawn at random, until the
-    batch is full. Seeded by (seed, micro-step, process) like every other draw: a resumed run draws the same batches.
+    Groups are drawn without replacement with probability proportional to `group_weights` (default: their size, so
+    examples are about as likely as in the plain stream; the summed family-balance weights of their rows make the
+    groups family-balanced) and each gives up to `per_group` of its examples, drawn at random, until the batch is
+    full. Seeded by (seed, micro-step, process) like every other draw: a resumed run draws the same batches.
     """
     if per_group < 1:
         raise ValueError(f"per_group must be >= 1, got {per_group}.")
     sizes = torch.tensor([len(group) for group in groups], dtype=torch.float64)
-    if len(groups) == 0 or sizes.sum() < batch_size:
-        raise ValueError(f"The groups hold {int(sizes.sum())} examples, fewer than a batch of {batch_size}.")
+    weights = sizes if group_weights is None else group_weights.to(torch.float64)
+    if weights.shape != sizes.shape or (weights < 0).any():
+        raise ValueError(f"group_weights must be {len(groups)} non-negative weights, one per group, got shape "
+                         f"{tuple(weights.shape)}.")
+    drawable = int(sizes[weights > 0].sum())
+    if len(groups) == 0 or drawable < batch_size:
+        raise ValueError(f"The groups hold {drawable} drawable examples, fewer than a batch of {batch_size}.")
     generator, _ = step_generators(seed + 7_717, micro_step, process_index)  # apart from the loss's own draws
-    order = torch.multinomial(sizes, min(len(groups), batch_size), replacement=False, generator=generator)
+    count = min(int((weights > 0).sum()), batch_size)
+    order = torch.multinomial(weights, count, replacement=False, generator=generator)
     shuffled = [groups[g][torch.randperm(len(groups[g]), generator=generator)] for g in order.tolist()]
     picked, filled, offset = [], 0, 0
     while filled < batch_size:  # a second round only when fewer groups than the batch needs exist

@@ -65,15 +65,15 @@ def features(output) -> torch.Tensor:
     return getattr(output, "pooler_output", output)
 
 
-def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
+def contrastive_loss(logits_per_image: torch.Tensor, match_keys: list[str]) -> torch.Tensor:
     """CLIP's symmetric cross-entropy over the batch's image x caption logits `(N, N)`.
 
-    Pairs whose captions are the same text are all counted as matches (the target spreads evenly over them): two
-    images of one concept drawn with the same style-free caption are not pushed apart as if one were wrong. With
-    distinct captions this is exactly the usual loss.
+    Pairs whose `match_keys` are equal are all counted as matches (the target spreads evenly over them). The keys
+    are the caption texts (two images of one concept drawn with the same style-free caption are not pushed apart as
+    if one were wrong) or, with `concept_positives`, the concepts. With distinct keys this is exactly the usual loss.
     """
     ids: dict[str, int] = {}
-    caption_ids = torch.tensor([ids.setdefault(c, len(ids)) for c in captions], device=logits_per_image.device)
+    caption_ids = torch.tensor([ids.setdefault(c, len(ids)) for c in match_keys], device=logits_per_image.device)
     same = (caption_ids.unsqueeze(0) == caption_ids.unsqueeze(1)).float()
     targets = same / same.sum(dim=1, keepdim=True)  # symmetric, so the caption -> image direction uses it too
     logits = logits_per_image.float()
@@ -105,15 +105,22 @@ class CLIPStage(Stage):
         self.images = images_to_uint8(train["image"], size.image_size, desc="decoding train images")
         self.examples = caption_examples(train)
         self.balance_families(train)
-        self.concept_groups = None
+        self.concept_groups, self.group_weights, self.concepts = None, None, None
+        needs_concepts = {"styles_per_concept > 1": self.config.styles_per_concept > 1,
+                          "concept_positives": self.config.concept_positives}
+        for option, used in needs_concepts.items():
+            if used and "concept" not in train.column_names:
+                raise ValueError(f"{option} needs the dataset's 'concept' column, which {self.config.data_path!r} "
+                                 "lacks; rebuild it with `unclip-data build` or leave the option off.")
+        if self.config.concept_positives:
+            self.concepts = list(train["concept"])
         if self.config.styles_per_concept > 1:
-            if "concept" not in train.column_names:
-                raise ValueError("styles_per_concept > 1 groups batches by concept, but the dataset has no 'concept' "
-                                 "column; train with styles_per_concept=1.")
             rows: dict[str, list[int]] = {}
             for row, concept in enumerate(train["concept"]):
                 rows.setdefault(concept, []).append(row)
             self.concept_groups = [torch.tensor(r) for r in rows.values()]
+            if self.sampling_weights is not None:  # family-balanced groups: each weighs what its rows weigh
+                self.group_weights = torch.stack([self.sampling_weights[g].sum() for g in self.concept_groups])
         self.validation = None
         if self.config.num_validation_examples:
             heldout = load_split(self.config, VALIDATION_SPLIT, self.config.num_validation_examples)
@@ -138,7 +145,7 @@ class CLIPStage(Stage):
         if self.concept_groups is None:
             return super().batch_indices(micro_step, process_index, num_processes)
         return grouped_batch_indices(self.concept_groups, self.config.batch_size, self.config.styles_per_concept,
-                                     micro_step, process_index, self.config.seed)
+                                     micro_step, process_index, self.config.seed, group_weights=self.group_weights)
 
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
         """Token ids and attention mask padded to the model's context length, as the pipeline tokenizes."""
@@ -173,17 +180,18 @@ class CLIPStage(Stage):
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         captions = [self.training_caption(i, rng) for i in indices.tolist()]
         tokens = self.tokenize(captions)
+        matches = captions if self.concepts is None else [self.concepts[i] for i in indices.tolist()]
         if self.config.locked_image_tower:  # LiT: only the text tower runs with gradients
             clip = getattr(model, "module", model)
             text = clip.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
             text = nn.functional.normalize(features(text).float(), dim=-1)
             logits_per_image = clip.logit_scale.exp() * self.frozen_image_embeds(model)[indices] @ text.T
-            return contrastive_loss(logits_per_image, captions)
+            return contrastive_loss(logits_per_image, matches)
         output = model(
             input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
             pixel_values=self.pixel_values(self.images[indices]),
         )
-        return contrastive_loss(output.logits_per_image, captions)
+        return contrastive_loss(output.logits_per_image, matches)
 
     def after_optimizer_step(self, model: nn.Module) -> None:
         with torch.no_grad():

@@ -116,8 +116,14 @@ class CLIPTrainingConfig(TrainingConfig):
     max_logit_scale: float = 100.0  # the temperature is clamped so logits are scaled by at most this (CLIP paper)
     # 1 = batches of random examples. k > 1 = batches of concept groups, up to k styles of each concept together, so
     # the contrastive loss must tell a concept's styles apart (in random batches other styles nearly always differ in
-    # concept too, and style barely counts). Needs the dataset's `concept` column.
+    # concept too, and style barely counts). Needs the dataset's `concept` column. With family_balance the groups are
+    # drawn by the summed balance weights of their rows, so families stay equally likely.
     styles_per_concept: int = 1
+    # Count every pair of the same concept in a batch as a match (any style, any caption), not only identical
+    # caption texts: the image tower learns what a thing is across art styles, which the evaluator's concept top-1
+    # asks. Not for the generation CLIP, whose image embeddings must keep the style. Needs the `concept` column;
+    # with styles_per_concept > 1 each batch holds such pairs.
+    concept_positives: bool = False
     # Locked-image tuning (LiT, Zhai et al. 2022): a folder (a CLIP run's final/, a snapshot or a pipeline folder)
     # whose image tower is loaded and frozen; only the text tower and the temperature train, so every image
     # embedding (and the decoder trained on them) stays valid. Empty = train both towers.
@@ -136,9 +142,6 @@ class CLIPTrainingConfig(TrainingConfig):
         super().validate()
         if self.styles_per_concept < 1:
             raise ValueError(f"styles_per_concept must be >= 1 (1 = random batches), got {self.styles_per_concept}.")
-        if self.styles_per_concept > 1 and self.family_balance > 0:
-            raise ValueError("styles_per_concept > 1 draws whole concept groups, which family_balance cannot weight; "
-                             "set one of them (styles_per_concept=1 or family_balance=0).")
         if self.locked_image_tower and not Path(self.locked_image_tower).is_dir():
             raise ValueError(f"locked_image_tower: {self.locked_image_tower!r} is not a folder.")
         if self.init_text_from and not Path(self.init_text_from).is_dir():
