@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -348,3 +349,24 @@ def test_sampling_benchmark_sections_update_an_earlier_run(bench, tmp_path):
     assert updated["command"] == first["command"] and updated["section_updates"][0]["sections"] == ["quality"]
     assert set(updated["quality_proxy_mad255"]) - {"reference"} == {"ours-default", "ours-fast"}  # new row added, old kept
     assert updated["quality_proxy_mad255"]["ours-default"] == first["quality_proxy_mad255"]["ours-default"]
+
+
+def test_decoder_fit_compares_weights_on_the_same_noise(bench, tmp_path):
+    from test_training_stages import tiny_runs
+    from unclip_diffusers.training.export import export_checkpoint
+
+    run = tmp_path / "decoder"
+    shutil.copytree(tiny_runs()["decoder"][0], run)
+    raw = export_checkpoint(run, raw=True)
+    out = tmp_path / "fit.json"
+    data = bench("bench_decoder_fit").main([
+        "--run", str(run), "--weights", f"ema={run / 'final'}", f"again={run / 'final'}", f"raw={raw}",
+        "--splits", "heldout_pairs", "--draws", "2", "--output", str(out)])
+    assert json.loads(out.read_text())["splits"] == data["splits"]
+    scored = data["splits"]["heldout_pairs"]
+    for row in scored.values():
+        assert row["images"] > 0 and all(_positive(v) for v in row["loss"].values())
+        assert row["loss"]["ema"] == row["loss"]["again"]  # same weights, same noise: the comparison is paired
+        assert row["loss"]["ema"] != row["loss"]["raw"]
+    with pytest.raises(SystemExit, match="not decoder weights"):
+        bench("bench_decoder_fit").main(["--run", str(run), "--weights", f"x={tmp_path}"])

@@ -37,6 +37,9 @@ def test_export_of_the_last_checkpoint_equals_final(name, tmp_path):
 
     earlier = export_checkpoint(run_dir, run_dir / "checkpoint-15")
     assert earlier.name == "snapshot-15" and not _equal(_weights(earlier), final)
+    raw = export_checkpoint(run_dir, raw=True)  # the optimiser's weights: same files, other values than the EMA's
+    assert raw == run_dir / "raw-30" and sorted(p.name for p in raw.iterdir()) == sorted(p.name for p in snapshot.iterdir())
+    assert not _equal(_weights(raw), final)
 
 
 def test_export_command_line_and_errors(tmp_path, capsys):

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", default=None, help="a checkpoint folder of that run (default: the newest)")
     export.add_argument("--fp16", action="store_true", help="also write a float16 copy to --output/snapshot-<step>/")
     export.add_argument("--output", default=None, help="where the float16 copy goes (default RUN_DIR/fp16)")
+    export.add_argument("--raw", action="store_true",
+                        help="the optimiser's weights instead of their EMA, to RUN_DIR/raw-<step>/ (for comparisons)")
     pack = sub.add_parser("pack", help="pack what the decoder or upsampler trains on into one file (train with "
                                        "--data_path FILE)")
     pack.add_argument("--stage", dest="stage_name", required=True, choices=["decoder", "upsampler"])
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> str:
     if args.stage == "export":
         from .export import export_checkpoint
 
-        return str(export_checkpoint(args.run_dir, args.checkpoint, args.fp16, args.output))
+        return str(export_checkpoint(args.run_dir, args.checkpoint, args.fp16, args.output, raw=args.raw))
 
     if args.stage == "pack":
         from .pack import pack_stage

@@ -2,7 +2,9 @@
 
 `unclip-train export RUN_DIR` writes `RUN_DIR/snapshot-<step>/` with exactly what the run's `final/` will hold, so a
 release can be assembled (`unclip-assemble --decoder RUN_DIR/snapshot-<step> ...`), evaluated or tried in the app
-from a long training run that is not finished yet. The run itself is only read.
+from a long training run that is not finished yet. `--raw` writes the optimiser's own weights instead of their EMA,
+to `RUN_DIR/raw-<step>/` (a name `restore` and the release never take for a snapshot), to measure what the EMA buys.
+The run itself is only read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from safetensors.torch import load_file, save_file
 from .checkpointing import latest_checkpoint, load_checkpoint
 from .config import TrainingConfig, load_config
 from .provenance import SNAPSHOT_PREFIX
+
+RAW_PREFIX = "raw-"  # RUN_DIR/raw-<step>/: the raw (not averaged) weights at <step>, for comparisons only
 from .trainer import Stage, _save_final, make_accelerator, prepare_run, reset_accelerate_state
 
 logger = logging.getLogger(__name__)
@@ -53,11 +57,12 @@ def half_precision_copy(folder: str | os.PathLike, output: str | os.PathLike) ->
 
 def export_checkpoint(
     run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, fp16: bool = False,
-    output: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None, raw: bool = False,
 ) -> Path:
     """Write the EMA weights of `checkpoint` (default: the run's newest) to `RUN_DIR/snapshot-<step>/`; returns it.
 
-    With `fp16`, also copy it in float16 to `output/snapshot-<step>/` (default RUN_DIR/fp16/) and return that copy.
+    With `raw`, the optimiser's weights instead, to `RUN_DIR/raw-<step>/`. With `fp16`, also copy it in float16 to
+    `output/<name>/` (default RUN_DIR/fp16/) and return that copy.
     """
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
@@ -77,12 +82,15 @@ def export_checkpoint(
         run = prepare_run(stage, make_accelerator(config))
         load_checkpoint(run.accelerator, checkpoint)
         unwrapped = run.unwrapped
-        run.ema.copy_to(unwrapped.parameters())
+        if not raw:
+            run.ema.copy_to(unwrapped.parameters())
         unwrapped.eval()
-        snapshot = _save_final(stage, unwrapped, run_dir, name=f"{SNAPSHOT_PREFIX}{run.state.step}")
+        prefix = RAW_PREFIX if raw else SNAPSHOT_PREFIX
+        snapshot = _save_final(stage, unwrapped, run_dir, name=f"{prefix}{run.state.step}")
     finally:
         reset_accelerate_state()
-    logger.info("Wrote the EMA weights of %s (step %d) to %s", checkpoint, run.state.step, snapshot)
+    logger.info("Wrote the %s weights of %s (step %d) to %s", "raw" if raw else "EMA", checkpoint, run.state.step,
+                snapshot)
     if fp16:
         snapshot = half_precision_copy(snapshot, Path(output or run_dir / "fp16") / snapshot.name)
         logger.info("Wrote them in float16 to %s", snapshot)
