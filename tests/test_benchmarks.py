@@ -370,3 +370,23 @@ def test_decoder_fit_compares_weights_on_the_same_noise(bench, tmp_path):
         assert row["loss"]["ema"] != row["loss"]["raw"]
     with pytest.raises(SystemExit, match="not decoder weights"):
         bench("bench_decoder_fit").main(["--run", str(run), "--weights", f"x={tmp_path}"])
+
+
+def test_evaluator_benchmark_scores_real_images_per_slice(bench, tmp_path):
+    from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP, evaluator_size
+
+    folder = tmp_path / "evaluator"
+    EvaluatorCLIP.from_size(evaluator_size("tiny")).save_pretrained(folder)
+    out = tmp_path / "evaluator.json"
+    data = bench("bench_evaluator").main([
+        "--evaluators", f"random={folder}", "--data", str(FIXTURE), "--train-sample", "8", "--output", str(out)])
+    splits = json.loads(out.read_text())["evaluators"]["random"]["splits"]
+    assert json.dumps(splits) == json.dumps(data["evaluators"]["random"]["splits"])  # NaN: a slice without rivals
+    assert set(splits) == {"heldout_pairs", "heldout_concepts", "train (sample)"}
+    for scores in splits.values():
+        assert 0.0 <= scores["r_precision"]["r_precision"] <= 1.0 and scores["r_precision"]["count"] > 0
+        decided = [s for name, s in scores.items() if name != "r_precision" and s["count"]]
+        assert all(0.0 <= s["accuracy"] <= 1.0 for s in decided)
+    assert any(s["count"] for s in splits["train (sample)"].values())
+    with pytest.raises(SystemExit, match="NAME=FOLDER"):
+        bench("bench_evaluator").main(["--evaluators", str(folder), "--data", str(FIXTURE)])
