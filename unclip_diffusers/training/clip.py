@@ -95,6 +95,8 @@ class CLIPStage(Stage):
 
     config: CLIPTrainingConfig
     concept_groups: list[torch.Tensor] | None = None  # set by setup when styles_per_concept > 1
+    group_weights: torch.Tensor | None = None  # the groups' family-balance weights, when family_balance is set
+    concepts: list[str] | None = None  # every training row's concept, with concept_positives (the loss's match keys)
     locked_image_embeds: torch.Tensor | None = None  # (N, D) normalised, filled at the first locked step
 
     def setup(self, accelerator: Accelerator) -> nn.Module:
