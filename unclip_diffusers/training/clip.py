@@ -1,9 +1,10 @@
 """Stage 1: CLIP, trained with the symmetric contrastive loss over each batch and a learnable temperature.
 
 Each batch holds N matching (image, caption) pairs; the loss is the mean of the cross-entropies of the N x N
-similarity matrix over rows (image -> caption) and columns (caption -> image); identical caption texts count as
-matches. Batches are random examples or, with `styles_per_concept > 1`, groups of one concept's styles. Under data
-parallelism each process contrasts its own micro-batch (no all-gather of features). The caption of each image is
+similarity matrix over rows (image -> caption) and columns (caption -> image); identical caption texts (with
+`concept_positives`, images of one concept) count as matches. Batches are random examples or, with
+`styles_per_concept > 1`, groups of one concept's styles. Under data parallelism each process contrasts its own
+micro-batch (no all-gather of features). The caption of each image is
 drawn per step from its alternative captions. The result is frozen for every later stage. With
 `locked_image_tower` (LiT, Zhai et al. 2022) the image tower of a trained CLIP is loaded and frozen and only the
 text tower and the temperature learn, so a new text side fits the image-embedding space the later stages use;
