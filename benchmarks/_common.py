@@ -130,6 +130,20 @@ def write_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def named_folders(items: Sequence[str], flag: str, needs: Sequence[str] = ()) -> dict[str, Path]:
+    """`NAME=FOLDER` command-line pairs as {name: folder}; each folder must exist and hold the subfolders `needs`."""
+    folders = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not Path(folder).is_dir():
+            raise SystemExit(f"{flag} takes NAME=FOLDER pairs of existing folders, got {item!r}.")
+        missing = [part for part in needs if not (Path(folder) / part).is_dir()]
+        if missing:
+            raise SystemExit(f"{folder!r} has no {' or '.join(missing)}/ folder, which {flag} needs.")
+        folders[name] = Path(folder)
+    return folders
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (also readable in a terminal)."""
     def cell(value: Any) -> str:

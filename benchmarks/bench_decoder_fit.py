@@ -20,7 +20,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from _common import ensure_malloc_env, format_table, machine_info, setup_torch, write_json
+from _common import ensure_malloc_env, format_table, machine_info, named_folders, setup_torch, write_json
 
 SPLITS = ("heldout_pairs", "heldout_concepts")
 
@@ -38,20 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_weights(items: list[str]) -> dict[str, Path]:
-    """`NAME=FOLDER` pairs, each folder holding decoder/ and text_proj/."""
-    weights = {}
-    for item in items:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            raise SystemExit(f"--weights takes NAME=FOLDER pairs, got {item!r}.")
-        missing = [part for part in ("decoder", "text_proj") if not (Path(folder) / part).is_dir()]
-        if missing:
-            raise SystemExit(f"{folder!r} has no {' or '.join(missing)}/ folder: not decoder weights.")
-        weights[name] = Path(folder)
-    return weights
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Run the comparison; returns what it writes."""
     args = build_parser().parse_args(argv)
@@ -64,9 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     from unclip_diffusers.training.config import load_config
     from unclip_diffusers.training.decoder import DecoderStage, DecoderWithProjection
     from unclip_diffusers.training.embeddings import primary_caption_rows, split_with_embeddings
-    from unclip_diffusers.training.warm_start import load_component
 
-    weights = parse_weights(args.weights)
+    weights = named_folders(args.weights, "--weights", needs=("decoder", "text_proj"))
     config, _ = load_config(Path(args.run) / "config.json")
     config = replace(config, init_from="", num_validation_examples=0)
     stage = DecoderStage(config)
@@ -77,8 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     models = {}
     for name, folder in weights.items():
         model = DecoderWithProjection(build_decoder(model_config), build_text_proj(model_config))
-        load_component(model.decoder, folder / "decoder")
-        load_component(model.text_proj, folder / "text_proj")
+        stage.load_weights(model, folder)
         models[name] = model.eval()
     rows_out = []
     for split in args.splits:

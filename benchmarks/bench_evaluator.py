@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import ensure_malloc_env, format_table, machine_info, setup_torch, write_json
+from _common import ensure_malloc_env, format_table, machine_info, named_folders, setup_torch, write_json
 
 HELDOUT = ("heldout_pairs", "heldout_concepts")
 
@@ -52,7 +52,7 @@ def score_split(evaluator, data) -> dict:
     texts = evaluator.embed_texts(captions)
     scores = {name: concept_top1(images[rows], rows, captions, styles, slices, texts)
               for name, rows in slice_rows(slices).items()}
-    same = torch.tensor([[a == b for b in captions] for a in captions])
+    same = metrics.same_caption_mask(captions)
     distractors = min(99, int((~same).sum(dim=1).min()))
     scores["r_precision"] = metrics.r_precision(images, texts, distractors, same_caption=same,
                                                 generator=torch.Generator().manual_seed(0))
@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from unclip_diffusers.data import load_image_text_dataset
 
-    evaluators = {}
-    for item in args.evaluators:
-        name, sep, folder = item.partition("=")
-        if not sep or not Path(folder).is_dir():
-            raise SystemExit(f"--evaluators takes NAME=FOLDER pairs of existing folders, got {item!r}.")
-        evaluators[name] = Path(folder)
+    evaluators = named_folders(args.evaluators, "--evaluators")
     splits = {split: load_image_text_dataset(args.data, split) for split in HELDOUT}
     if args.train_sample:
         train = load_image_text_dataset(args.data, "train")

@@ -110,6 +110,13 @@ def retrieval_at_k(similarity: torch.Tensor, positives: torch.Tensor, ks: Sequen
     return {f"top{k}": (rank < k).float().mean().item() for k in ks}
 
 
+def same_caption_mask(captions: Sequence[str]) -> torch.Tensor:
+    """`(N, N)` bool: pairs of rows with identical caption text (never each other's R-precision distractors)."""
+    lookup: dict[str, int] = {}
+    ids = torch.tensor([lookup.setdefault(c, len(lookup)) for c in captions])
+    return ids.unsqueeze(0) == ids.unsqueeze(1)
+
+
 def r_precision(
     image_embeds: torch.Tensor,
     text_embeds: torch.Tensor,

@@ -18,13 +18,6 @@ from .slices import slice_rows, slice_scores
 from .splits import SplitData
 
 
-def _same_caption_mask(captions: Sequence[str]) -> torch.Tensor:
-    """`(N, N)` bool: rows with identical caption text."""
-    lookup: dict[str, int] = {}
-    ids = torch.tensor([lookup.setdefault(c, len(lookup)) for c in captions])
-    return ids.unsqueeze(0) == ids.unsqueeze(1)
-
-
 def _accuracies(query: torch.Tensor, captions: Sequence[str], concepts: Sequence[str], styles: Sequence[str],
                 pool: tuple[list[str], list[str], list[str]], pool_embeds: torch.Tensor) -> dict[str, Any]:
     """Style and concept accuracy of queries (images) whose true captions are `captions`."""
@@ -43,7 +36,7 @@ def clip_section(text_embeds: torch.Tensor, image_embeds: torch.Tensor, data: Sp
                  pool: tuple[list[str], list[str], list[str]], pool_embeds: torch.Tensor) -> dict[str, Any]:
     """Retrieval among all the split's captions (both directions) and style/concept accuracy, for one CLIP."""
     similarity = metrics.cosine_similarity_matrix(image_embeds, text_embeds)  # (images, captions)
-    same = _same_caption_mask(data.captions)
+    same = metrics.same_caption_mask(data.captions)
     result = {
         "image_to_text": metrics.retrieval_at_k(similarity, same),
         "text_to_image": metrics.retrieval_at_k(similarity.T, same),
@@ -95,7 +88,7 @@ def image_set_section(gen: torch.Tensor, real: torch.Tensor, text: torch.Tensor,
                       pool_embeds: torch.Tensor) -> dict[str, Any]:
     """Evaluator-space scores of generated images `gen` made from `captions`, against the real images `real`."""
     n = gen.shape[0]
-    same = _same_caption_mask(captions)
+    same = metrics.same_caption_mask(captions)
     distinct_others = int((~same).sum(dim=1).min())
     result: dict[str, Any] = {"count": n}
     if distinct_others >= 1:
