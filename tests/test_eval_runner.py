@@ -478,3 +478,12 @@ def test_unclip_train_evaluator_trains_and_records_its_warm_start(dataset_path, 
     assert second.info["initialised_from"] == "final" and second.info["training_steps"] == 2
     config = json.loads((tmp_path / "second" / "config.json").read_text())["training"]
     assert config["primary_caption_prob"] == 0.5 and config["seed"] == EVALUATOR_SEED
+    # a saved evaluator folder itself (as shipped in checkpoints/) continues too, and its record is kept
+    train_main(["evaluator", "--config", "tiny", *settings, "--output_dir", str(tmp_path / "third"),
+                "--init_from", str(tmp_path / "second" / "evaluator"), "--learning_rate", "1e-9"])
+    third = EvaluatorCLIP.from_pretrained(tmp_path / "third" / "evaluator")
+    assert third.info["initialised_from"] == "evaluator"
+    assert third.info["initialised_from_info"]["initialised_from"] == "final"
+    weights = {k: v for k, v in second.model.state_dict().items()}
+    # a learning rate of 1e-9 moves no weight measurably: the third run started from the second's weights
+    assert all(torch.allclose(v, weights[k], atol=1e-6) for k, v in third.model.state_dict().items())

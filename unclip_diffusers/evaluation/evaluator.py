@@ -260,7 +260,10 @@ def train_evaluator(
         "trained": True,
     }
     if config.init_from:  # a warm start: its steps come on top of `training_steps`
-        evaluator.info["initialised_from"] = Path(config.init_from).name
+        start = Path(config.init_from)
+        evaluator.info["initialised_from"] = start.name
+        if (start / INFO_FILE).is_file():  # an evaluator folder: keep what it recorded of its own training
+            evaluator.info["initialised_from_info"] = json.loads((start / INFO_FILE).read_text(encoding="utf-8"))
     evaluator.save_pretrained(output_dir / "evaluator")
     evaluator.info["path"] = str(output_dir / "evaluator")
     return evaluator

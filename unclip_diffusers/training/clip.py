@@ -36,7 +36,13 @@ from .batches import (
 )
 from .config import CLIPTrainingConfig
 from .trainer import Stage, run_training
-from .warm_start import load_clip_halves, load_component, load_image_tower, load_text_tower
+from .warm_start import (
+    is_whole_clip_folder,
+    load_clip_halves,
+    load_component,
+    load_image_tower,
+    load_text_tower,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -230,9 +236,12 @@ class CLIPStage(Stage):
         return metrics
 
     def load_weights(self, model: nn.Module, folder: Path) -> None:
-        """`clip/` (a CLIP run's whole model), else the pipeline's `text_encoder/` and `image_encoder/`."""
+        """`clip/` (a CLIP run's whole model), a saved whole CLIP itself (a shipped evaluator folder), else the
+        pipeline's `text_encoder/` and `image_encoder/`."""
         if (folder / "clip").is_dir():
             load_component(model, folder / "clip")
+        elif is_whole_clip_folder(folder):
+            load_component(model, folder)
         else:
             load_clip_halves(model, folder)
 

@@ -44,6 +44,17 @@ def load_component(module: nn.Module, folder: str | os.PathLike) -> None:
     _load_state(module, component_state_dict(folder), folder)
 
 
+def is_whole_clip_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` itself holds a saved whole `CLIPModel` (e.g. a shipped evaluator), not a run's `clip/`."""
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        return False
+    try:
+        return json.loads(config_file.read_text(encoding="utf-8")).get("model_type") == "clip"
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
 def load_clip_halves(model: nn.Module, folder: Path) -> None:
     """Load a `CLIPModel` from the pipeline's `text_encoder/` and `image_encoder/` (the temperature stays as built)."""
     state = {**component_state_dict(folder / "text_encoder"), **component_state_dict(folder / "image_encoder")}
