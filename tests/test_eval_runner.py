@@ -487,3 +487,9 @@ def test_unclip_train_evaluator_trains_and_records_its_warm_start(dataset_path, 
     weights = {k: v for k, v in second.model.state_dict().items()}
     # a learning rate of 1e-9 moves no weight measurably: the third run started from the second's weights
     assert all(torch.allclose(v, weights[k], atol=1e-6) for k, v in third.model.state_dict().items())
+    # a time budget that stops the run early still leaves an evaluator: its EMA snapshot, with the step reached
+    train_main(["evaluator", "--config", "tiny", *settings, "--output_dir", str(tmp_path / "budget"),
+                "--max_minutes", "1e-6"])
+    budget = EvaluatorCLIP.from_pretrained(tmp_path / "budget" / "evaluator")
+    assert budget.info["training_steps"] == 1 and budget.info["planned_steps"] == 2
+    assert not (tmp_path / "budget" / "final").exists() and (tmp_path / "budget" / "snapshot-1").is_dir()

@@ -204,14 +204,6 @@ class EvaluatorCLIP:
         return F.normalize(torch.cat(out).float(), dim=-1)
 
 
-def _trained_steps(final_dir: Path, default: int) -> int:
-    """Steps the CLIP run of `final_dir` trained for (its recorded `max_steps`), e.g. when trained by `unclip-train`."""
-    config_file = final_dir / "config.json"
-    if config_file.is_file():
-        return int(json.loads(config_file.read_text(encoding="utf-8")).get("training", {}).get("max_steps", default))
-    return default
-
-
 def train_evaluator(
     data_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -236,6 +228,7 @@ def train_evaluator(
     from ..training.checkpointing import list_checkpoints  # the generation CLIP's loop, imported when needed
     from ..training.clip import train_clip
     from ..training.config import get_training_config
+    from ..training.provenance import newest_snapshot, stage_provenance
 
     size = evaluator_size(preset)
     model_preset = EVALUATOR_MODEL_PRESETS.get(preset, preset)
@@ -247,8 +240,12 @@ def train_evaluator(
         resume = bool(list_checkpoints(output_dir))
         logger.info("Training the evaluator CLIP (%s, seed %d) in %s%s.", model_preset, seed, output_dir,
                     ", resuming" if resume else "")
-        final = Path(train_clip(config, resume=resume)) / "final"
+        run_dir = Path(train_clip(config, resume=resume))
+        final = run_dir / "final"
+        if not final.is_dir():  # stopped by its max_minutes budget: the EMA snapshot it wrote instead
+            final = newest_snapshot(run_dir) or final
     evaluator = EvaluatorCLIP.from_training_run(final)
+    trained = stage_provenance(final)
     evaluator.info = {
         "preset": model_preset,
         "seed": seed,
@@ -256,9 +253,11 @@ def train_evaluator(
         "dataset": Path(data_path).name,  # the folder's name, not this machine's path; the fingerprint identifies it
         "train_fingerprint": dataset_fingerprint(data_path),
         "trained_on_split": "train",
-        "training_steps": _trained_steps(final, config.max_steps),
+        "training_steps": trained.get("step", config.max_steps),
         "trained": True,
     }
+    if not trained.get("finished", True):  # a time budget stopped it before its planned steps
+        evaluator.info["planned_steps"] = trained["max_steps"]
     if config.init_from:  # a warm start: its steps come on top of `training_steps`
         start = Path(config.init_from)
         evaluator.info["initialised_from"] = start.name

@@ -18,6 +18,12 @@ SNAPSHOT_PREFIX = "snapshot-"  # RUN_DIR/snapshot-<step>/: the EMA weights at <s
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)$")
 
 
+def newest_snapshot(run_dir: str | os.PathLike) -> Path | None:
+    """The `snapshot-<step>/` folder of `run_dir` with the highest step, or `None` when it has none."""
+    snapshots = [p for p in Path(run_dir).glob(f"{SNAPSHOT_PREFIX}*") if p.is_dir() and SNAPSHOT_RE.match(p.name)]
+    return max(snapshots, key=lambda p: int(SNAPSHOT_RE.match(p.name).group(1)), default=None)
+
+
 def _processes(run_dir: Path) -> int:
     """Processes of the run, from the last training line of its `metrics.jsonl` (1 when not recorded)."""
     metrics = run_dir / "metrics.jsonl"
