@@ -24,6 +24,8 @@ SPLITS = {
                  "evaluator_clip": {"image_to_text": {"top1": 0.3}}},
         "prior": {"cos_prior": 0.61234, "cos_text_embedding": 0.2871, "count": 12},
         "slices": {"everyday": {"concept_top1": 0.4, "concept_top1_real": 0.8, "count": 10}},
+        "wording": {"de": {"concept_top1": 0.25, "ceiling": 0.75, "ratio_to_ceiling": 0.3333, "count": 8,
+                           "prompts": "Katze"}},
         "text_to_image": {"via_prior": {"r_precision": {"r_precision": 0.3333, "chance": 0.0833}, "clip_fd": 41.25,
                                         "clip_fd_floor": 12.5, "kid": {"kid": 0.0123}, "kid_floor": {"kid": 0.001}}},
         "variations": {"cos_input_variation": 0.7789, "cos_input_random": 0.12},
@@ -125,6 +127,10 @@ def test_pipeline_card_reports_the_measured_metrics_and_validates(tmp_path):
     for value in ("0.25 (plain text-to-image: 0.5)", "0.3333 (chance: 0.0833)", "41.25 (real-vs-real floor: 12.5)", "0.6123", "0.45 (chance: 0.05)"):
         assert value in text
     assert NOT_MEASURED in text  # e.g. CLIP-FD on heldout_pairs, Inception FID
+    # the evaluation report's per-slice table, the everyday slice next to its real-image ceiling
+    assert "### By slice: what users ask for (evaluator CLIP)" in text
+    assert "| heldout_concepts | everyday | 0.400 | n/a | 0.800 |" in text
+    assert "| heldout_concepts | de | 0.250 | 0.750 | 0.333 | 8 | Katze |" in text  # and each wording family
     assert "![images/eval/x.png]" not in text
     for license_id in ("CC-BY-4.0", "CC-BY-SA-4.0", "MIT", "OFL-1.1"):
         assert license_id in text

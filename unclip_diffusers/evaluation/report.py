@@ -134,11 +134,13 @@ def _slice_rows(splits: dict[str, dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
-def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
+def slice_and_wording_sections(splits: dict[str, dict[str, Any]], heading: str = "##") -> list[str]:
+    """The per-slice and per-wording tables of an evaluation's `splits` as Markdown lines (none when it has neither);
+    the report and the model card both show them, under `heading`-level titles."""
     out: list[str] = []
     slice_rows = _slice_rows(splits)
     if slice_rows:
-        out += ["## By slice: what users ask for (evaluator CLIP)", "",
+        out += [f"{heading} By slice: what users ask for (evaluator CLIP)", "",
                 "Slices: *everyday* (smileys, animals, food, travel, activities, objects, symbols; no skin tones), "
                 "*people* (people, body and hands, any skin tone), *flags*. Concept top-1: the image's true caption "
                 "beats every caption of the same style and slice. *Ceiling*: the same score for the real held-out "
@@ -152,12 +154,18 @@ def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
     wording_rows = [[split, family, w.get("concept_top1"), w.get("ceiling"), w.get("ratio_to_ceiling"), w.get("count"),
                      w.get("prompts")] for split, s in splits.items() for family, w in (s.get("wording") or {}).items()]
     if wording_rows:
-        out += ["## By wording: training wording, held-out wordings, bare name, other languages (everyday slice)", "",
+        out += [f"{heading} By wording: training wording, held-out wordings, bare name, other languages (everyday "
+                "slice)", "",
                 "The same everyday rows drawn from each wording family's prompts (`data.captions.evaluation_prompts`; "
                 "the held-out templates never appear in training); concept top-1 as in the slice table, ceiling = the "
                 "real images of those rows.", ""]
         out += _table(["split", "wording", "concept top-1", "ceiling (real)", "ratio", "rows", "prompts"],
                       wording_rows)  # fmt: skip
+    return out
+
+
+def _markdown_sections(splits: dict[str, dict[str, Any]]) -> list[str]:
+    out = slice_and_wording_sections(splits)
     clip_rows = []
     for split, s in splits.items():
         for who in ("generation_clip", "evaluator_clip"):

@@ -123,6 +123,7 @@ class Metrics:
     mode: str | None = None
     grids: list[Path] = field(default_factory=list)  # image grids written next to metrics.json
     bars: list[BarCheck] = field(default_factory=list)  # the release's quality bars on every split
+    breakdown: str = ""  # Markdown: the report's per-slice and per-wording tables (the everyday slice, languages)
 
     def for_card(self, kind: str) -> list[MetricRow]:
         """The rows shown on a card of this kind."""
@@ -155,8 +156,11 @@ def read_metrics(path: str | os.PathLike | None) -> Metrics:
         references = {s: lookup_number(splits[s], spec.reference) if spec.reference else None for s in names}
         rows.append(MetricRow(spec, values, references, meaningful=not (spec.evaluator and trained is False)))
     grids = sorted(p for p in folder.glob("*.png") if p.is_file())
+    from ..evaluation.report import slice_and_wording_sections  # the report's own tables; imports torch
+
+    breakdown = "\n".join(slice_and_wording_sections({s: splits[s] for s in names}, heading="###"))
     return Metrics(source=str(file), splits=names, rows=rows, evaluator_trained=trained, mode=meta.get("mode"),
-                   grids=grids, bars=check_bars(splits, trained))
+                   grids=grids, bars=check_bars(splits, trained), breakdown=breakdown)
 
 
 def format_value(value: float | None) -> str:

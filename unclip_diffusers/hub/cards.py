@@ -91,7 +91,8 @@ def _metric_context(inputs: CardInputs) -> dict[str, Any]:
             "metrics_source": inputs.metrics.source, "metrics_mode": inputs.metrics.mode,
             "metric_specs": [m.label for m in METRICS if kind in m.cards],
             "evaluator_trained": inputs.metrics.evaluator_trained, "eval_grids": inputs.eval_grids,
-            "validation": inputs.validation, "not_measured": NOT_MEASURED}
+            "validation": inputs.validation, "not_measured": NOT_MEASURED,
+            "breakdown": inputs.metrics.breakdown if kind == "pipeline" else ""}
 
 
 def _bar_rows(metrics: Metrics) -> list[dict[str, Any]]:
