@@ -372,6 +372,31 @@ def test_decoder_fit_compares_weights_on_the_same_noise(bench, tmp_path):
         bench("bench_decoder_fit").main(["--run", str(run), "--weights", f"x={tmp_path}"])
 
 
+def test_prior_fit_compares_weights_on_the_same_captions_and_noise(bench, tmp_path):
+    from test_training_stages import tiny_runs
+    from unclip_diffusers.training.export import export_checkpoint
+
+    run = tmp_path / "prior"
+    shutil.copytree(tiny_runs()["prior"][0], run)
+    raw = export_checkpoint(run, raw=True)
+    out = tmp_path / "prior_fit.json"
+    data = bench("bench_prior_fit").main([
+        "--run", str(run), "--weights", f"ema={run / 'final'}", f"again={run / 'final'}", f"raw={raw}",
+        "--splits", "heldout_pairs", "--steps", "2", "--output", str(out)])
+    assert json.loads(out.read_text())["splits"] == data["splits"]
+    scored = data["splits"]["heldout_pairs"]
+    assert scored["all"]["images"] == sum(v["images"] for k, v in scored.items() if k != "all") > 0
+    for row in scored.values():
+        assert row["ema"] == row["again"]  # same weights, captions and noise: the comparison is paired
+        assert row["ema"]["loss"] != row["raw"]["loss"] and _positive(row["ema"]["loss"])
+        assert all(-1 <= row["ema"][f"cos_{kind}"] <= 1 for kind in ("primary", "other"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="has no prior/ folder"):
+        bench("bench_prior_fit").main(["--run", str(run), "--weights", f"x={tmp_path / 'empty'}"])
+    with pytest.raises(SystemExit, match="--steps must be >= 1"):
+        bench("bench_prior_fit").main(["--run", str(run), "--weights", f"x={run / 'final'}", "--steps", "0"])
+
+
 def test_evaluator_benchmark_scores_real_images_per_slice(bench, tmp_path):
     from unclip_diffusers.evaluation.evaluator import EvaluatorCLIP, evaluator_size
 
