@@ -6,6 +6,7 @@ reported as min/median/max; the load average at start and end goes into the JSON
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -128,6 +129,21 @@ def write_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return path
+
+
+HELDOUT_SPLITS = ("heldout_pairs", "heldout_concepts")
+
+
+def weight_comparison_parser(description: str, stage: str, output: str) -> argparse.ArgumentParser:
+    """The options of a paired comparison of one stage's weight sets: --run, --weights, --splits, --threads, --output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run", required=True, help=f"the {stage} run folder whose config (data, CLIP) is used")
+    parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=FOLDER",
+                        help="weight folders to compare, each named")
+    parser.add_argument("--splits", nargs="+", default=list(HELDOUT_SPLITS), choices=HELDOUT_SPLITS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", default=output)
+    return parser
 
 
 def named_folders(items: Sequence[str], flag: str, needs: Sequence[str] = ()) -> dict[str, Path]:

@@ -20,21 +20,20 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from _common import ensure_malloc_env, format_table, machine_info, named_folders, setup_torch, write_json
-
-SPLITS = ("heldout_pairs", "heldout_concepts")
-
+from _common import (
+    ensure_malloc_env,
+    format_table,
+    machine_info,
+    named_folders,
+    setup_torch,
+    weight_comparison_parser,
+    write_json,
+)
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="the decoder run folder whose config (data, CLIP) is used")
-    parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=FOLDER",
-                        help="weight folders to compare, each named")
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser = weight_comparison_parser(__doc__.splitlines()[0], "decoder", "benchmarks/results/decoder_fit.json")
     parser.add_argument("--draws", type=int, default=4, help="noise/timestep draws per image (paired across weights)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", default="benchmarks/results/decoder_fit.json")
     return parser
 
 

@@ -20,24 +20,25 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from _common import ensure_malloc_env, format_table, machine_info, named_folders, setup_torch, write_json
+from _common import (
+    ensure_malloc_env,
+    format_table,
+    machine_info,
+    named_folders,
+    setup_torch,
+    weight_comparison_parser,
+    write_json,
+)
 
-SPLITS = ("heldout_pairs", "heldout_concepts")
 CAPTIONS = ("primary", "other")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="the prior run folder whose config (data, CLIP) is used")
-    parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=FOLDER",
-                        help="weight folders to compare, each named")
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser = weight_comparison_parser(__doc__.splitlines()[0], "prior", "benchmarks/results/prior_fit.json")
     parser.add_argument("--guidance-scale", type=float, default=2.0, help="prior guidance (the release's is 2)")
     parser.add_argument("--steps", type=int, default=10, help="prior sampling steps (the pipeline's default)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", default="benchmarks/results/prior_fit.json")
     return parser
 
 
