@@ -173,3 +173,48 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def fmt_stats(stats: dict[str, float], unit: str = "s") -> str:
     """`median (min–max)` in a table cell."""
     return f"{stats['median']:.3f} ({stats['min']:.3f}–{stats['max']:.3f}){unit}"
+
+
+def component_folder(folder: str | os.PathLike, name: str) -> Path:
+    """The `name` component in `folder` (a run folder, its final/, a snapshot or a pipeline), or `folder` itself."""
+    path = Path(folder)
+    for candidate in (path / name, path / "final" / name):
+        if candidate.is_dir():
+            return candidate
+    return path
+
+
+def with_second_upsampler(pipe: Any, folder: str | os.PathLike, strength: float | None = None) -> Any:
+    """A copy of `pipe` (sharing its models) whose second upsampler is the `super_res_second` UNet saved in `folder`;
+    `strength` replaces the saved `super_res_second_strength`."""
+    from diffusers import UNet2DModel
+
+    from unclip_diffusers import UnCLIPPipeline
+    from unclip_diffusers.configs import build_sampling_scheduler
+
+    second = UNet2DModel.from_pretrained(component_folder(folder, "super_res_second"), use_safetensors=True)
+    components = dict(pipe.components, super_res_second=second,
+                      super_res_second_scheduler=build_sampling_scheduler("epsilon"))
+    settings = {k: pipe.config[k] for k in ("normalize_embeddings", "super_res_strength", "prior_guidance_scale",
+                                            "super_res_second_strength")}
+    if strength is not None:
+        settings["super_res_second_strength"] = strength
+    copied = UnCLIPPipeline(**components, **settings)
+    copied.set_progress_bar_config(disable=True)
+    return copied
+
+
+def parse_upsampler_settings(text: str) -> list[tuple[float, int]]:
+    """`"1.0:10,0.5:6"` -> [(1.0, 10), (0.5, 6)] (upsampler strength:steps pairs), with a clear error otherwise."""
+    settings = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            strength, steps = item.split(":")
+            settings.append((float(strength), int(steps)))
+        except ValueError:
+            raise SystemExit(f"bad upsampler setting {item!r}; expected strength:steps, e.g. 0.5:10.")
+        if not 0 < settings[-1][0] <= 1 or settings[-1][1] < 1:
+            raise SystemExit(f"bad upsampler setting {item!r}; strength in (0, 1], steps >= 1.")
+    if not settings:
+        raise SystemExit("no upsampler settings given (expected strength:steps pairs, e.g. 0.3:10).")
+    return settings

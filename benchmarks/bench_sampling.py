@@ -8,6 +8,9 @@ Rows (timed interleaved in one process, same weights):
   ours-fast-P/D/SR  ours-fast at other step counts (`--fast-steps 10/15/10 ...`: the step sweep)
   ours-fast-P/D/SR-SOLVER  the same with another sampler for every stage (`--solvers UniPC DEIS ...`, the app's
                     names in `unclip_diffusers.app.schedulers.SCHEDULERS`; at the default steps without --fast-steps)
+  cascade-S:N       ours-fast with a second upsampler (`--upsampler2 RUN`) at strength S and N scheduled steps
+                    (`--upsampler2-settings 0.1:10,...`): the chain to twice the resolution, timed beside ours-fast
+                    (ratio in `ratio_vs_ours_fast`); no MAD column (its reference is at the first stage's size)
 Peak RSS of each row is measured in a fresh subprocess (one process per row), so rows do not share a high-water mark.
 The quality proxy is the mean absolute difference (0-255 scale) of the final images to a many-step reference from the
 same noise (deterministic solvers only); CLIP-FD and R-precision come from `unclip-eval --quick` when a trained
@@ -51,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra rows: ours-fast at these prior/decoder/super-res step counts (a step sweep)")
     parser.add_argument("--solvers", nargs="*", default=[], metavar="NAME",
                         help="extra rows: ours-fast with this sampler in every stage, at each --fast-steps count")
+    parser.add_argument("--upsampler2", default=None, metavar="RUN",
+                        help="a second upsampler (run folder, final/ or snapshot): adds the cascade-S:N rows")
+    parser.add_argument("--upsampler2-settings", default="0.1:10", metavar="S:N,...",
+                        help="strength:steps of the second upsampler, one cascade row each")
     parser.add_argument("--eval-data", default=None, help="dataset folder for unclip-eval --quick")
     parser.add_argument("--evaluator", default=None, help="evaluator CLIP folder for unclip-eval --quick")
     parser.add_argument("--quality-examples", type=int, default=8,
@@ -120,11 +127,26 @@ def with_solver(pipe: Any, name: str) -> Any:
     return copied
 
 
+def cascade_rows(pipe: Any, upsampler2: str, settings: str) -> dict[str, tuple[Any, dict[str, int]]]:
+    """The `cascade-S:N` rows: `pipe` plus the second upsampler in `upsampler2`, bf16 like ours-fast, at the default
+    step counts and each strength:steps of the second stage."""
+    from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
+
+    rows = {}
+    for strength, steps in _common.parse_upsampler_settings(settings):
+        cascade = copy.deepcopy(_common.with_second_upsampler(pipe, upsampler2, strength=strength))
+        enable_cpu_bf16_autocast(cascade)
+        rows[f"cascade-{strength:g}:{steps}"] = (cascade, {**default_steps(pipe),
+                                                           "super_res_second_num_inference_steps": steps})
+    return rows
+
+
 def make_rows(
-    pipe: Any, fast_steps: list[str] = (), solvers: list[str] = ()
+    pipe: Any, fast_steps: list[str] = (), solvers: list[str] = (), upsampler2: str | None = None,
+    upsampler2_settings: str = "0.1:10",
 ) -> dict[str, tuple[Any, dict[str, int]]]:
-    """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows and `solvers`
-    `ours-fast-P/D/SR-SOLVER` rows."""
+    """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows, `solvers`
+    `ours-fast-P/D/SR-SOLVER` rows and `upsampler2` the `cascade-S:N` rows."""
     from stock import build_stock_pipeline
 
     from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
@@ -144,6 +166,8 @@ def make_rows(
         solver_pipe = with_solver(fast, solver)
         for text in fast_steps or [default_text]:
             rows[f"ours-fast-{text}-{solver}"] = (solver_pipe, parse_steps(text))
+    if upsampler2:
+        rows.update(cascade_rows(pipe, upsampler2, upsampler2_settings))
     return rows
 
 
@@ -167,6 +191,9 @@ def quality_proxy(pipe: Any, rows: dict[str, tuple[Any, dict[str, int]]], refere
     for name, (pipeline, row_steps) in rows.items():
         if name.startswith("stock"):
             proxy[name] = "n/a (ancestral sampler: different noise path)"
+            continue
+        if name.startswith("cascade"):
+            proxy[name] = "n/a (its images are larger than the reference's)"
             continue
         images = run_row(pipeline, row_steps, batch=2, seed=1)
         proxy[name] = float(np.abs(images - reference).mean() * 255)
@@ -246,6 +273,8 @@ def measure_rss(row: str, args: argparse.Namespace) -> float | str:
         command += ["--preset", args.preset]
     if args.model:
         command += ["--model", args.model]
+    if args.upsampler2:
+        command += ["--upsampler2", args.upsampler2, "--upsampler2-settings", args.upsampler2_settings]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **_common.MALLOC_ENV})
     if done.returncode != 0:
         return f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
@@ -255,6 +284,11 @@ def measure_rss(row: str, args: argparse.Namespace) -> float | str:
 def rss_child(args: argparse.Namespace) -> None:
     """Internal: build only what `args.rss_row` needs, run it once, print the peak RSS in GiB."""
     pipe, _, _ = load_pipeline(args.model, args.preset)
+    if args.rss_row.startswith("cascade"):
+        pipeline, steps = cascade_rows(pipe, args.upsampler2, args.upsampler2_settings)[args.rss_row]
+        run_row(pipeline, steps, batch=1)
+        print(_common.peak_rss_gib())
+        return
     if args.rss_row.startswith("ours-fast"):
         from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
 
@@ -286,6 +320,9 @@ def time_rows(rows: dict[str, tuple[Any, dict[str, int]]], args: argparse.Namesp
         if "stock-25/25/7" in per_image:
             entry["speedup_vs_stock"] = {name: _common.ratio_stats(per_image["stock-25/25/7"], ts)
                                          for name, ts in per_image.items() if name != "stock-25/25/7"}
+        if "ours-fast" in per_image:  # the second upsampler's cost: the chain to 2x the size vs ours-fast
+            entry["ratio_vs_ours_fast"] = {name: _common.ratio_stats(ts, per_image["ours-fast"])
+                                           for name, ts in per_image.items() if name.startswith("cascade")}
         entry["loadavg"] = os.getloadavg()
         timings[f"batch{batch}"] = entry
     return timings
@@ -330,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = load_earlier_results(args.output, args.sections) or results
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
-        rows = make_rows(pipe, args.fast_steps, args.solvers)
+        rows = make_rows(pipe, args.fast_steps, args.solvers, args.upsampler2, args.upsampler2_settings)
         if args.rows:
             unknown = sorted(set(args.rows) - set(rows))
             if unknown:
@@ -375,6 +412,8 @@ def print_table(results: dict[str, Any]) -> None:
     timings = results.get("seconds_per_image", {})
     batches = list(timings)
     header += [f"s/img {b} median (min–max)" for b in batches] + [f"x vs stock ({b})" for b in batches]
+    cascades = [b for b in batches if timings[b].get("ratio_vs_ours_fast")]
+    header += [f"time / ours-fast ({b})" for b in cascades]
     header += ["peak RSS GiB", "MAD to ref", "CLIP-FD", "R-precision", "everyday concept top-1", "everyday R-precision"]
     rows = []
     for name, steps in results["steps"].items():
@@ -383,6 +422,9 @@ def print_table(results: dict[str, Any]) -> None:
         for b in batches:
             ratio = timings[b].get("speedup_vs_stock", {}).get(name)
             row.append(_common.fmt_stats(ratio, "") if ratio else "1" if name == "stock-25/25/7" else "–")
+        for b in cascades:
+            ratio = timings[b]["ratio_vs_ours_fast"].get(name)
+            row.append(_common.fmt_stats(ratio, "") if ratio else "1" if name == "ours-fast" else "–")
         rss = results.get("peak_rss_gib", {}).get(name, "–")
         mad = results.get("quality_proxy_mad255", {}).get(name, "–")
         quality = results.get("quality", {}).get(name, {})

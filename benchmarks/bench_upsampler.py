@@ -53,46 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_settings(text: str) -> list[tuple[float, int]]:
-    """`"1.0:10,0.5:6"` -> [(1.0, 10), (0.5, 6)], with a clear error for anything else."""
-    settings = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            strength, steps = item.split(":")
-            settings.append((float(strength), int(steps)))
-        except ValueError:
-            raise SystemExit(f"bench_upsampler: bad setting {item!r}; expected strength:steps, e.g. 0.5:10.")
-        if not 0 < settings[-1][0] <= 1 or settings[-1][1] < 1:
-            raise SystemExit(f"bench_upsampler: bad setting {item!r}; strength in (0, 1], steps >= 1.")
-    if not settings:
-        raise SystemExit("bench_upsampler: --settings is empty.")
-    return settings
-
-
-def component_folder(folder: str, name: str) -> Path:
-    """The `name` component in `folder` (a run folder, its final/, a snapshot or a pipeline), or `folder` itself."""
-    path = Path(folder)
-    for candidate in (path / name, path / "final" / name):
-        if candidate.is_dir():
-            return candidate
-    return path
-
-
-def with_second_upsampler(pipe: Any, folder: str) -> Any:
-    """A copy of `pipe` whose second upsampler stage is the `super_res_second` UNet saved in `folder`."""
-    from diffusers import UNet2DModel
-
-    from unclip_diffusers import UnCLIPPipeline
-    from unclip_diffusers.configs import build_sampling_scheduler
-
-    second = UNet2DModel.from_pretrained(component_folder(folder, "super_res_second"), use_safetensors=True)
-    components = dict(pipe.components, super_res_second=second,
-                      super_res_second_scheduler=build_sampling_scheduler("epsilon"))
-    settings = {k: pipe.config[k] for k in ("normalize_embeddings", "super_res_strength", "prior_guidance_scale",
-                                            "super_res_second_strength")}
-    return UnCLIPPipeline(**components, **settings)
-
-
 def load_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline whose upsampler(s) are measured."""
     from unclip_diffusers import UnCLIPPipeline
@@ -105,13 +65,13 @@ def load_pipeline(args: argparse.Namespace) -> Any:
         from unclip_diffusers.configs import build_components
 
         components = build_components(args.preset)
-        components["super_res_first"] = UNet2DModel.from_pretrained(component_folder(args.upsampler, "super_res_first"),
+        components["super_res_first"] = UNet2DModel.from_pretrained(_common.component_folder(args.upsampler, "super_res_first"),
                                                                     use_safetensors=True)
         pipe = UnCLIPPipeline(**components)
     if pipe.super_res_first is None:
         raise SystemExit("bench_upsampler: this pipeline has no upsampler.")
     if args.upsampler2:
-        pipe = with_second_upsampler(pipe, args.upsampler2)
+        pipe = _common.with_second_upsampler(pipe, args.upsampler2)
     if args.stage != "0" and len(pipe.upsampler_stages) < 2:
         raise SystemExit(f"bench_upsampler: --stage {args.stage} needs a second upsampler; this pipeline has none "
                          "(pass --upsampler2 FOLDER).")
@@ -140,7 +100,7 @@ def sharpness(images: Any) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    settings = parse_settings(args.settings)
+    settings = _common.parse_upsampler_settings(args.settings)
     if args.num_images < 1 or args.batch < 1:
         raise SystemExit("bench_upsampler: --num-images and --batch must be >= 1.")
     _common.setup_torch(args.threads)

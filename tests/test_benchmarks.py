@@ -77,6 +77,25 @@ def test_sampling_benchmark_solver_rows_swap_every_stages_sampler(bench, tmp_pat
                                       "--output", str(tmp_path / "x.json")])
 
 
+def test_sampling_benchmark_times_the_cascade_beside_ours_fast(bench, tmp_path):
+    from unclip_diffusers.configs import build_super_res, get_model_config
+
+    torch.manual_seed(0)
+    build_super_res(get_model_config("tiny"), second=True).save_pretrained(tmp_path / "run" / "super_res_second")
+    out = tmp_path / "cascade.json"
+    bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "ours-fast",
+                                  "cascade-0.5:2", "--upsampler2", str(tmp_path / "run"), "--upsampler2-settings",
+                                  "0.5:2", "--output", str(out)])
+    data = json.loads(out.read_text())
+    assert data["steps"]["cascade-0.5:2"]["super_res_second_num_inference_steps"] == 2
+    ratio = data["seconds_per_image"]["batch1"]["ratio_vs_ours_fast"]["cascade-0.5:2"]
+    assert _positive(ratio["median"])
+    assert data["quality_proxy_mad255"]["cascade-0.5:2"].startswith("n/a")
+    with pytest.raises(SystemExit, match="bad upsampler setting"):
+        bench("bench_sampling").main(["--preset", "tiny", "--quick", "--upsampler2", str(tmp_path / "run"),
+                                      "--upsampler2-settings", "0:3", "--output", str(tmp_path / "x.json")])
+
+
 def test_sampling_benchmark_rejects_unknown_rows(bench, tmp_path):
     with pytest.raises(ValueError, match="Unknown --rows"):
         bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "nope",
@@ -283,7 +302,7 @@ def test_upsampler_benchmark_measures_each_setting_against_bicubic(bench, pipe, 
         assert math.isfinite(row["psnr"]) and row["sharpness"] > 0
     assert data["rows"]["bicubic"]["sharpness"] < 1  # bicubic upsampling is blurrier than the original
     assert out.with_suffix(".png").is_file()
-    with pytest.raises(SystemExit, match="bad setting"):
+    with pytest.raises(SystemExit, match="bad upsampler setting"):
         bench("bench_upsampler").main(["--pipeline", str(folder), "--settings", "2:3"])
 
 

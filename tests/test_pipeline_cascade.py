@@ -54,6 +54,17 @@ def test_the_cascade_is_the_first_stage_then_the_second(cascade):
     torch.testing.assert_close(whole, second, atol=2e-3, rtol=0)  # the hand-over is quantised nowhere (pt in [0, 1])
 
 
+def test_super_resolve_stages_yields_each_stage_and_ends_as_super_resolve(cascade):
+    base = torch.rand(2, 3, 16, 16, generator=_generator(1))
+    whole = cascade.super_resolve(base, num_inference_steps=[2, 3], generator=_generator(2), output_type="pt")
+    staged = list(cascade.super_resolve_stages(base, num_inference_steps=[2, 3], generator=_generator(2),
+                                               output_type="pt"))
+    assert [tuple(images.shape) for images in staged] == [(2, 3, 64, 64), (2, 3, 128, 128)]
+    assert torch.equal(staged[-1], whole)  # each stage hands its output on unconverted, as in the cascade
+    with pytest.raises(ValueError, match="3 entries"):
+        list(cascade.super_resolve_stages(base, num_inference_steps=[2, 2, 2]))
+
+
 def test_round_trip_through_save_pretrained(cascade, tmp_path):
     cascade.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())

@@ -207,19 +207,25 @@ class UnCLIPService:
 
     def _base_then_upsampled(self, pipe: Any, base: torch.Tensor, super_res_steps: int, generator: torch.Generator,
                              seed: int, notes: Notes, progress: gr.Progress) -> Iterator[tuple[Images, int, str]]:
-        """Yield the base images (`(N, 3, h, w)` in [0, 1]) at once, then the upsampled ones if there is an upsampler."""
+        """Yield the base images (`(N, 3, h, w)` in [0, 1]) at once, then the images after each upsampler stage."""
         base_images = pipe.numpy_to_pil(base.permute(0, 2, 3, 1).float().cpu().numpy())
         if not self.has_super_res:
             yield base_images, seed, notes.text()
             return
         width, height = base_images[0].size
         yield base_images, seed, notes.text(f"Base {width}×{height} decoder output; upsampling…")
-        final = pipe.super_resolve(
+        stages = pipe.upsampler_stages
+        upsampled = pipe.super_resolve_stages(
             base, num_inference_steps=super_res_steps, generator=generator, output_type="pil",
-            callback_on_step_end=StageProgress(progress, {"super_res": super_res_steps,
-                                                          "super_res_second": super_res_steps}),
+            callback_on_step_end=StageProgress(progress, {stage.name: super_res_steps for stage in stages}),
         )
-        yield list(final), seed, notes.text()
+        for index, images in enumerate(upsampled):
+            if index + 1 < len(stages):
+                width, height = images[0].size
+                yield list(images), seed, notes.text(f"Upsampled to {width}×{height}; "
+                                                      f"{STAGE_NAMES[stages[index + 1].name].split(':')[0]} running…")
+            else:
+                yield list(images), seed, notes.text()
 
     # ------------------------------------------------------------------------------------------------ tabs
     @user_errors
@@ -239,7 +245,8 @@ class UnCLIPService:
     ) -> Iterator[tuple[Images, int, str]]:
         """Prompt → images, stage by stage: yields the base-resolution decoder output, then the upsampled images.
 
-        With the default scheduler the final images equal `pipe(prompt, ..., generator=Generator().manual_seed(seed))`.
+        With the default scheduler the final images equal `pipe(prompt, ..., generator=Generator().manual_seed(seed))`
+        (after two upsamplers, up to one level in a few pixels: the base image is handed over in [0, 1]).
         Settings left as `None` use the pipeline's defaults. Yields `(images, seed_used, notes)`.
         """
         notes = self._notes()

@@ -8,7 +8,7 @@ are one upsampling's models for its first steps and its last step (Karlo), not t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,51 @@ class UnCLIPUpsamplingMixin:
         Returns:
             The upsampled images `(N, 3, H, W)` in `output_type`.
         """
+        stages, settings = self._super_resolve_settings(images, num_inference_steps, latents, scheduler, strength,
+                                                        stage, output_type)
+        upsampled = self._upscale(
+            settings.pop("images"), stages=stages, generator=generator, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, **settings,
+        )
+        return postprocess_images(upsampled, output_type)
+
+    @torch.inference_mode()
+    def super_resolve_stages(
+        self: UnCLIPPipeline,
+        images: Any,
+        num_inference_steps: int | Sequence[int] = 10,
+        generator: Generator = None,
+        output_type: str = "pil",
+        strength: float | Sequence[float | None] | None = None,
+        callback_on_step_end: Callback | None = None,
+    ) -> Iterator[Any]:
+        r"""
+        Upsample like `super_resolve` through the whole cascade, yielding each stage's images as soon as it finishes.
+
+        The last images yielded equal `super_resolve`'s with the same arguments and generator: each stage hands its
+        unconverted output to the next. Arguments as in `super_resolve`; a progress display (the app) shows the
+        first upsampler's images while the second one runs.
+
+        Yields:
+            The images after each stage `(N, 3, H, W)` in `output_type`, in cascade order.
+        """
+        stages, settings = self._super_resolve_settings(images, num_inference_steps, None, None, strength, None,
+                                                        output_type)
+        for upsampled in self._upscale_stages(settings.pop("images"), stages=stages, generator=generator,
+                                              callback_on_step_end=callback_on_step_end, **settings):
+            yield postprocess_images(upsampled, output_type)
+
+    def _super_resolve_settings(
+        self: UnCLIPPipeline,
+        images: Any,
+        num_inference_steps: int | Sequence[int],
+        latents: torch.Tensor | Sequence[torch.Tensor | None] | None,
+        scheduler: SchedulerMixin | Sequence[SchedulerMixin | None] | None,
+        strength: float | Sequence[float | None] | None,
+        stage: int | None,
+        output_type: str,
+    ) -> tuple[list[UpsamplerStage], dict[str, Any]]:
+        """Check `super_resolve`'s arguments: the stages to run and `_upscale`'s per-stage keyword arguments."""
         stages = self.upsampler_stages
         if not stages:
             raise ValueError("This pipeline has no upsampler (super_res_first is None); its base images are final.")
@@ -140,17 +185,22 @@ class UnCLIPUpsamplingMixin:
         for value in strengths:
             if value is not None:
                 check_strength(value, "strength")
-        upsampled = self._upscale(
-            low_res, stages=stages, num_inference_steps=per_stage(num_inference_steps, len(stages),
-                                                                  "num_inference_steps"),
-            generator=generator, latents=per_stage(latents, len(stages), "latents"),
-            schedulers=per_stage(scheduler, len(stages), "scheduler"), strengths=strengths,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        return stages, dict(
+            images=low_res, num_inference_steps=per_stage(num_inference_steps, len(stages), "num_inference_steps"),
+            latents=per_stage(latents, len(stages), "latents"), schedulers=per_stage(scheduler, len(stages), "scheduler"),
+            strengths=strengths,
         )
-        return postprocess_images(upsampled, output_type)
 
-    def _upscale(
+    def _upscale(self: UnCLIPPipeline, images: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Run the stages in sequence on images in [-1, 1] (keyword arguments of `_upscale_stages`); the last output.
+
+        Every method that upscales goes through here.
+        """
+        for images in self._upscale_stages(images, **kwargs):
+            pass
+        return images
+
+    def _upscale_stages(
         self: UnCLIPPipeline,
         images: torch.Tensor,
         *,
@@ -163,10 +213,10 @@ class UnCLIPUpsamplingMixin:
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         after_stage: StageHook | None = None,
-    ) -> torch.Tensor:
-        """Run `stages` (default: the whole cascade) in sequence on images in [-1, 1]; per-stage values in order.
+    ) -> Iterator[torch.Tensor]:
+        """Run `stages` (default: the whole cascade) in sequence on images in [-1, 1], yielding each one's output.
 
-        Every method that upscales goes through here; `after_stage` sees (and may replace) each stage's output.
+        Per-stage values come in stage order; `after_stage` sees (and may replace) each stage's output.
         """
         stages = self.upsampler_stages if stages is None else stages
         count = len(stages)
@@ -184,7 +234,7 @@ class UnCLIPUpsamplingMixin:
             )
             if after_stage is not None:
                 images = after_stage(images)
-        return images
+            yield images
 
     def _super_resolve(
         self: UnCLIPPipeline,
