@@ -5,8 +5,11 @@ stage's input size (antialiased bicubic, no blur: what the previous stage hands 
 pipeline's `super_resolve` with every setting; bicubic upsampling is the baseline row. `--stage 0` measures the
 first upsampler (base → 128 px), `--stage 1` the cascade's second (128 → 256 px, real 128-px input), `--stage
 cascade` both in sequence from the base size (each setting applied to both stages).
-Sharpness = mean gradient magnitude of the output / that of the target (1 = as sharp as the original; bicubic
-scores well below 1). PSNR rewards blur, sharpness rewards noise: read them together, and look at the grid.
+Sharpness = RMS pixel gradient of the output / that of the target (1 = as sharp as the original; blur lowers it,
+noise raises it). Grain = RMS pixel gradient (0-255) where the target is flat (its own gradient under 2/255 within
+3 px): noise or texture the output invents; the target scores 0. TV ratio = mean absolute gradient / the target's (the measure
+reported as "sharpness" before Dec 7 2026: a blur conserves it, so it cannot see blur). PSNR rewards blur: read the
+columns together, and look at the grid.
 
     python benchmarks/bench_upsampler.py --upsampler runs/upsampler-small/snapshot-3000 --data data/emoji
     python benchmarks/bench_upsampler.py --pipeline checkpoints/unclip-emoji --data data/emoji
@@ -91,11 +94,26 @@ def stage_sizes(pipe: Any, stage: str) -> tuple[int, int, int | None]:
     return low, stages[index].size[0], index
 
 
-def sharpness(images: Any) -> float:
-    """Mean absolute horizontal + vertical pixel difference of (N, 3, H, W) images in [0, 1]."""
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
-    return float(dx + dy)
+def gradients(images: Any) -> tuple[Any, Any]:
+    """Horizontal and vertical pixel differences of (N, 3, H, W) images, cropped to a common (H-1, W-1) grid."""
+    dx = images[..., :-1, 1:] - images[..., :-1, :-1]
+    dy = images[..., 1:, :-1] - images[..., :-1, :-1]
+    return dx, dy
+
+
+def detail_scores(images: Any, targets: Any) -> dict[str, float]:
+    """Sharpness (RMS gradient ratio), grain (RMS gradient on the target's flat areas, 0-255) and TV ratio of
+    images against targets, both (N, 3, H, W) in [0, 1]."""
+    dx, dy = gradients(images)
+    tx, ty = gradients(targets)
+    magnitude, target_magnitude = (dx**2 + dy**2).sum(1), (tx**2 + ty**2).sum(1)  # (N, H-1, W-1), over channels
+    import torch.nn.functional as F
+
+    near_edge = F.max_pool2d(target_magnitude.sqrt()[:, None], 7, stride=1, padding=3)[:, 0]  # 3-px margin
+    flat = near_edge < 2 / 255
+    grain = float(magnitude[flat].mean().sqrt() * 255) if flat.any() else float("nan")
+    tv = float((dx.abs().mean() + dy.abs().mean()) / (tx.abs().mean() + ty.abs().mean()))
+    return {"sharpness": float((magnitude.mean() / target_magnitude.mean()).sqrt()), "grain": grain, "tv_ratio": tv}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -123,9 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"bench_upsampler: no {args.column!r} images in {args.split!r}.")
     low = F.interpolate(targets, size=low_size, mode="bicubic", antialias=True).clamp(0, 1)
     bicubic = F.interpolate(low, size=size, mode="bicubic").clamp(0, 1)
-    target_sharpness = sharpness(targets)
-
-    rows = {"bicubic": {"psnr": psnr(bicubic, targets), "sharpness": sharpness(bicubic) / target_sharpness,
+    rows = {"bicubic": {"psnr": psnr(bicubic, targets), **detail_scores(bicubic, targets),
                         "seconds_per_image": 0.0, "strength": None, "steps": 0}}
     shown = {"bicubic": bicubic[:8], "target": targets[:8]}
     from tqdm.auto import tqdm
@@ -140,13 +156,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         out = torch.cat(outputs)
         name = f"strength {strength:g}, {steps} steps"
-        rows[name] = {"psnr": psnr(out, targets), "sharpness": sharpness(out) / target_sharpness,
+        rows[name] = {"psnr": psnr(out, targets), **detail_scores(out, targets),
                       "seconds_per_image": elapsed / len(out), "strength": strength, "steps": steps}
         shown[name] = out[:8]
 
     table = [[name, "–" if r["strength"] is None else r["strength"], r["steps"], f"{r['psnr']:.2f}",
-              f"{r['sharpness']:.3f}", f"{r['seconds_per_image']:.3f}"] for name, r in rows.items()]
-    print(_common.format_table(["row", "strength", "steps", "PSNR dB", "sharpness vs target", "s/img"], table))
+              f"{r['sharpness']:.3f}", f"{r['grain']:.2f}", f"{r['tv_ratio']:.3f}", f"{r['seconds_per_image']:.3f}"]
+             for name, r in rows.items()]
+    print(_common.format_table(["row", "strength", "steps", "PSNR dB", "sharpness (RMS gradient) vs target",
+                                "grain (0-255)", "TV ratio", "s/img"], table))
     results = {"machine": _common.machine_info(args.threads), "source": args.pipeline or args.upsampler,
                "second_source": args.upsampler2, "stage": args.stage, "split": args.split, "num_images": len(targets),
                "input_resolution": low_size, "resolution": size, "rows": rows}

@@ -289,6 +289,20 @@ def test_bf16_autocast_keeps_float32_outputs_close_to_fp32():
     assert (fast.images - reference.images).abs().mean() < 0.05
 
 
+def test_upsampler_detail_scores_tell_blur_from_grain(bench):
+    import torch.nn.functional as F
+
+    scores = bench("bench_upsampler").detail_scores
+    square = torch.zeros(1, 3, 64, 64)
+    square[..., 16:48, 16:48] = 1.0  # flat areas and sharp edges, like emoji art
+    blurred = F.avg_pool2d(F.pad(square, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    noisy = (square + 0.05 * torch.randn(square.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert scores(square, square) == {"sharpness": 1.0, "grain": 0.0, "tv_ratio": 1.0}
+    blur = scores(blurred, square)
+    assert blur["sharpness"] < 0.6 and abs(blur["tv_ratio"] - 1) < 0.05  # total variation cannot see the blur
+    assert scores(noisy, square)["grain"] > 5 and blur["grain"] < 1  # noise on flat pixels is grain; blur is not
+
+
 def test_upsampler_benchmark_measures_each_setting_against_bicubic(bench, pipe, tmp_path):
     folder = tmp_path / "pipe"
     pipe.save_pretrained(folder)

@@ -26,7 +26,8 @@ def _generators(seed: int, offsets: Sequence[int]) -> list[torch.Generator]:
 def _call_kwargs(settings: EvalSettings, prior: bool = True) -> dict[str, Any]:
     """Step counts and guidance scales under the names of `__call__`, `image_variation` and `interpolate`
     (settings left at None keep the pipeline's defaults)."""
-    names = ["decoder_num_inference_steps", "super_res_num_inference_steps", "decoder_guidance_scale"]
+    names = ["decoder_num_inference_steps", "super_res_num_inference_steps", "super_res_second_num_inference_steps",
+             "decoder_guidance_scale"]
     if prior:
         names += ["prior_num_inference_steps", "prior_guidance_scale"]
     return {n: getattr(settings, n) for n in names if getattr(settings, n) is not None}
@@ -43,7 +44,8 @@ def _decode_kwargs(settings: EvalSettings) -> dict[str, Any]:
     """The same settings under `decode`'s names."""
     values = {"num_inference_steps": settings.decoder_num_inference_steps,
               "guidance_scale": settings.decoder_guidance_scale,
-              "super_res_num_inference_steps": settings.super_res_num_inference_steps}
+              "super_res_num_inference_steps": settings.super_res_num_inference_steps,
+              "super_res_second_num_inference_steps": settings.super_res_second_num_inference_steps}
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -17,6 +17,7 @@ class EvalSettings:
     prior_num_inference_steps: int | None = None  # None = the pipeline's default
     decoder_num_inference_steps: int | None = None
     super_res_num_inference_steps: int | None = None
+    super_res_second_num_inference_steps: int | None = None  # the second upsampler's, where the pipeline has one
     prior_guidance_scale: float | None = None  # None = the pipeline's default
     decoder_guidance_scale: float | None = None
     prior_guidance_sweep: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # prior guidance scales compared (cosine to z_i)
