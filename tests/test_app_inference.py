@@ -54,7 +54,7 @@ def test_a_second_upsampler_shows_each_stage_as_it_finishes():
     cascade.defaults.update(FAST)
     steps = list(cascade.text_to_image("red apple, Noto style", 3, False, 1))
     assert [[im.size for im in images] for images, _, _ in steps] == [[(16, 16)], [(64, 64)], [(128, 128)]]
-    assert "Upsampled to 64×64; Second upsampler running" in steps[1][2]
+    assert "Upsampled to 64×64; second upsampler running" in steps[1][2]
     reference = pipe("red apple, Noto style", prior_num_inference_steps=2, decoder_num_inference_steps=2,
                      super_res_num_inference_steps=2, super_res_second_num_inference_steps=2,
                      generator=torch.Generator().manual_seed(3))

@@ -222,8 +222,8 @@ class UnCLIPService:
         for index, images in enumerate(upsampled):
             if index + 1 < len(stages):
                 width, height = images[0].size
-                yield list(images), seed, notes.text(f"Upsampled to {width}×{height}; "
-                                                      f"{STAGE_NAMES[stages[index + 1].name].split(':')[0]} running…")
+                next_stage = STAGE_NAMES[stages[index + 1].name].split(":")[0].lower()  # "second upsampler"
+                yield list(images), seed, notes.text(f"Upsampled to {width}×{height}; {next_stage} running…")
             else:
                 yield list(images), seed, notes.text()
 
