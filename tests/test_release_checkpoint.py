@@ -26,7 +26,9 @@ def test_release_is_small_fp16_safetensors_with_provenance_and_licenses():
     for path in weights:
         assert {v.dtype for v in load_file(path).values() if v.is_floating_point()} == {torch.float16}, path
     provenance = json.loads((RELEASE / "training_provenance.json").read_text(encoding="utf-8"))
-    assert set(provenance) == {"clip", "prior", "decoder", "upsampler"}
+    index = json.loads((RELEASE / "model_index.json").read_text(encoding="utf-8"))
+    second = index.get("super_res_second", [None])[0] is not None  # the cascade's optional second upsampler
+    assert set(provenance) == {"clip", "prior", "decoder", "upsampler"} | ({"upsampler2"} if second else set())
     assert all(entry["recorded"] and "config" in entry for entry in provenance.values())  # restorable
     assert (RELEASE / "TRAINING_DATA_LICENSES.md").is_file()
 
