@@ -121,10 +121,10 @@ class UnCLIPUpsamplingMixin:
         Returns:
             The upsampled images `(N, 3, H, W)` in `output_type`.
         """
-        stages, settings = self._super_resolve_settings(images, num_inference_steps, latents, scheduler, strength,
-                                                        stage, output_type)
+        low_res, stages, settings = self._super_resolve_settings(images, num_inference_steps, latents, scheduler,
+                                                                 strength, stage, output_type)
         upsampled = self._upscale(
-            settings.pop("images"), stages=stages, generator=generator, callback_on_step_end=callback_on_step_end,
+            low_res, stages=stages, generator=generator, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, **settings,
         )
         return postprocess_images(upsampled, output_type)
@@ -149,9 +149,9 @@ class UnCLIPUpsamplingMixin:
         Yields:
             The images after each stage `(N, 3, H, W)` in `output_type`, in cascade order.
         """
-        stages, settings = self._super_resolve_settings(images, num_inference_steps, None, None, strength, None,
-                                                        output_type)
-        for upsampled in self._upscale_stages(settings.pop("images"), stages=stages, generator=generator,
+        low_res, stages, settings = self._super_resolve_settings(images, num_inference_steps, None, None, strength,
+                                                                 None, output_type)
+        for upsampled in self._upscale_stages(low_res, stages=stages, generator=generator,
                                               callback_on_step_end=callback_on_step_end, **settings):
             yield postprocess_images(upsampled, output_type)
 
@@ -164,8 +164,9 @@ class UnCLIPUpsamplingMixin:
         strength: float | Sequence[float | None] | None,
         stage: int | None,
         output_type: str,
-    ) -> tuple[list[UpsamplerStage], dict[str, Any]]:
-        """Check `super_resolve`'s arguments: the stages to run and `_upscale`'s per-stage keyword arguments."""
+    ) -> tuple[torch.Tensor, list[UpsamplerStage], dict[str, Any]]:
+        """Check `super_resolve`'s arguments: the images in [-1, 1], the stages to run and `_upscale`'s per-stage
+        keyword arguments."""
         stages = self.upsampler_stages
         if not stages:
             raise ValueError("This pipeline has no upsampler (super_res_first is None); its base images are final.")
@@ -185,8 +186,8 @@ class UnCLIPUpsamplingMixin:
         for value in strengths:
             if value is not None:
                 check_strength(value, "strength")
-        return stages, dict(
-            images=low_res, num_inference_steps=per_stage(num_inference_steps, len(stages), "num_inference_steps"),
+        return low_res, stages, dict(
+            num_inference_steps=per_stage(num_inference_steps, len(stages), "num_inference_steps"),
             latents=per_stage(latents, len(stages), "latents"), schedulers=per_stage(scheduler, len(stages), "scheduler"),
             strengths=strengths,
         )
