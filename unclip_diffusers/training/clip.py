@@ -8,7 +8,9 @@ micro-batch (no all-gather of features). The caption of each image is
 drawn per step from its alternative captions. The result is frozen for every later stage. With
 `locked_image_tower` (LiT, Zhai et al. 2022) the image tower of a trained CLIP is loaded and frozen and only the
 text tower and the temperature learn, so a new text side fits the image-embedding space the later stages use;
-`init_text_from` starts that text tower from the old one (its vocabulary and context may grow).
+`init_text_from` starts that text tower from the old one (its vocabulary and context may grow). With
+`augment_min_crop_area` / `augment_color_jitter` the images of both trained towers are randomly cropped and
+colour-jittered each step (training/augment.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection, CLI
 
 from ..configs import UnCLIPModelConfig, build_image_processor, build_tokenizer, clip_text_config, clip_vision_config
 from ..data import sample_caption
+from .augment import augment_images
 from .batches import (
     TRAIN_SPLIT,
     VALIDATION_SPLIT,
@@ -198,7 +201,7 @@ class CLIPStage(Stage):
             return contrastive_loss(logits_per_image, matches)
         output = model(
             input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-            pixel_values=self.pixel_values(self.images[indices]),
+            pixel_values=self.pixel_values(augment_images(self.images[indices], self.config.augmentation, generator)),
         )
         return contrastive_loss(output.logits_per_image, matches)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..configs import UnCLIPModelConfig, get_model_config
+from .augment import AugmentationSettings
 
 if TYPE_CHECKING:
     from .degradation import DegradationSettings
@@ -137,9 +138,16 @@ class CLIPTrainingConfig(TrainingConfig):
     # captions, and with ~64 mostly non-English captions per image it sees each English wording rarely, so it trains
     # with a share of primary captions.
     primary_caption_prob: float = 0.0
+    # Image augmentation of the towers being trained (training/augment.py), so the image tower generalises to styles
+    # it has not seen a concept in (the evaluator): each image is a random resized crop keeping at least this share
+    # of its area (1.0 = none), with brightness, contrast and saturation jittered by up to `augment_color_jitter`.
+    # Ignored with locked_image_tower (the frozen tower's embeddings are fixed).
+    augment_min_crop_area: float = 1.0
+    augment_color_jitter: float = 0.0
 
     def validate(self) -> None:
         super().validate()
+        self.augmentation  # raises on out-of-range settings
         if self.styles_per_concept < 1:
             raise ValueError(f"styles_per_concept must be >= 1 (1 = random batches), got {self.styles_per_concept}.")
         if self.locked_image_tower and not Path(self.locked_image_tower).is_dir():
@@ -148,6 +156,11 @@ class CLIPTrainingConfig(TrainingConfig):
             raise ValueError(f"init_text_from: {self.init_text_from!r} is not a folder.")
         if self.init_text_from and self.init_from:
             raise ValueError("init_text_from warm-starts the text tower and init_from the whole model; set one of them.")
+
+    @property
+    def augmentation(self) -> AugmentationSettings:
+        """The image augmentation these settings ask for (training/augment.py)."""
+        return AugmentationSettings(min_crop_area=self.augment_min_crop_area, color_jitter=self.augment_color_jitter)
 
 
 def _check_cache_captions(value: int) -> None:
