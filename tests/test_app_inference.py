@@ -235,6 +235,20 @@ def test_each_stage_reports_its_own_progress(service):
     assert order.index("Decoder: embedding → base image") < order.index("Upsampler: base → full resolution")
 
 
+def test_upsampler_progress_counts_the_steps_its_strength_runs():
+    torch.manual_seed(0)
+    pipe = UnCLIPPipeline(**build_components("tiny", second_upsampler=True), super_res_strength=0.3,
+                          super_res_second_strength=0.1)
+    pipe.set_progress_bar_config(disable=True)
+    cascade = UnCLIPService(pipe, placeholder=True)
+    progress = RecordingProgress()
+    last(cascade.text_to_image("cat", 0, False, 1, prior_steps=2, decoder_steps=2, super_res_steps=10,
+                               progress=progress))
+    upsampler_calls = [value for value, desc in progress.calls if "psampler" in desc and isinstance(value, tuple)]
+    # of 10 scheduled steps strength 0.3 runs 3 and 0.1 runs 1: the bars fill to exactly that, not 3 of 10
+    assert upsampler_calls == [(1, 3), (2, 3), (3, 3), (1, 1)]
+
+
 def test_pipeline_refusals_reach_the_user_as_their_own_sentence(service, monkeypatch):
     def no_encoder(image):
         raise ValueError("This pipeline has no image_encoder/feature_extractor.")

@@ -27,6 +27,7 @@ from .images import sanitize_image
 from .masks import check_painted, editor_image_and_mask, load_mask
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from unclip_diffusers.pipelines.mixing import check_mix_weights
+from unclip_diffusers.pipelines.sampling import steps_for_strength
 
 from .validation import LIMITS, InputError, check_number, check_prompt, cut_prompt_note, resolve_seed
 
@@ -215,9 +216,10 @@ class UnCLIPService:
         width, height = base_images[0].size
         yield base_images, seed, notes.text(f"Base {width}×{height} decoder output; upsampling…")
         stages = pipe.upsampler_stages
+        steps_run = {stage.name: steps_for_strength(super_res_steps, stage.strength) for stage in stages}
         upsampled = pipe.super_resolve_stages(
             base, num_inference_steps=super_res_steps, generator=generator, output_type="pil",
-            callback_on_step_end=StageProgress(progress, {stage.name: super_res_steps for stage in stages}),
+            callback_on_step_end=StageProgress(progress, steps_run),  # of the scheduled steps, the run ones
         )
         for index, images in enumerate(upsampled):
             if index + 1 < len(stages):
