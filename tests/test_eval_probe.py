@@ -18,6 +18,7 @@ from unclip_diffusers.evaluation.probe import (
     confusion_matrix,
     encode_labels,
     fit_linear_probe,
+    nearest_neighbour_predict,
     per_class_accuracy,
     probe_predict,
 )
@@ -81,11 +82,31 @@ def test_probe_clip_on_the_fixture(tmp_path):
     pairs = saved["splits"]["heldout_pairs"]
     assert pairs["images"] == 4 and sum(map(sum, pairs["probe_confusion"])) == 4
     assert 0.0 <= pairs["caption_accuracy"]["accuracy"] <= 1.0 and sum(map(sum, pairs["caption_confusion"])) <= 4
+    neighbour = pairs["neighbour_accuracy"]
+    assert 0.0 <= neighbour["all"] <= 1.0 and "all" in neighbour and set(neighbour) <= {"all", "everyday", "people", "flags"}
     distances = saved["train"]["style_pixel_distances"]
     assert distances and all(0 <= d["median_mad"] <= 255 and d["concepts"] >= 1 for d in distances.values())
     assert (tmp_path / "out" / "confusion.png").stat().st_size > 0 and result["splits"].keys() == saved["splits"].keys()
     with pytest.raises(SystemExit, match="does not exist"):
         probe_clip.main(["--clip", str(tmp_path / "missing"), "--data", str(FIXTURE_PATH)])
+
+
+def test_probe_clip_concepts_by_nearest_neighbour_alone(tmp_path):
+    EvaluatorCLIP.from_size(evaluator_size("tiny")).save_pretrained(tmp_path / "clip")
+    result = probe_clip.main(["--clip", str(tmp_path / "clip"), "--data", str(FIXTURE_PATH), "--threads", "1",
+                              "--label", "concept", "--no-linear-probe", "--output", str(tmp_path / "out")])
+    pairs = result["splits"]["heldout_pairs"]
+    assert result["train"]["probe_accuracy"] is None and "probe_accuracy" not in pairs
+    assert pairs["images"] > 0 and 0.0 <= pairs["neighbour_accuracy"]["all"] <= 1.0
+
+
+def test_nearest_neighbour_predict_takes_the_most_similar_reference_label():
+    reference = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([7, 8, 9])
+    query = torch.tensor([[0.9, 0.1], [0.1, 3.0], [-2.0, -0.5], [5.0, 0.0]])  # scale does not matter: cosine
+    assert nearest_neighbour_predict(reference, labels, query, chunk=3).tolist() == [7, 8, 9, 7]
+    with pytest.raises(ValueError, match="reference_labels"):
+        nearest_neighbour_predict(reference, labels[:2], query)
 
 
 def test_probe_clip_script_is_a_wrapper_of_the_package_module():

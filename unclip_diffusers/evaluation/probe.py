@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 
-__all__ = ["encode_labels", "fit_linear_probe", "probe_predict", "confusion_matrix", "per_class_accuracy"]
+__all__ = ["encode_labels", "fit_linear_probe", "probe_predict", "nearest_neighbour_predict", "confusion_matrix",
+           "per_class_accuracy"]
 
 
 def encode_labels(labels: Sequence[Hashable], classes: Sequence[Hashable]) -> torch.Tensor:
@@ -63,6 +64,19 @@ def fit_linear_probe(
 def probe_predict(probe: torch.nn.Linear, features: torch.Tensor) -> torch.Tensor:
     """Predicted class `(N,)` of each feature row."""
     return probe(F.normalize(_check_features(features), dim=-1)).argmax(dim=-1)
+
+
+@torch.no_grad()
+def nearest_neighbour_predict(reference: torch.Tensor, reference_labels: torch.Tensor, query: torch.Tensor,
+                              chunk: int = 1024) -> torch.Tensor:
+    """The label `(N,)` of each query row's most cosine-similar reference row: what an embedding puts next to it."""
+    reference = F.normalize(_check_features(reference), dim=-1)
+    reference_labels = torch.as_tensor(reference_labels, dtype=torch.long)
+    if reference_labels.shape != (reference.shape[0],):
+        raise ValueError(f"reference_labels must have shape ({reference.shape[0]},), got {tuple(reference_labels.shape)}.")
+    query = F.normalize(_check_features(query), dim=-1)
+    nearest = [(query[start : start + chunk] @ reference.T).argmax(dim=1) for start in range(0, len(query), chunk)]
+    return reference_labels[torch.cat(nearest)]
 
 
 def confusion_matrix(true: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:

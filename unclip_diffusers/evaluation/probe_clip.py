@@ -1,5 +1,8 @@
 """Does a CLIP's image embedding hold the drawing style? A linear probe on the image embeddings beside the caption-based
-style accuracy, per held-out split, with the probe's confusion matrix as a picture.
+style accuracy, per held-out split, with the probe's confusion matrix as a picture. Beside it, the nearest-neighbour
+accuracy (per slice): how often a held-out image's most similar training image has its label. With `--label concept`
+on a generation CLIP that says whether its image embedding, which the decoder draws from, is organised by what is
+drawn or by how (`--no-linear-probe` skips the minutes-long fit over ~3,900 concept classes).
 
 The probe is fitted on the `train` split's image embeddings (style labels) and scored on the held-out splits; it asks
 the image tower alone whether the styles are linearly separable in its embedding space, where the caption-based score
@@ -10,6 +13,8 @@ the image tower alone whether the styles are linearly separable in its embedding
         --output outputs/probe-release
     python -m unclip_diffusers.evaluation.probe_clip --clip runs/clip-small/final --data data/emoji  # a CLIP run
     python -m unclip_diffusers.evaluation.probe_clip --clip checkpoints/evaluator-clip-small/evaluator --data data/emoji
+    python -m unclip_diffusers.evaluation.probe_clip --clip checkpoints/unclip-emoji --data data/emoji --label concept \
+        --no-linear-probe --output outputs/concept-neighbours
 
 `scripts/probe_clip.py` (which `scripts/build_release.sh` runs) is a thin wrapper around `main`.
 """
@@ -29,9 +34,17 @@ from tqdm.auto import tqdm
 
 from ..data import load_image_text_dataset
 from . import metrics
-from .probe import confusion_matrix, encode_labels, fit_linear_probe, per_class_accuracy, probe_predict
+from .probe import (
+    confusion_matrix,
+    encode_labels,
+    fit_linear_probe,
+    nearest_neighbour_predict,
+    per_class_accuracy,
+    probe_predict,
+)
 from .runner import HELDOUT_SPLITS, caption_pool, spread_positions
 
+MAX_CONFUSION_CLASSES = 64  # confusion matrices (JSON and picture) only for few classes, e.g. the styles
 Encoder = tuple[Callable[[list[Any]], torch.Tensor], Callable[[list[str]], torch.Tensor]]
 
 
@@ -43,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", default="style", choices=["style", "concept"],
                         help="what the probe predicts (concept: only the held-out pairs share train's concepts)")
     parser.add_argument("--max-train", type=int, default=0, help="train images for the probe, evenly spread (0 = all)")
+    parser.add_argument("--no-linear-probe", action="store_true",
+                        help="skip the linear probe (minutes for ~3,900 concept classes): nearest-neighbour only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="outputs/probe-clip")
     return parser
@@ -167,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     classes = sorted(set(train[label]))
     labels = encode_labels([train[label][i] for i in rows], classes)
     features = embed_rows(embed_images, train, rows, "train images")
-    probe = fit_linear_probe(features, labels, len(classes))
-    fit_accuracy = float((probe_predict(probe, features) == labels).float().mean())
+    probe = None if args.no_linear_probe else fit_linear_probe(features, labels, len(classes))
+    fit_accuracy = None if probe is None else float((probe_predict(probe, features) == labels).float().mean())
     result: dict[str, Any] = {
         "clip": str(args.clip), "data": str(args.data), "label": label, "classes": classes,
         "train": {"images": len(rows), "probe_accuracy": fit_accuracy}, "splits": {},
@@ -191,23 +206,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data = data.select(known)
         query = embed_rows(embed_images, data, list(range(len(data))), f"{split} images")
         true = encode_labels(list(data[label]), classes)
-        probe_confusion = confusion_matrix(true, probe_predict(probe, query), len(classes))
+        neighbour = nearest_neighbour_predict(features, labels, query) == true
+        neighbour_scores = {"all": float(neighbour.float().mean())}
+        if "slice" in data.column_names:  # e.g. everyday / people / flags (evaluation/slices.py)
+            slices = list(data["slice"])
+            for name in sorted(set(slices)):
+                neighbour_scores[name] = float(neighbour[[s == name for s in slices]].float().mean())
         chosen = caption_choices(query, pool_embeds, list(data[other]), pool[other], pool[label])
         decided = [i for i, c in enumerate(chosen) if c is not None and c in known_classes]
-        caption_confusion = confusion_matrix(true[decided], encode_labels([chosen[i] for i in decided], classes),
-                                             len(classes))
         truth = torch.tensor([index[c] for c in data["caption"]])
-        panels["probe (image tower)"][split] = probe_confusion
-        panels["captions (both towers)"][split] = caption_confusion
-        result["splits"][split] = {
+        scores: dict[str, Any] = {
             "images": len(data),
-            "probe_accuracy": float(probe_confusion.diag().sum() / probe_confusion.sum()),
-            "probe_per_class": dict(zip(classes, per_class_accuracy(probe_confusion))),
-            "probe_confusion": probe_confusion.tolist(),
+            # the held-out image's most similar training image has its label (per slice too)
+            "neighbour_accuracy": neighbour_scores,
             # the evaluation's figure (unclip-eval's style_accuracy), and the choices behind it as a confusion matrix
             "caption_accuracy": metrics.group_accuracy(query, pool_embeds, truth, list(data[other]), pool[other]),
-            "caption_confusion": caption_confusion.tolist(),
         }
+        if len(classes) <= MAX_CONFUSION_CLASSES:
+            caption_confusion = confusion_matrix(true[decided], encode_labels([chosen[i] for i in decided], classes),
+                                                 len(classes))
+            panels["captions (both towers)"][split] = caption_confusion
+            scores["caption_confusion"] = caption_confusion.tolist()
+        if probe is not None:
+            probe_confusion = confusion_matrix(true, probe_predict(probe, query), len(classes))
+            scores["probe_accuracy"] = float(probe_confusion.diag().sum() / probe_confusion.sum())
+            if len(classes) <= MAX_CONFUSION_CLASSES:
+                panels["probe (image tower)"][split] = probe_confusion
+                scores["probe_per_class"] = dict(zip(classes, per_class_accuracy(probe_confusion)))
+                scores["probe_confusion"] = probe_confusion.tolist()
+        result["splits"][split] = scores
     if label == "style":
         result["train"]["style_pixel_distances"] = style_pixel_distances(train, classes)
     output = Path(args.output)
@@ -218,13 +245,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if panels:
         save_confusion_plot(panels, classes, output / "confusion.png",
                             f"{label} on {Path(args.clip).name}: linear probe of the image embeddings and caption choice")
-    print(f"{label} linear probe on {args.clip} ({len(rows)} train images, fit accuracy {fit_accuracy:.3f})")
-    print("| split | images | probe accuracy | caption accuracy (chance) |")
-    print("|---|---|---|---|")
+    fit = "no linear probe" if fit_accuracy is None else f"linear probe fit accuracy {fit_accuracy:.3f}"
+    print(f"{label} of held-out images from {args.clip}'s image embeddings ({len(rows)} train images, {fit})")
+    print("| split | images | linear probe | nearest train image (per slice) | caption accuracy (chance) |")
+    print("|---|---|---|---|---|")
     for split, scores in result["splits"].items():
         if scores["images"]:
             caption = scores["caption_accuracy"]
-            print(f"| {split} | {scores['images']} | {scores['probe_accuracy']:.3f} | "
+            probe_text = f"{scores['probe_accuracy']:.3f}" if "probe_accuracy" in scores else "-"
+            neighbour_text = ", ".join(f"{name} {value:.3f}" for name, value in scores["neighbour_accuracy"].items())
+            print(f"| {split} | {scores['images']} | {probe_text} | {neighbour_text} | "
                   f"{caption['accuracy']:.3f} ({caption['chance']:.3f}) |")
     for pair, distance in list(result["train"].get("style_pixel_distances", {}).items())[:4]:
         print(f"closest styles in the data: {pair}: median {distance['median_mad']}/255 per pixel "
