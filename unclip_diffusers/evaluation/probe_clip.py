@@ -212,8 +212,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             slices = list(data["slice"])
             for name in sorted(set(slices)):
                 neighbour_scores[name] = float(neighbour[[s == name for s in slices]].float().mean())
-        chosen = caption_choices(query, pool_embeds, list(data[other]), pool[other], pool[label])
-        decided = [i for i, c in enumerate(chosen) if c is not None and c in known_classes]
         truth = torch.tensor([index[c] for c in data["caption"]])
         scores: dict[str, Any] = {
             "images": len(data),
@@ -223,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "caption_accuracy": metrics.group_accuracy(query, pool_embeds, truth, list(data[other]), pool[other]),
         }
         if len(classes) <= MAX_CONFUSION_CLASSES:
+            chosen = caption_choices(query, pool_embeds, list(data[other]), pool[other], pool[label])
+            decided = [i for i, c in enumerate(chosen) if c is not None and c in known_classes]
             caption_confusion = confusion_matrix(true[decided], encode_labels([chosen[i] for i in decided], classes),
                                                  len(classes))
             panels["captions (both towers)"][split] = caption_confusion

@@ -63,11 +63,16 @@ def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generat
     factors = [_uniform(count, 1.0 - strength, 1.0 + strength, generator).view(count, 1, 1, 1) for _ in range(3)]
     brightness, contrast, saturation = factors
     images = images * brightness
-    gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
-    images = gray.mean(dim=(2, 3), keepdim=True) + contrast * (images - gray.mean(dim=(2, 3), keepdim=True))
-    gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
-    images = gray + saturation * (images - gray)
+    mean_luma = _luma(images).mean(dim=(2, 3), keepdim=True)
+    images = mean_luma + contrast * (images - mean_luma)
+    luma = _luma(images)
+    images = luma + saturation * (images - luma)
     return images.clamp(0.0, 1.0)
+
+
+def _luma(images: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma `(N, 1, H, W)` of RGB images `(N, 3, H, W)`."""
+    return 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
 
 
 def augment_images(images: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator) -> torch.Tensor:
