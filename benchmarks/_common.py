@@ -218,3 +218,28 @@ def parse_upsampler_settings(text: str) -> list[tuple[float, int]]:
     if not settings:
         raise SystemExit("no upsampler settings given (expected strength:steps pairs, e.g. 0.3:10).")
     return settings
+
+
+def parse_guidance_intervals(text: str) -> dict[str, tuple[float, float]]:
+    """`"decoder=0.5:10,prior=0.3:10"` -> `{"decoder_guidance_interval": (0.5, 10.0), ...}` (pipeline config keys)."""
+    intervals = {}
+    for item in text.split(","):
+        stage, _, bounds = item.partition("=")
+        low, _, high = bounds.partition(":")
+        try:
+            if stage not in ("prior", "decoder"):
+                raise ValueError
+            intervals[f"{stage}_guidance_interval"] = (float(low), float(high))
+        except ValueError:
+            raise ValueError(f"--guidance-intervals takes STAGE=LO:HI items (stage prior or decoder) joined by "
+                             f"commas, e.g. decoder=0.5:10; got {text!r}.") from None
+    return intervals
+
+
+def with_guidance_intervals(pipe: Any, text: str) -> Any:
+    """A copy of `pipe` (sharing its models) whose saved guidance intervals are `text`'s."""
+    import copy
+
+    copied = copy.copy(pipe)
+    copied.register_to_config(**parse_guidance_intervals(text))  # a new config dict: `pipe`'s is untouched
+    return copied

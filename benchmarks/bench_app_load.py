@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7871)
     parser.add_argument("--prompt", default="a cat")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a visitor waits before giving up")
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="environment of the server on top of the tuned allocator's (e.g. MALLOC_ARENA_MAX=2); "
+                             "KEY= removes KEY")
     parser.add_argument("--app-args", nargs=argparse.REMAINDER, default=[], help="further arguments for app.py")
     parser.add_argument("--output", default="benchmarks/results/app_load.json")
     return parser
@@ -68,13 +71,28 @@ def default_arguments(url: str, prompt: str) -> list:
     return values
 
 
+def server_environment(overrides: list[str]) -> dict[str, str]:
+    """This process's environment with the tuned allocator's settings and `KEY=VALUE` overrides (`KEY=` removes)."""
+    env = {**os.environ, **MALLOC_ENV}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--server-env takes KEY=VALUE items, got {item!r}.")
+        if value:
+            env[key] = value
+        else:
+            env.pop(key, None)
+    return env
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     command = [sys.executable, str(ROOT / "app.py"), "--port", str(args.port), "--no-cache-examples", *args.app_args]
     if args.model:
         command += ["--model", args.model]
     url = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **MALLOC_ENV}, stdout=subprocess.DEVNULL,
+    env = server_environment(args.server_env)
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
         startup_s = wait_for_page(url, server)
@@ -90,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{summary['failed']} failed; answered p50 {summary.get('p50_s', float('nan')):.2f} s, "
           f"p95 {summary.get('p95_s', float('nan')):.2f} s, max {summary.get('max_s', float('nan')):.2f} s; "
           f"alone {warm.seconds:.2f} s; server peak RSS {summary['peak_rss_gib']:.2f} GiB")
-    write_json({"machine": machine_info(0), "visitors": args.visitors, "request": request[:4], **summary},
+    server_env = {key: env.get(key) for key in sorted({*MALLOC_ENV, *(i.partition("=")[0] for i in args.server_env)})}
+    write_json({"machine": machine_info(0), "visitors": args.visitors, "request": request[:4],
+                "server_env": server_env, "app_args": args.app_args, **summary},
                args.output)
 
 

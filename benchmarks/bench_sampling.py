@@ -6,6 +6,8 @@ Rows (timed interleaved in one process, same weights):
   stock-25/25/7     diffusers' stock `UnCLIPPipeline` at its defaults (UnCLIPScheduler, 25/25/7 steps)
   ours-25/25/7      this pipeline at the stock step counts
   ours-fast-P/D/SR  ours-fast at other step counts (`--fast-steps 10/15/10 ...`: the step sweep)
+  ours-fast-gi-STAGE=LO:HI  ours-fast guiding a stage only at noise levels sigma in [LO, HI]
+                    (`--guidance-intervals decoder=0.5:10 prior=0.3:10,decoder=1:10 ...`; `denoise`'s interval)
   ours-fast-P/D/SR-SOLVER  the same with another sampler for every stage (`--solvers UniPC DEIS ...`, the app's
                     names in `unclip_diffusers.app.schedulers.SCHEDULERS`; at the default steps without --fast-steps)
   cascade-S:N       ours-fast with a second upsampler (`--upsampler2 RUN`) at strength S and N scheduled steps
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra rows: ours-fast at these prior/decoder/super-res step counts (a step sweep)")
     parser.add_argument("--solvers", nargs="*", default=[], metavar="NAME",
                         help="extra rows: ours-fast with this sampler in every stage, at each --fast-steps count")
+    parser.add_argument("--guidance-intervals", nargs="*", default=[], metavar="STAGE=LO:HI[,STAGE=LO:HI]",
+                        help="extra rows: ours-fast with these guidance intervals (stage: prior or decoder)")
     parser.add_argument("--upsampler2", default=None, metavar="RUN",
                         help="a second upsampler (run folder, final/ or snapshot): adds the cascade-S:N rows")
     parser.add_argument("--upsampler2-settings", default="0.1:10", metavar="S:N,...",
@@ -143,10 +147,11 @@ def cascade_rows(pipe: Any, upsampler2: str, settings: str) -> dict[str, tuple[A
 
 def make_rows(
     pipe: Any, fast_steps: list[str] = (), solvers: list[str] = (), upsampler2: str | None = None,
-    upsampler2_settings: str = "0.1:10",
+    upsampler2_settings: str = "0.1:10", guidance_intervals: list[str] = (),
 ) -> dict[str, tuple[Any, dict[str, int]]]:
     """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows, `solvers`
-    `ours-fast-P/D/SR-SOLVER` rows and `upsampler2` the `cascade-S:N` rows."""
+    `ours-fast-P/D/SR-SOLVER` rows, `guidance_intervals` `ours-fast-gi-...` rows and `upsampler2` the `cascade-S:N`
+    rows."""
     from stock import build_stock_pipeline
 
     from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
@@ -166,6 +171,8 @@ def make_rows(
         solver_pipe = with_solver(fast, solver)
         for text in fast_steps or [default_text]:
             rows[f"ours-fast-{text}-{solver}"] = (solver_pipe, parse_steps(text))
+    for text in guidance_intervals:
+        rows[f"ours-fast-gi-{text}"] = (_common.with_guidance_intervals(fast, text), default_steps(fast))
     if upsampler2:
         rows.update(cascade_rows(pipe, upsampler2, upsampler2_settings))
     return rows
@@ -300,6 +307,8 @@ def rss_child(args: argparse.Namespace) -> None:
         pipeline, steps = build_stock_pipeline(pipe), STOCK_STEPS
     elif args.rss_row == "ours-25/25/7":
         steps = STOCK_STEPS
+    elif args.rss_row.startswith("ours-fast-gi-"):
+        pipeline = _common.with_guidance_intervals(pipe, args.rss_row.removeprefix("ours-fast-gi-"))
     elif args.rss_row.startswith("ours-fast-"):  # ours-fast-P/D/SR or ours-fast-P/D/SR-SOLVER
         steps_text, _, solver = args.rss_row.removeprefix("ours-fast-").partition("-")
         steps = parse_steps(steps_text)
@@ -367,7 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = load_earlier_results(args.output, args.sections) or results
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
-        rows = make_rows(pipe, args.fast_steps, args.solvers, args.upsampler2, args.upsampler2_settings)
+        rows = make_rows(pipe, args.fast_steps, args.solvers, args.upsampler2, args.upsampler2_settings,
+                         args.guidance_intervals)
         if args.rows:
             unknown = sorted(set(args.rows) - set(rows))
             if unknown:

@@ -26,6 +26,7 @@ def test_model_folder_is_served_without_the_banner(saved_pipeline):
     loaded = load_pipeline(saved_pipeline, device="cpu")
     assert not loaded.placeholder and loaded.source == str(saved_pipeline)
     assert loaded.pipe.decoder.config.sample_size == 16
+    assert loaded.pipe._super_res_slice_pixels == 256 * 256  # a server slices its upsamplers' batches (peak memory)
 
 
 def test_missing_release_weights_fall_back_to_a_labelled_random_model(monkeypatch, tmp_path):

@@ -448,3 +448,28 @@ def test_evaluator_benchmark_scores_real_images_per_slice(bench, tmp_path):
     assert any(s["count"] for s in splits["train (sample)"].values())
     with pytest.raises(SystemExit, match="NAME=FOLDER"):
         bench("bench_evaluator").main(["--evaluators", str(folder), "--data", str(FIXTURE)])
+
+
+def test_sampling_benchmark_guidance_interval_rows(bench, tmp_path):
+    out = tmp_path / "intervals.json"
+    row = "ours-fast-gi-prior=0.3:10,decoder=1:10"
+    bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "ours-fast", row,
+                                  "--guidance-intervals", "prior=0.3:10,decoder=1:10", "--output", str(out)])
+    data = json.loads(out.read_text())
+    assert _positive(data["quality_proxy_mad255"][row])
+    assert bench("_common").parse_guidance_intervals("decoder=1:10") == {"decoder_guidance_interval": (1, 10)}
+    with pytest.raises(ValueError, match="STAGE=LO:HI"):
+        bench("_common").parse_guidance_intervals("upsampler=1:10")
+
+
+def test_stage_benchmark_times_every_stage_of_every_variant(bench, pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipe")
+    results = bench("bench_stages").main(["--model", str(tmp_path / "pipe"), "--threads", "1", "--repeats", "1",
+                                          "--precisions", "fp32", "--guidance-intervals", "decoder=1:10",
+                                          "--no-caption-cache", "--slicing", "--output", str(tmp_path / "s.json")])
+    variants = results["variants"]
+    assert set(variants) == {"fp32", "fp32 guidance decoder=1:10", "fp32 without the prior's caption cache",
+                             "fp32 super-res slicing"}
+    for stats in variants.values():
+        assert set(stats) == {"encode", "prior", "decoder", "super_res", "total"}
+        assert all(_positive(s["median"]) for s in stats.values())

@@ -9,6 +9,7 @@ from unclip_diffusers.configs import (
     get_model_config,
 )
 from unclip_diffusers.models import UnCLIPPriorTransformer, UnCLIPTextProjection
+from unclip_diffusers.models.prior_transformer import CaptionKVCache
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,27 @@ def test_prior_is_causal_without_a_mask(components):
     with_mask = prior(x, 3, proj, encoder_hidden_states=tokens, attention_mask=torch.ones(2, 77, dtype=torch.bool))
     without = prior(x, 3, proj, encoder_hidden_states=tokens)
     torch.testing.assert_close(with_mask.predicted_image_embedding, without.predicted_image_embedding)
+
+
+def test_prior_with_cached_caption_keys_and_values_equals_the_full_forward(components):
+    prior: UnCLIPPriorTransformer = components["prior"]
+    generator = torch.Generator().manual_seed(1)
+    batch, tokens = 4, prior.config.num_embeddings
+    x, proj = torch.randn(batch, 32, generator=generator), torch.randn(batch, 32, generator=generator)
+    hidden = torch.randn(batch, tokens, 32, generator=generator)
+    lengths = torch.tensor([2, 5, tokens, 1])  # padded captions of different lengths
+    mask = torch.arange(tokens)[None] < lengths[:, None]
+    cache = CaptionKVCache()
+    with torch.no_grad():
+        for t in (999, 400, torch.tensor([3])):
+            full = prior(x, t, proj, encoder_hidden_states=hidden, attention_mask=mask).predicted_image_embedding
+            cached = prior(x, t, proj, encoder_hidden_states=hidden, attention_mask=mask,
+                           caption_cache=cache).predicted_image_embedding
+            half = prior(x[2:], t, proj[2:], encoder_hidden_states=hidden[2:], attention_mask=mask[2:],
+                         caption_cache=cache).predicted_image_embedding  # a guidance interval's unguided step
+            torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(half, full[2:], atol=1e-5, rtol=1e-5)
+    assert sorted(cache.entries) == [2, 4]  # computed once per batch size, reused by the later steps
 
 
 def test_prior_embedding_stats_round_trip(components):

@@ -54,6 +54,26 @@ def test_the_cascade_is_the_first_stage_then_the_second(cascade):
     torch.testing.assert_close(whole, second, atol=2e-3, rtol=0)  # the hand-over is quantised nowhere (pt in [0, 1])
 
 
+def test_super_res_slicing_gives_the_same_images_one_forward_per_image(cascade):
+    base = torch.rand(3, 3, 16, 16, generator=_generator(1))
+    whole = cascade.super_resolve(base, num_inference_steps=[2, 2], generator=_generator(2), output_type="pt")
+    batches = []
+    hook = cascade.super_res_second.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    first_batches = []
+    first_hook = cascade.super_res_first.register_forward_pre_hook(
+        lambda module, args: first_batches.append(args[0].shape[0]))
+    try:
+        cascade.enable_super_res_slicing(max_pixels=2 * 64 * 64)  # 2 images of the 64-px stage, 1 of the 128-px one
+        sliced = cascade.super_resolve(base, num_inference_steps=[2, 2], generator=_generator(2), output_type="pt")
+    finally:
+        cascade.disable_super_res_slicing()
+        hook.remove()
+        first_hook.remove()
+    assert first_batches == [2, 1] * 2  # 2 steps of 3 images, at most 2 per forward
+    assert batches == [1, 1, 1]  # the saved strength 0.5 of 2 steps runs 1 step: 3 images, one per forward
+    torch.testing.assert_close(sliced, whole, atol=2e-4, rtol=0)  # batch-size-dependent conv kernels; 1/255 = 4e-3
+
+
 def test_super_resolve_stages_yields_each_stage_and_ends_as_super_resolve(cascade):
     base = torch.rand(2, 3, 16, 16, generator=_generator(1))
     whole = cascade.super_resolve(base, num_inference_steps=[2, 3], generator=_generator(2), output_type="pt")

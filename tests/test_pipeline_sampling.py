@@ -1,11 +1,13 @@
 """`denoise`, the package's one sampling loop: training validation samples exactly like the pipeline's stages."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, HeunDiscreteScheduler
 
-from unclip_diffusers.pipelines.sampling import denoise, working_copy
+from unclip_diffusers.pipelines.sampling import denoise, noise_level, working_copy
 from unclip_diffusers.training.decoder import DecoderWithProjection, sample_decoder_images
 from unclip_diffusers.training.prior import sample_prior_embeddings
 from unclip_diffusers.training.upsampler import sample_super_res
@@ -94,3 +96,60 @@ def test_strength_below_one_needs_a_start_sample():
     scheduler = working_copy(DDPMScheduler())
     with pytest.raises(ValueError, match="start"):
         denoise(lambda x, t: x, scheduler, latents=torch.randn(1, 3, 2, 2), num_inference_steps=4, strength=0.5)
+
+
+def test_guidance_interval_guides_only_the_steps_whose_noise_level_lies_in_it():
+    scheduler = working_copy(DDPMScheduler(beta_schedule="squaredcos_cap_v2"))
+    scheduler.set_timesteps(5)
+    levels = [noise_level(scheduler, t) for t in scheduler.timesteps]
+    low, high = levels[3], levels[1]  # steps 1..3 of 5 inside the interval, the first and the last outside
+    seen = []
+
+    def predict(model_input, t):
+        seen.append((int(t), model_input.shape[0]))
+        return torch.zeros_like(model_input)
+
+    denoise(predict, scheduler, latents=torch.randn(2, 3, 2, 2), num_inference_steps=5, guidance_scale=4.0,
+            guidance_interval=(low, high), generator=_generator())
+    assert [rows for _, rows in seen] == [2, 4, 4, 4, 2]  # unguided steps see the single batch
+
+
+def test_guidance_interval_covering_everything_or_nothing_matches_guided_or_unguided_sampling(pipe):
+    encodings = pipe.encode_prompt("a cat")
+
+    def sample(**kwargs):
+        generator = _generator(3)
+        embeds = pipe.sample_prior(encodings, num_images_per_prompt=2, generator=generator,
+                                   guidance_scale=kwargs.get("scale"), guidance_interval=kwargs.get("interval"))
+        images = pipe.decode(embeds, prompt=encodings, generator=generator, upscale=False, output_type="pt",
+                             guidance_scale=kwargs.get("scale") or 8.0, guidance_interval=kwargs.get("interval"))
+        return embeds, images
+
+    guided, everywhere = sample(), sample(interval=(0.0, float("inf")))
+    nowhere, unguided = sample(interval=(0.0, 0.0)), sample(scale=1.0)
+    for a, b in [(guided, everywhere), (nowhere, unguided)]:
+        torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(a[1], b[1], atol=1e-4, rtol=0)
+    assert (guided[1] - nowhere[1]).abs().max() > 1e-3  # guidance did change the images
+
+
+def test_the_pipelines_saved_guidance_interval_is_the_default_and_survives_save_and_load(pipe, tmp_path):
+    copied = copy.copy(pipe)
+    copied.register_to_config(decoder_guidance_interval=(0.0, 0.0))
+    generator = _generator(5)
+    embeds = torch.nn.functional.normalize(torch.randn(1, pipe.embedding_dim, generator=generator), dim=-1)
+    saved = copied.decode(embeds, generator=_generator(1), upscale=False, output_type="pt")
+    explicit = pipe.decode(embeds, generator=_generator(1), upscale=False, output_type="pt",
+                           guidance_interval=(0.0, 0.0))
+    torch.testing.assert_close(saved, explicit)
+    copied.save_pretrained(tmp_path)
+    reloaded = type(pipe).from_pretrained(tmp_path)
+    assert reloaded.config.decoder_guidance_interval == pytest.approx([0.0, 0.0])
+    assert reloaded.config.prior_guidance_interval is None
+
+
+@pytest.mark.parametrize("interval", [(2.0, 1.0), (-1.0, 1.0), (1.0,), "low", (1.0, "x")])
+def test_a_bad_guidance_interval_is_refused_with_a_clear_message(pipe, interval):
+    with pytest.raises(ValueError, match="guidance interval"):
+        pipe("a cat", decoder_guidance_interval=interval, prior_num_inference_steps=2, decoder_num_inference_steps=2,
+             super_res_num_inference_steps=2)

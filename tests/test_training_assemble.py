@@ -80,6 +80,14 @@ def test_a_decoder_from_the_same_image_tower_is_accepted_only_when_asked(tmp_pat
 def test_assemble_command_line():
     args = build_parser().parse_args(["--clip", "a", "--prior", "b", "--decoder", "c", "--fp16"])
     assert args.output == "checkpoints/unclip-emoji" and args.upsampler is None and args.fp16
+    assert (args.prior_guidance_interval, args.decoder_guidance_interval) == ((0.3, 10.0), (0.5, 10.0))
+    args = build_parser().parse_args(["--clip", "a", "--prior", "b", "--decoder", "c",
+                                      "--decoder-guidance-interval", "all", "--prior-guidance-interval", "0:5"])
+    assert (args.prior_guidance_interval, args.decoder_guidance_interval) == ((0.0, 5.0), None)
+    for bad in ("5:1", "x", "1"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--clip", "a", "--prior", "b", "--decoder", "c",
+                                       "--decoder-guidance-interval", bad])
 
 
 def test_assembled_folder_loads_as_a_pipeline_and_draws(tmp_path):
@@ -93,6 +101,7 @@ def test_assembled_folder_loads_as_a_pipeline_and_draws(tmp_path):
           "--upsampler", str(runs["upsampler"]), "--output", str(output)])
     assert (output / "model_index.json").exists() and not list(output.rglob("*.bin"))
     pipeline = UnCLIPPipeline.from_pretrained(output)
+    assert pipeline.config.decoder_guidance_interval == pytest.approx([0.5, 10.0])  # the measured defaults, saved
     pipeline.set_progress_bar_config(disable=True)
     result = pipeline("grinning face, Noto style", prior_num_inference_steps=2, decoder_num_inference_steps=2,
                       super_res_num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")

@@ -355,3 +355,27 @@ def test_throughput_benchmark_trains_every_stage_on_synthetic_data(stage):
 
     result = benchmark_stage(stage, "tiny", seconds=0.0, warmup_steps=1, num_threads=1)
     assert result["stage"] == stage and result["timed_steps"] >= 1 and result["samples_per_s"] > 0
+
+
+def test_guidance_distillation_learns_the_teachers_guided_prediction(tmp_path):
+    teacher = tiny_runs()["decoder"][0] / "final"
+    root = teacher.parent.parent  # the tiny runs' folder, with their CLIP
+    common = dict(init_from=str(teacher), distill_from=str(teacher), max_steps=30, checkpoint_every=30,
+                  learning_rate=1e-4, num_validation_examples=0)
+    unguided = DecoderStage(_config("decoder", root, distill_guidance_scale=1.0, output_dir=str(tmp_path / "w1"),
+                                    **common))
+    student = unguided.setup(None)
+    unguided.load_weights(student, teacher)
+    assert _fixed_loss(unguided, student) < 1e-8  # the teacher's own conditional prediction is its target at w = 1
+
+    stage = DecoderStage(_config("decoder", root, distill_guidance_scale=4.0, output_dir=str(tmp_path / "w4"),
+                                 **common))
+    start = stage.setup(None)
+    stage.load_weights(start, teacher)
+    initial = _fixed_loss(stage, start)
+    run_dir = run_training(stage)
+    trained = _fixed_loss(stage, stage.module)
+    assert initial > 1e-4 and trained < 0.8 * initial, f"distillation loss {initial:.5f} -> {trained:.5f}"
+    assert (run_dir / "final" / "decoder").is_dir()
+    with pytest.raises(ValueError, match="distill_guidance_scale"):
+        _config("decoder", root, distill_from=str(teacher), distill_guidance_scale=0.5)

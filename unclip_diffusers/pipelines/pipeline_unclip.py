@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from ..models import UnCLIPPriorTransformer, UnCLIPTextProjection
+from ..models.prior_transformer import CaptionKVCache
 from ..utils.images import postprocess_images, validate_pil_images
 from .editing import UnCLIPEditingMixin
 from .inpainting import UnCLIPInpaintingMixin
@@ -38,8 +39,11 @@ from .sampling import (
     DEFAULT_PRIOR_STEPS,
     KnownRegion,
     StepCallback,
+    as_interval,
     check_generator,
+    check_guidance_interval,
     check_latents,
+    conditional_half,
     denoise,
     draw_noise,
     working_copy,
@@ -106,6 +110,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             one's output (e.g. 128 → 256 px); `None` (and every folder saved before it existed) stops at the first.
         super_res_second_scheduler ([`~diffusers.SchedulerMixin`], *optional*): the second upsampler's sampler.
         super_res_second_strength (`float`, defaults to 1.0): `super_res_strength` of the second upsampler.
+        prior_guidance_interval (`Sequence[float]`, *optional*): `(low, high)`: the prior is guided only at steps
+            whose noise level sigma lies in it (`sampling.denoise`); `None` guides every step. Saved with the
+            pipeline and used wherever a call passes no interval.
+        decoder_guidance_interval (`Sequence[float]`, *optional*): the same for the decoder.
     """
 
     model_cpu_offload_seq = ("text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
@@ -149,8 +157,12 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         super_res_second: UNet2DModel | None = None,
         super_res_second_scheduler: SchedulerMixin | None = None,
         super_res_second_strength: float = 1.0,
+        prior_guidance_interval: Sequence[float] | None = None,
+        decoder_guidance_interval: Sequence[float] | None = None,
     ):
         super().__init__()
+        check_guidance_interval(prior_guidance_interval)
+        check_guidance_interval(decoder_guidance_interval)
         check_strength(super_res_strength, "super_res_strength")
         check_strength(super_res_second_strength, "super_res_second_strength")
         check_guidance(prior_guidance_scale, "prior_guidance_scale")
@@ -196,7 +208,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self.register_to_config(normalize_embeddings=bool(normalize_embeddings),
                                 super_res_strength=float(super_res_strength),
                                 prior_guidance_scale=float(prior_guidance_scale),
-                                super_res_second_strength=float(super_res_second_strength))
+                                super_res_second_strength=float(super_res_second_strength),
+                                prior_guidance_interval=as_interval(prior_guidance_interval),
+                                decoder_guidance_interval=as_interval(decoder_guidance_interval))
 
     # ------------------------------------------------------------------------------------------------ sizes
 
@@ -358,6 +372,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         scheduler: SchedulerMixin | None = None,
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        guidance_interval: Sequence[float] | None = None,
     ) -> torch.Tensor:
         r"""
         Sample CLIP image embeddings for captions with the diffusion prior.
@@ -370,6 +385,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             guidance_scale (`float`, *optional*, defaults to `None`): classifier-free guidance scale (1 disables
                 it; the unconditional branch sees the empty caption); `None` uses the pipeline's
                 `prior_guidance_scale`.
+            guidance_interval (`Sequence[float]`, *optional*, defaults to `None`): `(low, high)` noise levels
+                where the prior is guided (see `__call__`); `None` uses the pipeline's `prior_guidance_interval`.
             sample_count (`int`, *optional*, defaults to 1): candidates per embedding; with 2 or more the one with
                 the highest dot product with the caption's text embedding is kept (the paper's draw-2-keep-best).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
@@ -395,6 +412,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         check_positive_int(sample_count, "sample_count")
         guidance_scale = self.config.prior_guidance_scale if guidance_scale is None else guidance_scale
         check_guidance(guidance_scale, "guidance_scale")
+        guidance_interval = self._guidance_interval(guidance_interval, "prior")
         callback_on_step_end_tensor_inputs = self._check_callback(
             callback_on_step_end, callback_on_step_end_tensor_inputs
         )
@@ -416,13 +434,17 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         if isinstance(generator, (list, tuple)) and sample_count > 1:
             step_generator = [g for g in generator for _ in range(sample_count)]
 
+        caption_cache = CaptionKVCache()  # the caption tokens' keys and values, computed at the first step
+
         def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            rows = model_input.shape[0]  # the doubled batch, or the conditional half at an unguided step
             return self.prior(
                 model_input,
                 timestep=t,
-                proj_embedding=text.text_embeds.to(dtype),
-                encoder_hidden_states=text.token_encodings.to(dtype),
-                attention_mask=text.attention_mask,
+                proj_embedding=conditional_half(text.text_embeds, rows).to(dtype),
+                encoder_hidden_states=conditional_half(text.token_encodings, rows).to(dtype),
+                attention_mask=conditional_half(text.attention_mask, rows),
+                caption_cache=caption_cache,
             ).predicted_image_embedding
 
         latents = denoise(
@@ -432,6 +454,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             num_inference_steps=num_inference_steps,
             generator=step_generator,
             guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
             callback_on_step_end=self._stage_callback("prior", callback_on_step_end),
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             progress_bar=self.progress_bar,
@@ -468,6 +491,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         super_res_second_num_inference_steps: int = 10,
         super_res_second_latents: torch.Tensor | None = None,
         super_res_second_scheduler: SchedulerMixin | None = None,
+        guidance_interval: Sequence[float] | None = None,
     ) -> ImageOutput:
         r"""
         Generate images from CLIP image embeddings with the decoder, then (with `upscale`) the upsampler(s).
@@ -480,6 +504,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             guidance_scale (`float`, *optional*, defaults to 8.0): classifier-free guidance scale; the unconditional
                 branch uses `text_proj`'s learned null image embedding and the empty caption.
+            guidance_interval (`Sequence[float]`, *optional*, defaults to `None`): `(low, high)` noise levels
+                where the decoder is guided (see `__call__`); `None` uses the pipeline's `decoder_guidance_interval`.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
                 or one per image.
             latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder starting noise.
@@ -512,6 +538,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
         base = self._decode(image_embeds, prompt=prompt, num_inference_steps=num_inference_steps,
                             guidance_scale=guidance_scale, generator=generator, latents=latents, scheduler=scheduler,
+                            guidance_interval=guidance_interval,
                             **callbacks)
         if upscale and self.upsampler_stages:
             base = self._upscale(base, generator=generator, **self._per_stage_values(
@@ -533,6 +560,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         callback_on_step_end: Callback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         known: KnownRegion | None = None,
+        guidance_interval: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """The decoder loop; returns base images `(N, 3, h, w)` in [-1, 1] (inpainting outside `known.mask`)."""
         device = self._execution_device
@@ -540,6 +568,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         num_images = image_embeds.shape[0]
         check_positive_int(num_inference_steps, "decoder_num_inference_steps")
         check_guidance(guidance_scale, "decoder_guidance_scale")
+        guidance_interval = self._guidance_interval(guidance_interval, "decoder")
         check_generator(generator, num_images)
         callback_on_step_end_tensor_inputs = self._check_callback(
             callback_on_step_end, callback_on_step_end_tensor_inputs
@@ -560,6 +589,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             num_inference_steps=num_inference_steps,
             generator=generator,
             guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
             callback_on_step_end=self._stage_callback("decoder", callback_on_step_end),
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             progress_bar=self.progress_bar,
@@ -595,9 +625,17 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         self, model_input: torch.Tensor, t: torch.Tensor, condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
         """One decoder evaluation (noise, plus variance channels for learned-variance decoders) on `condition`."""
-        context, time_embeddings, mask = condition
+        rows = model_input.shape[0]  # the doubled batch, or the conditional half at an unguided step
+        context, time_embeddings, mask = (conditional_half(c, rows) for c in condition)
         return self.decoder(model_input, t, encoder_hidden_states=context, class_labels=time_embeddings,
                             attention_mask=mask).sample
+
+    def _guidance_interval(self, interval: Sequence[float] | None, stage: str) -> tuple[float, float] | None:
+        """A call's checked guidance interval of `stage`, or the pipeline's saved one when the call passes none."""
+        if interval is None:
+            interval = self.config.get(f"{stage}_guidance_interval")
+        check_guidance_interval(interval)
+        return as_interval(interval)
 
     # ------------------------------------------------------------------------------------------------ call
 
@@ -670,6 +708,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         super_res_second_num_inference_steps: int = 10,
         super_res_second_latents: torch.Tensor | None = None,
+        prior_guidance_interval: Sequence[float] | None = None,
+        decoder_guidance_interval: Sequence[float] | None = None,
     ) -> UnCLIPPipelineOutput | tuple:
         r"""
         Text-to-image: caption → prior → CLIP image embedding → decoder → upsampler(s).
@@ -711,6 +751,11 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
                 `super_res_second_strength`).
             super_res_second_latents (`torch.Tensor` of shape `(N, 3, H2, W2)`, *optional*, defaults to `None`):
                 second upsampler's noise (`H2, W2` = `output_size`).
+            prior_guidance_interval (`Sequence[float]`, *optional*, defaults to `None`): `(low, high)`: guide the
+                prior only at steps whose noise level sigma lies in it, the other steps run the conditional model
+                alone (cheaper); `None` uses the pipeline's saved `prior_guidance_interval` (itself `None`: every
+                step); `(0, float("inf"))` guides every step.
+            decoder_guidance_interval (`Sequence[float]`, *optional*, defaults to `None`): the same for the decoder.
 
         Returns:
             [`UnCLIPPipelineOutput`] (or a tuple): final images, the CLIP image embeddings used, and the base images.
@@ -719,6 +764,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if prior_guidance_scale is None:
             prior_guidance_scale = self.config.prior_guidance_scale
+        check_guidance_interval(prior_guidance_interval)  # before any stage runs
+        check_guidance_interval(decoder_guidance_interval)
         self.check_inputs(
             prompt=prompt,
             num_images_per_prompt=num_images_per_prompt,
@@ -749,6 +796,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             sample_count=prior_sample_count,
             generator=generator,
             latents=prior_latents,
+            guidance_interval=prior_guidance_interval,
             **callbacks,
         )
         base = self._decode(
@@ -758,6 +806,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             guidance_scale=decoder_guidance_scale,
             generator=generator,
             latents=decoder_latents,
+            guidance_interval=decoder_guidance_interval,
             **callbacks,
         )
         return self._finish(image_embeds, base, super_res_num_inference_steps=super_res_num_inference_steps,

@@ -40,6 +40,7 @@ def denoise(
     num_inference_steps: int,
     generator: Generator = None,
     guidance_scale: float = 1.0,
+    guidance_interval: Sequence[float] | None = None,
     strength: float = 1.0,
     start: torch.Tensor | None = None,
     predict_last: ModelPrediction | None = None,
@@ -60,6 +61,10 @@ def denoise(
         generator (`torch.Generator` or `list[torch.Generator]`, *optional*): for stochastic schedulers' noise.
         guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance; other than 1, `predict`
             gets the doubled batch `[x_t; x_t]` and returns `[unconditional; conditional]`, mixed here.
+        guidance_interval (`tuple[float, float]`, *optional*): guide only the steps whose noise level
+            `sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)` lies in `[low, high]` (Kynkaanniemi et al. 2024); the
+            other steps call `predict` once on the single batch `x_t`, which must then return the conditional
+            prediction alone (see `conditional_half`). `None` guides every step.
         strength (`float`, *optional*, defaults to 1.0): run only the last `round(num_inference_steps * strength)`
             steps, starting from `start` noised with `latents` to the level where they begin.
         start (`torch.Tensor`, *optional*): the clean sample a `strength < 1` loop starts from.
@@ -75,6 +80,7 @@ def denoise(
     """
     if strength < 1.0 and start is None:
         raise ValueError(f"strength {strength} < 1 needs the clean `start` sample that the loop starts from.")
+    check_guidance_interval(guidance_interval)
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     timesteps = scheduler.timesteps
     if strength < 1.0:
@@ -88,7 +94,8 @@ def denoise(
     for i, t in enumerate(progress_bar(timesteps) if progress_bar is not None else timesteps):
         model = predict_last if predict_last is not None and i == len(timesteps) - 1 else predict
         model_input = scheduler.scale_model_input(latents, t)
-        output = _guided(model, model_input, t, guidance_scale, latents.shape[1])
+        scale = guidance_scale if guides_at(scheduler, t, guidance_interval) else 1.0
+        output = _guided(model, model_input, t, scale, latents.shape[1])
         next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
         latents = scheduler_step(scheduler, output, timestep=t, sample=latents, next_timestep=next_t,
                                  generator=generator)
@@ -96,7 +103,7 @@ def denoise(
             latents = known.paste(scheduler, latents, next_t)
             for _ in range(known.jumps if next_t is not None else 0):
                 latents = known.renoise(scheduler, latents, from_t=next_t, to_t=t)
-                output = _guided(model, scheduler.scale_model_input(latents, t), t, guidance_scale, latents.shape[1])
+                output = _guided(model, scheduler.scale_model_input(latents, t), t, scale, latents.shape[1])
                 latents = known.paste(scheduler, scheduler_step(scheduler, output, timestep=t, sample=latents,
                                                                 next_timestep=next_t, generator=generator), next_t)
         if callback_on_step_end is not None:
@@ -112,6 +119,44 @@ def _guided(model: ModelPrediction, model_input: torch.Tensor, t: torch.Tensor, 
     if guidance_scale != 1.0:
         return classifier_free_guidance(model(torch.cat([model_input, model_input]), t), guidance_scale, channels)
     return model(model_input, t)
+
+
+def check_guidance_interval(interval: Sequence[float] | None) -> None:
+    """Raise a `ValueError` unless `interval` is `None` or a pair `0 <= low <= high` of noise levels."""
+    if interval is None:
+        return
+    try:
+        low, high = (float(x) for x in interval)
+    except (TypeError, ValueError):  # not iterable, not two items, not numbers
+        raise ValueError(f"A guidance interval is a pair (low, high) of noise levels sigma, got {interval!r}.") from None
+    if not 0.0 <= low <= high:
+        raise ValueError(f"A guidance interval needs 0 <= low <= high, got ({low:g}, {high:g}).")
+
+
+def as_interval(interval: Sequence[float] | None) -> tuple[float, float] | None:
+    """A guidance interval as a `(low, high)` tuple of floats (JSON configs store it as a list); `None` stays `None`."""
+    return None if interval is None else (float(interval[0]), float(interval[1]))
+
+
+def noise_level(scheduler: SchedulerMixin, t: torch.Tensor) -> float:
+    """`sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)` of discrete timestep `t` in the scheduler's training schedule."""
+    alpha_bar = float(scheduler.alphas_cumprod[int(t)])
+    return ((1.0 - alpha_bar) / alpha_bar) ** 0.5
+
+
+def guides_at(scheduler: SchedulerMixin, t: torch.Tensor, interval: Sequence[float] | None) -> bool:
+    """Whether the step at timestep `t` is guided: always without an interval, else when its sigma lies in it."""
+    if interval is None:
+        return True
+    return interval[0] <= noise_level(scheduler, t) <= interval[1]
+
+
+def conditional_half(condition: torch.Tensor, batch: int) -> torch.Tensor:
+    """The conditional rows of a guidance-doubled `[unconditional; conditional]` condition when the model input has
+    only `batch` rows (an unguided step of a `guidance_interval`); the condition itself otherwise."""
+    if condition.shape[0] == 2 * batch:
+        return condition[batch:]
+    return condition
 
 
 @dataclass

@@ -70,6 +70,19 @@ class UnCLIPUpsamplingMixin:
                                          pair(self.super_res_second.config.sample_size)))
         return stages
 
+    def enable_super_res_slicing(self: UnCLIPPipeline, max_pixels: int = 256 * 256) -> None:
+        """Run the upsamplers' UNets on slices of the batch of at most `max_pixels` output pixels (at least one image)
+        per forward, like diffusers' `enable_vae_slicing`: the same images (each image's forward is independent) with
+        the largest activations held for fewer images, which lowers a server's peak memory; the default slices the
+        256-px stage to one image and leaves the 128-px stage's batches of up to 4 whole, where slicing cost time
+        (`benchmarks/RESULTS.md`). Noise and scheduler steps stay batched."""
+        check_positive_int(max_pixels, "max_pixels")
+        self._super_res_slice_pixels = max_pixels
+
+    def disable_super_res_slicing(self: UnCLIPPipeline) -> None:
+        """Run the upsamplers' UNets on the whole batch again (the default)."""
+        self._super_res_slice_pixels = None
+
     @property
     def output_size(self: UnCLIPPipeline) -> tuple[int, int]:
         """(H, W) of the pipeline's final images: the last upsampler's output, or the base size without one."""
@@ -266,8 +279,15 @@ class UnCLIPUpsamplingMixin:
             latents = draw_noise(shape, generator=generator, device=device, dtype=dtype)
         latents = latents.to(device=device, dtype=dtype)
 
+        max_pixels = getattr(self, "_super_res_slice_pixels", None)
+        slice_rows = num_images if max_pixels is None else max(1, max_pixels // (stage.size[0] * stage.size[1]))
+
         def predict_with(unet: UNet2DModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-            return lambda model_input, t: unet(torch.cat([model_input, condition], dim=1), t).sample
+            def predict(model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                inputs = torch.cat([model_input, condition], dim=1)
+                return torch.cat([unet(rows, t).sample for rows in inputs.split(slice_rows)])
+
+            return predict
 
         latents = denoise(
             predict_with(stage.unet),

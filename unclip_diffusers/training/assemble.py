@@ -152,7 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior-guidance-scale", type=float, default=2.0,
                         help="the pipeline's default prior guidance scale (default 2.0: better R-precision, CLIP-FD "
                              "and prior cosine than 4.0 on the emoji release, benchmarks/bench_guidance.py)")
+    parser.add_argument("--prior-guidance-interval", type=_interval, default=(0.3, 10.0), metavar="LOW:HIGH",
+                        help="noise levels sigma where the prior is guided; 'all' guides every step (default 0.3:10, "
+                             "measured with benchmarks/bench_sampling.py --guidance-intervals)")
+    parser.add_argument("--decoder-guidance-interval", type=_interval, default=(0.5, 10.0), metavar="LOW:HIGH",
+                        help="the same for the decoder (default 0.5:10)")
     return parser
+
+
+def _interval(text: str) -> tuple[float, float] | None:
+    """`LOW:HIGH` -> a guidance interval; `all` -> `None` (every step)."""
+    if text.strip().lower() == "all":
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        interval = (float(low), float(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH noise levels or 'all', got {text!r}") from None
+    if not 0 <= interval[0] <= interval[1]:
+        raise argparse.ArgumentTypeError(f"a guidance interval needs 0 <= LOW <= HIGH, got {text!r}")
+    return interval
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         raise ImportError("unclip_diffusers.UnCLIPPipeline is not available in this install.") from error
     pipeline = UnCLIPPipeline(**components, super_res_strength=args.super_res_strength,
                               prior_guidance_scale=args.prior_guidance_scale,
-                              super_res_second_strength=args.super_res_second_strength)
+                              super_res_second_strength=args.super_res_second_strength,
+                              prior_guidance_interval=args.prior_guidance_interval,
+                              decoder_guidance_interval=args.decoder_guidance_interval)
     if args.fp16:
         import torch
 

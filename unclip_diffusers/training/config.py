@@ -200,12 +200,18 @@ class DecoderTrainingConfig(TrainingConfig):
     validation_guidance_scale: float = 3.0
     num_validation_images: int = 8  # images in the validation grid
     snr_gamma: float = 0.0  # Min-SNR-γ loss weighting (training/losses.py); 0 = plain epsilon MSE
+    # Guidance distillation (Meng et al. 2023): a decoder run folder (final/ or snapshot-<step>/) whose guided
+    # prediction at `distill_guidance_scale` the model learns to give in one conditional forward pass ("" = off).
+    distill_from: str = ""
+    distill_guidance_scale: float = 8.0  # the pipeline's default decoder guidance
 
     def validate(self) -> None:
         super().validate()
         _check_cache_captions(self.cache_captions_per_image)
         if self.snr_gamma < 0:
             raise ValueError(f"snr_gamma must be >= 0 (0 disables the weighting), got {self.snr_gamma}.")
+        if self.distill_from and self.distill_guidance_scale < 1.0:
+            raise ValueError(f"distill_guidance_scale must be >= 1, got {self.distill_guidance_scale}.")
 
 
 @dataclass

@@ -138,6 +138,13 @@ class DecoderStage(Stage):
                 f"Model preset {self.config.model_preset!r} expects {text_proj.config.clip_embeddings_dim}-wide CLIP "
                 f"embeddings but the CLIP in {str(self.clip_dir)!r} embeds to {self.cache.image_embeds.shape[1]}."
             )
+        self.teacher = None
+        if self.config.distill_from:
+            self.teacher = DecoderWithProjection(build_decoder(self.model_config), build_text_proj(self.model_config))
+            self.load_weights(self.teacher, Path(self.config.distill_from))
+            self.teacher.requires_grad_(False).eval().to(accelerator.device if accelerator is not None else "cpu")
+            logger.info("Distilling guidance %.1f of the decoder in %s", self.config.distill_guidance_scale,
+                        self.config.distill_from)
         return DecoderWithProjection(build_decoder(self.model_config), text_proj)
 
     def _setup_from_dataset(self, accelerator: Accelerator) -> None:
@@ -189,8 +196,32 @@ class DecoderStage(Stage):
         pred = model(*(x.to(device) for x in inputs))
         return epsilon_loss(pred, noise.to(device), timesteps, self.noise_scheduler, self.config.snr_gamma)
 
+    def distillation_loss(
+        self, model: nn.Module, indices: torch.Tensor, rows: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """(Min-SNR-weighted) MSE between the model's conditional prediction and the teacher's guided one,
+        `uncond + w * (cond - uncond)` (the unconditional branch: null image embedding and empty caption, as sampling)."""
+        x_start = to_unit_range(self.images[indices])
+        noise = torch.randn(x_start.shape, generator=generator)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
+        x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
+        batch = len(indices)
+        keep, drop = torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)
+        image_embeds = self.cache.image_embeds[indices]
+        cond = (x_t, timesteps, image_embeds, keep, *self.cache.conditioning(rows, None))
+        uncond = (x_t, timesteps, image_embeds, drop, *self.cache.conditioning(rows, drop))
+        device = model_device(model)
+        with torch.no_grad():
+            doubled = [torch.cat([u, c]).to(device) for u, c in zip(uncond, cond)]
+            teacher_uncond, teacher_cond = self.teacher(*doubled).chunk(2)
+            target = teacher_uncond + self.config.distill_guidance_scale * (teacher_cond - teacher_uncond)
+        pred = model(*(x.to(device) for x in cond))
+        return epsilon_loss(pred, target.float(), timesteps, self.noise_scheduler, self.config.snr_gamma)
+
     def loss(self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator, rng: random.Random) -> torch.Tensor:
         rows = sample_caption_rows(self.cache, self.examples, indices, rng)
+        if self.teacher is not None:
+            return self.distillation_loss(model, indices, rows, generator)
         drop_image = torch.rand(len(indices), generator=generator) < self.config.image_drop_prob
         drop_text = torch.rand(len(indices), generator=generator) < self.config.text_drop_prob
         return self.diffusion_loss(model, self.cache, self.images, indices, rows, drop_image, drop_text, generator)
@@ -217,7 +248,8 @@ class DecoderStage(Stage):
         samples = sample_decoder_images(
             model, cache.image_embeds[shown], text=cache.conditioning(rows[: len(shown)]),
             empty=cache.empty_conditioning(), num_inference_steps=self.config.validation_inference_steps,
-            guidance_scale=self.config.validation_guidance_scale, generator=generator,
+            guidance_scale=1.0 if self.teacher is not None else self.config.validation_guidance_scale,
+            generator=generator,  # a guidance-distilled decoder is sampled unguided
         )
         grid_dir = output_dir / "samples"
         grid_dir.mkdir(exist_ok=True)
