@@ -134,7 +134,8 @@ def load_pipeline(
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # the app reports progress through gr.Progress instead
     # Concurrent requests each hold their upsampler activations: the 256-px stage one image per forward keeps the
-    # server's peak memory down at the same images (`benchmarks/RESULTS.md`, "The prior's caption cache").
+    # server's peak memory down at the same images (`benchmarks/RESULTS.md`, "Guidance interval and the prior's
+    # caption cache").
     pipe.enable_super_res_slicing()
     if bf16 is None:
         from unclip_diffusers.utils.cpu_bf16 import cpu_has_native_bf16
