@@ -473,3 +473,13 @@ def test_stage_benchmark_times_every_stage_of_every_variant(bench, pipe, tmp_pat
     for stats in variants.values():
         assert set(stats) == {"encode", "prior", "decoder", "super_res", "total"}
         assert all(_positive(s["median"]) for s in stats.values())
+
+
+def test_app_load_server_environment_adds_overrides_and_removes_empty_keys(bench, monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    env = bench("bench_app_load").server_environment(["MALLOC_ARENA_MAX=2", "OMP_WAIT_POLICY=PASSIVE",
+                                                       "MALLOC_TRIM_THRESHOLD_="])
+    assert env["MALLOC_ARENA_MAX"] == "2" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env["MALLOC_MMAP_MAX_"] == "0" and "MALLOC_TRIM_THRESHOLD_" not in env
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench("bench_app_load").server_environment(["NOEQUALS"])

@@ -26,6 +26,7 @@ from .animation import GifStore
 from .images import sanitize_image
 from .masks import check_painted, editor_image_and_mask, load_mask
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
+from .torch_thread import TorchThread
 from unclip_diffusers.pipelines.mixing import check_mix_weights
 from unclip_diffusers.pipelines.sampling import steps_for_strength
 
@@ -58,7 +59,9 @@ def user_errors(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
         try:
-            yield from fn(*args, **kwargs)
+            steps = fn(*args, **kwargs)
+            torch_thread = getattr(args[0], "torch_thread", None) if args else None
+            yield from steps if torch_thread is None else torch_thread.iterate(steps)  # each step on that thread
         except gr.Error:
             raise
         except InputError as error:
@@ -126,11 +129,15 @@ class UnCLIPService:
         pipe: an `UnCLIPPipeline` (already on its device).
         placeholder (`bool`, defaults to `False`): the weights are random; every result carries a note saying so.
         gif_store (`GifStore`, *optional*): where interpolation GIFs are written.
+        torch_thread (`TorchThread`, *optional*): run every step of every request on this one thread (the server's
+            setting, `torch_thread.py`); `None` runs them in the calling thread.
     """
 
-    def __init__(self, pipe: Any, placeholder: bool = False, gif_store: GifStore | None = None):
+    def __init__(self, pipe: Any, placeholder: bool = False, gif_store: GifStore | None = None,
+                 torch_thread: TorchThread | None = None):
         self.pipe = pipe
         self.placeholder = placeholder
+        self.torch_thread = torch_thread
         self.gifs = gif_store or GifStore()
         self.defaults = pipeline_defaults(pipe)
 
