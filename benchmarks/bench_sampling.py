@@ -8,6 +8,8 @@ Rows (timed interleaved in one process, same weights):
   ours-fast-P/D/SR  ours-fast at other step counts (`--fast-steps 10/15/10 ...`: the step sweep)
   ours-fast-gi-STAGE=LO:HI  ours-fast guiding a stage only at noise levels sigma in [LO, HI]
                     (`--guidance-intervals decoder=0.5:10 prior=0.3:10,decoder=1:10 ...`; `denoise`'s interval)
+  ours-fast-decoder-NAME  ours-fast with the decoder and text projection of another run (`--decoders NAME=FOLDER` or
+                    `NAME=FOLDER:GUIDANCE`, e.g. a guidance-distilled decoder sampled at guidance 1)
   ours-fast-P/D/SR-SOLVER  the same with another sampler for every stage (`--solvers UniPC DEIS ...`, the app's
                     names in `unclip_diffusers.app.schedulers.SCHEDULERS`; at the default steps without --fast-steps)
   cascade-S:N       ours-fast with a second upsampler (`--upsampler2 RUN`) at strength S and N scheduled steps
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra rows: ours-fast with this sampler in every stage, at each --fast-steps count")
     parser.add_argument("--guidance-intervals", nargs="*", default=[], metavar="STAGE=LO:HI[,STAGE=LO:HI]",
                         help="extra rows: ours-fast with these guidance intervals (stage: prior or decoder)")
+    parser.add_argument("--decoders", nargs="*", default=[], metavar="NAME=FOLDER[:GUIDANCE]",
+                        help="extra rows: ours-fast with the decoder/ and text_proj/ of FOLDER (a run's final/ or "
+                             "snapshot), at decoder guidance GUIDANCE (default: the pipeline's)")
     parser.add_argument("--upsampler2", default=None, metavar="RUN",
                         help="a second upsampler (run folder, final/ or snapshot): adds the cascade-S:N rows")
     parser.add_argument("--upsampler2-settings", default="0.1:10", metavar="S:N,...",
@@ -131,6 +136,46 @@ def with_solver(pipe: Any, name: str) -> Any:
     return copied
 
 
+def parse_decoder_row(text: str) -> tuple[str, str, float | None]:
+    """`"distilled=runs/x/final:1"` -> `("distilled", "runs/x/final", 1.0)`; the guidance is optional."""
+    name, sep, rest = text.partition("=")
+    folder, _, guidance = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if not sep or not name or not (folder or rest):
+        raise ValueError(f"--decoders takes NAME=FOLDER or NAME=FOLDER:GUIDANCE, got {text!r}.")
+    try:
+        return name, folder or rest, float(guidance) if guidance else None
+    except ValueError:
+        raise ValueError(f"--decoders: the guidance after ':' must be a number, got {text!r}.") from None
+
+
+def with_decoder(pipe: Any, folder: str) -> Any:
+    """A copy of `pipe` (sharing its other models) with the decoder and text projection saved in `folder`, under
+    bf16 autocast where `pipe` runs its models so."""
+    from diffusers import UNet2DConditionModel
+
+    from unclip_diffusers.models import UnCLIPTextProjection
+    from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
+
+    copied = copy.copy(pipe)
+    copied.register_modules(decoder=UNet2DConditionModel.from_pretrained(Path(folder) / "decoder"),
+                            text_proj=UnCLIPTextProjection.from_pretrained(Path(folder) / "text_proj"))
+    if getattr(pipe.decoder, "_bf16_autocast", False):
+        enable_cpu_bf16_autocast(copied)  # wraps the new decoder; the shared models are wrapped already
+    return copied
+
+
+def decoder_rows(pipe: Any, texts: list[str]) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The `ours-fast-decoder-NAME` rows of `--decoders`."""
+    rows = {}
+    for text in texts:
+        name, folder, guidance = parse_decoder_row(text)
+        steps: dict[str, Any] = dict(default_steps(pipe))
+        if guidance is not None:
+            steps["decoder_guidance_scale"] = guidance
+        rows[f"ours-fast-decoder-{name}"] = (with_decoder(pipe, folder), steps)
+    return rows
+
+
 def cascade_rows(pipe: Any, upsampler2: str, settings: str) -> dict[str, tuple[Any, dict[str, int]]]:
     """The `cascade-S:N` rows: `pipe` plus the second upsampler in `upsampler2`, bf16 like ours-fast, at the default
     step counts and each strength:steps of the second stage."""
@@ -147,7 +192,7 @@ def cascade_rows(pipe: Any, upsampler2: str, settings: str) -> dict[str, tuple[A
 
 def make_rows(
     pipe: Any, fast_steps: list[str] = (), solvers: list[str] = (), upsampler2: str | None = None,
-    upsampler2_settings: str = "0.1:10", guidance_intervals: list[str] = (),
+    upsampler2_settings: str = "0.1:10", guidance_intervals: list[str] = (), decoders: list[str] = (),
 ) -> dict[str, tuple[Any, dict[str, int]]]:
     """Row name -> (callable pipeline, step counts); `fast_steps` adds `ours-fast-P/D/SR` rows, `solvers`
     `ours-fast-P/D/SR-SOLVER` rows, `guidance_intervals` `ours-fast-gi-...` rows and `upsampler2` the `cascade-S:N`
@@ -173,6 +218,7 @@ def make_rows(
             rows[f"ours-fast-{text}-{solver}"] = (solver_pipe, parse_steps(text))
     for text in guidance_intervals:
         rows[f"ours-fast-gi-{text}"] = (_common.with_guidance_intervals(fast, text), default_steps(fast))
+    rows.update(decoder_rows(fast, list(decoders)))
     if upsampler2:
         rows.update(cascade_rows(pipe, upsampler2, upsampler2_settings))
     return rows
@@ -282,6 +328,8 @@ def measure_rss(row: str, args: argparse.Namespace) -> float | str:
         command += ["--model", args.model]
     if args.upsampler2:
         command += ["--upsampler2", args.upsampler2, "--upsampler2-settings", args.upsampler2_settings]
+    if args.decoders:
+        command += ["--decoders", *args.decoders]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **_common.MALLOC_ENV})
     if done.returncode != 0:
         return f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
@@ -307,6 +355,8 @@ def rss_child(args: argparse.Namespace) -> None:
         pipeline, steps = build_stock_pipeline(pipe), STOCK_STEPS
     elif args.rss_row == "ours-25/25/7":
         steps = STOCK_STEPS
+    elif args.rss_row.startswith("ours-fast-decoder-"):
+        pipeline, steps = decoder_rows(pipe, args.decoders)[args.rss_row]
     elif args.rss_row.startswith("ours-fast-gi-"):
         pipeline = _common.with_guidance_intervals(pipe, args.rss_row.removeprefix("ours-fast-gi-"))
     elif args.rss_row.startswith("ours-fast-"):  # ours-fast-P/D/SR or ours-fast-P/D/SR-SOLVER
@@ -377,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with torch.inference_mode():
         pipe, source, trained = load_pipeline(args.model, args.preset)
         rows = make_rows(pipe, args.fast_steps, args.solvers, args.upsampler2, args.upsampler2_settings,
-                         args.guidance_intervals)
+                         args.guidance_intervals, args.decoders)
         if args.rows:
             unknown = sorted(set(args.rows) - set(rows))
             if unknown:

@@ -483,3 +483,19 @@ def test_app_load_server_environment_adds_overrides_and_removes_empty_keys(bench
     assert env["MALLOC_MMAP_MAX_"] == "0" and "MALLOC_TRIM_THRESHOLD_" not in env
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bench("bench_app_load").server_environment(["NOEQUALS"])
+
+
+def test_sampling_benchmark_decoder_rows_swap_the_decoder_and_its_guidance(bench, pipe, tmp_path):
+    pipe.decoder.save_pretrained(tmp_path / "run" / "decoder")
+    pipe.text_proj.save_pretrained(tmp_path / "run" / "text_proj")
+    out = tmp_path / "decoders.json"
+    bench("bench_sampling").main(["--preset", "tiny", "--quick", "--threads", "1", "--rows", "ours-fast",
+                                  "ours-fast-decoder-student", "--decoders", f"student={tmp_path / 'run'}:1",
+                                  "--output", str(out)])
+    data = json.loads(out.read_text())
+    assert data["steps"]["ours-fast-decoder-student"]["decoder_guidance_scale"] == 1.0
+    assert _positive(data["quality_proxy_mad255"]["ours-fast-decoder-student"])
+    parse = bench("bench_sampling").parse_decoder_row
+    assert parse("a=runs/x/final") == ("a", "runs/x/final", None) and parse("b=f:8") == ("b", "f", 8.0)
+    with pytest.raises(ValueError, match="NAME=FOLDER"):
+        parse("no-equals")
