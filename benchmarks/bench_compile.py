@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=5, help="timed interleaved rounds")
     parser.add_argument("--steps", default="8/10/10", help="prior/decoder/upsampler steps, e.g. 25/25/10")
     parser.add_argument("--prompt", default="a cat")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: both pipelines under enable_cpu_bf16_autocast, as the app runs on native-bf16 CPUs")
+    parser.add_argument("--models", nargs="+", default=["prior", "decoder", "super_res_first"],
+                        choices=["prior", "decoder", "super_res_first", "super_res_second"],
+                        help="which denoising models to compile")
     parser.add_argument("--output", default="benchmarks/results/compile.json")
     return parser
 
@@ -42,7 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     eager = UnCLIPPipeline.from_pretrained(args.model)
     eager.set_progress_bar_config(disable=True)
     compiled = copy.deepcopy(eager)
-    for name in ("prior", "decoder", "super_res_first"):
+    if args.precision == "bf16":  # after the copy: each pipeline wraps its own models' forward
+        from unclip_diffusers.utils.cpu_bf16 import enable_cpu_bf16_autocast
+
+        enable_cpu_bf16_autocast(eager)
+        enable_cpu_bf16_autocast(compiled)
+    for name in args.models:
+        if getattr(compiled, name, None) is None:
+            raise SystemExit(f"{args.model} has no {name} to compile.")
         setattr(compiled, name, torch.compile(getattr(compiled, name)))
 
     def generate(pipe: UnCLIPPipeline) -> np.ndarray:
@@ -60,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "machine": _common.machine_info(args.threads),
         "steps": args.steps,
+        "precision": args.precision,
+        "compiled_models": args.models,
         "compile_s": first_call - eager_stats["median"],  # the first compiled call less one ordinary call
         "eager_s": eager_stats,
         "compiled_s": compiled_stats,
