@@ -120,6 +120,7 @@ class DecoderStage(Stage):
     """Epsilon-prediction training of the base decoder and `text_proj` on cached CLIP embeddings."""
 
     config: DecoderTrainingConfig
+    teacher: DecoderWithProjection | None = None  # the frozen decoder a guidance-distillation run learns from
 
     def setup(self, accelerator: Accelerator) -> nn.Module:
         if self.model_config.decoder.learned_variance:
