@@ -181,7 +181,8 @@ def test_build_options_are_validated(npm_prefix, tmp_path):
         build_dataset(tmp_path / "o", BuildOptions(skin_tones="some"), _search(npm_prefix), progress=False)
 
 
-def test_cli_check_and_build(npm_prefix, tmp_path, capsys):
+def test_cli_check_and_build(npm_prefix, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the checkout, whose data/npm (where a real build installed it) would be found
     assert main(["check", "--npm-prefix", str(npm_prefix)]) == 0
     out = capsys.readouterr().out
     assert "found    fluent-flat" in out and "npm install --prefix" in out
