@@ -2,6 +2,7 @@
 
 import copy
 
+import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
@@ -153,3 +154,23 @@ def test_a_bad_guidance_interval_is_refused_with_a_clear_message(pipe, interval)
     with pytest.raises(ValueError, match="guidance interval"):
         pipe("a cat", decoder_guidance_interval=interval, prior_num_inference_steps=2, decoder_num_inference_steps=2,
              super_res_num_inference_steps=2)
+
+
+def test_the_saved_decoder_guidance_scale_is_every_methods_default(pipe, tmp_path):
+    distilled = copy.copy(pipe)
+    distilled.register_to_config(decoder_guidance_scale=1.0)  # as a guidance-distilled decoder's pipeline saves it
+    embeds = torch.nn.functional.normalize(torch.randn(1, pipe.embedding_dim, generator=_generator(5)), dim=-1)
+    batches = []
+    hook = pipe.decoder.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        saved = distilled.decode(embeds, generator=_generator(1), upscale=False, output_type="pt")
+        explicit = pipe.decode(embeds, generator=_generator(1), upscale=False, output_type="pt", guidance_scale=1.0)
+        distilled.image_variation(PIL.Image.new("RGB", (64, 64), "red"), decoder_num_inference_steps=2,
+                                  super_res_num_inference_steps=1, generator=_generator(2))
+    finally:
+        hook.remove()
+    torch.testing.assert_close(saved, explicit)
+    assert set(batches) == {1}  # no guidance-doubled batch anywhere
+    distilled.save_pretrained(tmp_path)
+    assert type(pipe).from_pretrained(tmp_path).config.decoder_guidance_scale == 1.0
+    assert pipe.config.get("decoder_guidance_scale", 8.0) == 8.0  # the default, and folders saved before it

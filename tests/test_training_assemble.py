@@ -102,6 +102,7 @@ def test_assembled_folder_loads_as_a_pipeline_and_draws(tmp_path):
     assert (output / "model_index.json").exists() and not list(output.rglob("*.bin"))
     pipeline = UnCLIPPipeline.from_pretrained(output)
     assert pipeline.config.decoder_guidance_interval == pytest.approx([0.5, 10.0])  # the measured defaults, saved
+    assert pipeline.config.decoder_guidance_scale == 8.0
     pipeline.set_progress_bar_config(disable=True)
     result = pipeline("grinning face, Noto style", prior_num_inference_steps=2, decoder_num_inference_steps=2,
                       super_res_num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")

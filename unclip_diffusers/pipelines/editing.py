@@ -37,7 +37,7 @@ class UnCLIPEditingMixin:
         num_images_per_prompt: int = 1,
         decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
-        decoder_guidance_scale: float = 8.0,
+        decoder_guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         decoder_latents: torch.Tensor | None = None,
         super_res_latents: torch.Tensor | None = None,
@@ -54,7 +54,8 @@ class UnCLIPEditingMixin:
             num_images_per_prompt (`int`, *optional*, defaults to 1): variations per source image.
             decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
-            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
+            decoder_guidance_scale (`float`, *optional*, defaults to `None`): decoder classifier-free guidance;
+                `None` uses the pipeline's `decoder_guidance_scale`.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
                 or one per output image.
             decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
@@ -91,7 +92,7 @@ class UnCLIPEditingMixin:
         decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
-        decoder_guidance_scale: float = 8.0,
+        decoder_guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -114,7 +115,8 @@ class UnCLIPEditingMixin:
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for caption endpoints;
                 `None` uses the pipeline's `prior_guidance_scale`.
-            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
+            decoder_guidance_scale (`float`, *optional*, defaults to `None`): decoder classifier-free guidance;
+                `None` uses the pipeline's `decoder_guidance_scale`.
             generator (`torch.Generator`, *optional*, defaults to `None`): one generator for the whole path; `None`
                 draws from torch's global RNG, like every method of the pipeline.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
@@ -167,7 +169,7 @@ class UnCLIPEditingMixin:
         decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
-        decoder_guidance_scale: float = 8.0,
+        decoder_guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -192,7 +194,8 @@ class UnCLIPEditingMixin:
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for a caption source;
                 `None` uses the pipeline's `prior_guidance_scale`.
-            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
+            decoder_guidance_scale (`float`, *optional*, defaults to `None`): decoder classifier-free guidance;
+                `None` uses the pipeline's `decoder_guidance_scale`.
             generator (`torch.Generator`, *optional*, defaults to `None`): one generator for all frames; `None`
                 draws from torch's global RNG, like every method of the pipeline.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the last
@@ -249,7 +252,7 @@ class UnCLIPEditingMixin:
         image: PIL.Image.Image | list[PIL.Image.Image],
         image_embeds: torch.Tensor | None = None,
         num_inference_steps: int = DEFAULT_DECODER_STEPS,
-        guidance_scale: float = 8.0,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         r"""
         DDIM inversion (Song et al. 2021) of images through the decoder: the noise `x_T` from which DDIM sampling
@@ -260,13 +263,15 @@ class UnCLIPEditingMixin:
             image_embeds (`torch.Tensor` of shape `(N, D)`, *optional*, defaults to `None`): the decoder's
                 conditioning; the images' own CLIP embeddings when `None`.
             num_inference_steps (`int`, *optional*, defaults to 10): inversion steps (use the same for decoding).
-            guidance_scale (`float`, *optional*, defaults to 8.0): decoder guidance during inversion.
+            guidance_scale (`float`, *optional*, defaults to `None`): decoder guidance during inversion; `None` uses
+                the pipeline's `decoder_guidance_scale`.
 
         Returns:
             `torch.Tensor` of shape `(N, 3, h, w)`: the inverted decoder latents.
         """
         images = validate_pil_images(image)
         check_positive_int(num_inference_steps, "num_inference_steps")
+        guidance_scale = self._decoder_guidance(guidance_scale)
         check_guidance(guidance_scale, "guidance_scale")
         device = self._execution_device
         if image_embeds is None:
@@ -297,7 +302,7 @@ class UnCLIPEditingMixin:
         decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
-        decoder_guidance_scale: float = 8.0,
+        decoder_guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         decoder_latents: torch.Tensor | None = None,
         super_res_latents: torch.Tensor | None = None,
@@ -322,7 +327,8 @@ class UnCLIPEditingMixin:
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior guidance for prompt inputs;
                 `None` uses the pipeline's `prior_guidance_scale`.
-            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
+            decoder_guidance_scale (`float`, *optional*, defaults to `None`): decoder classifier-free guidance;
+                `None` uses the pipeline's `decoder_guidance_scale`.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
                 or one per output image; the prior samples of prompt inputs draw from the first.
             decoder_latents (`torch.Tensor` of shape `(N, 3, h, w)`, *optional*, defaults to `None`): decoder noise.
@@ -380,7 +386,7 @@ class UnCLIPEditingMixin:
         endpoints: list[tuple[Any, torch.Tensor | None]],
         weights: torch.Tensor,
         decoder_num_inference_steps: int,
-        decoder_guidance_scale: float,
+        decoder_guidance_scale: float | None,
         super_res_num_inference_steps: int,
         generator: torch.Generator | None,
         output_type: str,

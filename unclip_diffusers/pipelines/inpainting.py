@@ -59,7 +59,7 @@ class UnCLIPInpaintingMixin:
         decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
-        decoder_guidance_scale: float = 8.0,
+        decoder_guidance_scale: float | None = None,
         jumps: int = 0,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
@@ -88,7 +88,8 @@ class UnCLIPInpaintingMixin:
             decoder_num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): upsampler denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): `None` uses the pipeline's.
-            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance.
+            decoder_guidance_scale (`float`, *optional*, defaults to `None`): decoder classifier-free guidance;
+                `None` uses the pipeline's `decoder_guidance_scale`.
             jumps (`int`, *optional*, defaults to 0): RePaint resamplings per decoder step.
             generator (`torch.Generator`, *optional*, defaults to `None`): every noise draw (torch's global RNG when
                 `None`).

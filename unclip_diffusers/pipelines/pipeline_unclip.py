@@ -114,6 +114,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             whose noise level sigma lies in it (`sampling.denoise`); `None` guides every step. Saved with the
             pipeline and used wherever a call passes no interval.
         decoder_guidance_interval (`Sequence[float]`, *optional*): the same for the decoder.
+        decoder_guidance_scale (`float`, defaults to 8.0): the decoder's classifier-free guidance scale wherever a
+            call passes none; 1 for a guidance-distilled decoder (`unclip-train decoder --distill_from`), which gives
+            the guided prediction in one pass. Saved with the pipeline.
     """
 
     model_cpu_offload_seq = ("text_encoder->image_encoder->prior->text_proj->decoder->super_res_first->super_res_last"
@@ -159,8 +162,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         super_res_second_strength: float = 1.0,
         prior_guidance_interval: Sequence[float] | None = None,
         decoder_guidance_interval: Sequence[float] | None = None,
+        decoder_guidance_scale: float = 8.0,
     ):
         super().__init__()
+        check_guidance(decoder_guidance_scale, "decoder_guidance_scale")
         check_guidance_interval(prior_guidance_interval)
         check_guidance_interval(decoder_guidance_interval)
         check_strength(super_res_strength, "super_res_strength")
@@ -210,7 +215,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
                                 prior_guidance_scale=float(prior_guidance_scale),
                                 super_res_second_strength=float(super_res_second_strength),
                                 prior_guidance_interval=as_interval(prior_guidance_interval),
-                                decoder_guidance_interval=as_interval(decoder_guidance_interval))
+                                decoder_guidance_interval=as_interval(decoder_guidance_interval),
+                                decoder_guidance_scale=float(decoder_guidance_scale))
 
     # ------------------------------------------------------------------------------------------------ sizes
 
@@ -477,7 +483,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         image_embeds: torch.Tensor,
         prompt: str | list[str] | PromptEncodings | None = None,
         num_inference_steps: int = DEFAULT_DECODER_STEPS,
-        guidance_scale: float = 8.0,
+        guidance_scale: float | None = None,
         generator: Generator = None,
         latents: torch.Tensor | None = None,
         super_res_num_inference_steps: int = 10,
@@ -502,8 +508,9 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
                 context. `None` uses the empty caption (what the decoder saw for its caption-dropped training
                 samples); captions or encodings are repeated to `N` rows when `N` is a multiple of their count.
             num_inference_steps (`int`, *optional*, defaults to 10): decoder denoising steps.
-            guidance_scale (`float`, *optional*, defaults to 8.0): classifier-free guidance scale; the unconditional
-                branch uses `text_proj`'s learned null image embedding and the empty caption.
+            guidance_scale (`float`, *optional*, defaults to `None`): classifier-free guidance scale; the unconditional
+                branch uses `text_proj`'s learned null image embedding and the empty caption. `None` uses the
+                pipeline's `decoder_guidance_scale` (8.0 unless saved otherwise).
             guidance_interval (`Sequence[float]`, *optional*, defaults to `None`): `(low, high)` noise levels
                 where the decoder is guided (see `__call__`); `None` uses the pipeline's `decoder_guidance_interval`.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
@@ -552,7 +559,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         image_embeds: torch.Tensor,
         *,
         num_inference_steps: int,
-        guidance_scale: float,
+        guidance_scale: float | None,
         prompt: str | list[str] | PromptEncodings | None = None,
         generator: Generator = None,
         latents: torch.Tensor | None = None,
@@ -567,6 +574,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         image_embeds = self._check_image_embeds(image_embeds).to(device)
         num_images = image_embeds.shape[0]
         check_positive_int(num_inference_steps, "decoder_num_inference_steps")
+        guidance_scale = self._decoder_guidance(guidance_scale)
         check_guidance(guidance_scale, "decoder_guidance_scale")
         guidance_interval = self._guidance_interval(guidance_interval, "decoder")
         check_generator(generator, num_images)
@@ -629,6 +637,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         context, time_embeddings, mask = (conditional_half(c, rows) for c in condition)
         return self.decoder(model_input, t, encoder_hidden_states=context, class_labels=time_embeddings,
                             attention_mask=mask).sample
+
+    def _decoder_guidance(self, scale: float | None) -> float:
+        """A call's decoder guidance scale, or the pipeline's saved one (8.0 in folders saved before it) for `None`."""
+        return float(self.config.get("decoder_guidance_scale", 8.0)) if scale is None else scale
 
     def _guidance_interval(self, interval: Sequence[float] | None, stage: str) -> tuple[float, float] | None:
         """A call's checked guidance interval of `stage`, or the pipeline's saved one when the call passes none."""
@@ -696,7 +708,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         decoder_num_inference_steps: int = DEFAULT_DECODER_STEPS,
         super_res_num_inference_steps: int = 10,
         prior_guidance_scale: float | None = None,
-        decoder_guidance_scale: float = 8.0,
+        decoder_guidance_scale: float | None = None,
         prior_sample_count: int = 1,
         generator: Generator = None,
         prior_latents: torch.Tensor | None = None,
@@ -725,7 +737,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             super_res_num_inference_steps (`int`, *optional*, defaults to 10): first upsampler's denoising steps.
             prior_guidance_scale (`float`, *optional*, defaults to `None`): prior classifier-free guidance (1 =
                 off); `None` uses the pipeline's `prior_guidance_scale` (saved in `model_index.json`).
-            decoder_guidance_scale (`float`, *optional*, defaults to 8.0): decoder classifier-free guidance (1 = off).
+            decoder_guidance_scale (`float`, *optional*, defaults to `None`): decoder classifier-free guidance (1 =
+                off); `None` uses the pipeline's `decoder_guidance_scale` (8.0 unless saved otherwise).
             prior_sample_count (`int`, *optional*, defaults to 1): prior candidates per image; 2 is the paper's "draw
                 two, keep the one closer to the caption" trick.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`): one generator,
@@ -764,6 +777,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if prior_guidance_scale is None:
             prior_guidance_scale = self.config.prior_guidance_scale
+        decoder_guidance_scale = self._decoder_guidance(decoder_guidance_scale)
         check_guidance_interval(prior_guidance_interval)  # before any stage runs
         check_guidance_interval(decoder_guidance_interval)
         self.check_inputs(

@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior-guidance-scale", type=float, default=2.0,
                         help="the pipeline's default prior guidance scale (default 2.0: better R-precision, CLIP-FD "
                              "and prior cosine than 4.0 on the emoji release, benchmarks/bench_guidance.py)")
+    parser.add_argument("--decoder-guidance-scale", type=float, default=8.0,
+                        help="the pipeline's default decoder guidance scale (8.0; 1 for a guidance-distilled decoder)")
     parser.add_argument("--prior-guidance-interval", type=_interval, default=(0.3, 10.0), metavar="LOW:HIGH",
                         help="noise levels sigma where the prior is guided; 'all' guides every step (default 0.3:10, "
                              "measured with benchmarks/bench_sampling.py --guidance-intervals)")
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                               prior_guidance_scale=args.prior_guidance_scale,
                               super_res_second_strength=args.super_res_second_strength,
                               prior_guidance_interval=args.prior_guidance_interval,
-                              decoder_guidance_interval=args.decoder_guidance_interval)
+                              decoder_guidance_interval=args.decoder_guidance_interval,
+                              decoder_guidance_scale=args.decoder_guidance_scale)
     if args.fp16:
         import torch
 
