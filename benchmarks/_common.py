@@ -7,6 +7,7 @@ reported as min/median/max; the load average at start and end goes into the JSON
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -238,8 +239,6 @@ def parse_guidance_intervals(text: str) -> dict[str, tuple[float, float]]:
 
 def with_guidance_intervals(pipe: Any, text: str) -> Any:
     """A copy of `pipe` (sharing its models) whose saved guidance intervals are `text`'s."""
-    import copy
-
     copied = copy.copy(pipe)
     copied.register_to_config(**parse_guidance_intervals(text))  # a new config dict: `pipe`'s is untouched
     return copied

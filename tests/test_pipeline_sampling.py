@@ -1,6 +1,7 @@
 """`denoise`, the package's one sampling loop: training validation samples exactly like the pipeline's stages."""
 
 import copy
+import json
 
 import PIL.Image
 import pytest
@@ -173,4 +174,23 @@ def test_the_saved_decoder_guidance_scale_is_every_methods_default(pipe, tmp_pat
     assert set(batches) == {1}  # no guidance-doubled batch anywhere
     distilled.save_pretrained(tmp_path)
     assert type(pipe).from_pretrained(tmp_path).config.decoder_guidance_scale == 1.0
-    assert pipe.config.get("decoder_guidance_scale", 8.0) == 8.0  # the default, and folders saved before it
+
+
+def test_a_folder_saved_before_the_saved_guidance_settings_loads_with_the_old_behaviour(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    index = tmp_path / "model_index.json"
+    config = json.loads(index.read_text())
+    for key in ("decoder_guidance_scale", "prior_guidance_interval", "decoder_guidance_interval"):
+        del config[key]
+    index.write_text(json.dumps(config))
+    old = type(pipe).from_pretrained(tmp_path)
+    assert old.config.decoder_guidance_scale == 8.0
+    assert old.config.prior_guidance_interval is None and old.config.decoder_guidance_interval is None
+    batches = []
+    hook = old.decoder.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        old.decode(torch.nn.functional.normalize(torch.randn(1, pipe.embedding_dim), dim=-1), upscale=False,
+                   num_inference_steps=3, generator=_generator(1))
+    finally:
+        hook.remove()
+    assert batches == [2, 2, 2]  # guidance 8 at every step, as before

@@ -1,8 +1,9 @@
 """One thread for all of the server's torch work.
 
-Gradio runs each step of a request's generator in whichever of its worker threads is free. On a 2-core CPU a
-process in which several OS threads have run torch was measured 15-30% slower per request than one in which a single
-thread did all of it, whichever thread (`benchmarks/RESULTS.md`, "Guidance interval and the prior's caption cache").
+Gradio runs each step of a request's generator in whichever of its worker threads is free. On a 2-core CPU, in a
+process in which several OS threads had run torch, one request took 1.65-1.9 s; with one worker thread doing all of
+it, 1.45-1.5 s (1.3 s when that thread was the main one; `benchmarks/RESULTS.md`, "Guidance interval and the
+prior's caption cache").
 `TorchThread` is that single thread: the app loads the pipeline on it and runs every step of every request on it,
 one step at a time, so concurrent requests interleave stage by stage (each still sees its base image early) instead
 of competing for the cores. Each call runs in the caller's `contextvars` context, which is how Gradio's

@@ -95,8 +95,9 @@ class UnCLIPPriorTransformer(PriorTransformer):
             suffix = self.norm_in(suffix)
         causal = self.causal_attention_mask[:, tokens:, tokens:].expand(batch, -1, -1)
         mask = torch.cat([caption_mask[:, None, :].expand(-1, suffix.shape[1], -1), causal], dim=2)
+        mask = mask.to(suffix.dtype)[:, None]  # (B, 1, Q, prefix + Q): every head alike
         for block, block_keys, block_values in zip(self.transformer_blocks, keys, values):
-            suffix = _block_with_prefix(block, suffix, block_keys, block_values, mask.to(suffix.dtype))
+            suffix = _block_with_prefix(block, suffix, block_keys, block_values, mask)
         return self.proj_to_clip_embeddings(self.norm_out(suffix)[:, -1])
 
     def _caption_keys_values(
@@ -147,13 +148,13 @@ def _heads(states: torch.Tensor, heads: int) -> torch.Tensor:
 def _block_with_prefix(block: BasicTransformerBlock, states: torch.Tensor, prefix_keys: torch.Tensor,
                        prefix_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """One pre-norm transformer block (self-attention, feed-forward) for `states` whose keys and values are preceded
-    by a cached prefix's; `mask` (B, Q, prefix + Q) is additive."""
+    by a cached prefix's; `mask` (B, 1, Q, prefix + Q) is additive."""
     attn = block.attn1
     normed = block.norm1(states)
     query = _heads(attn.to_q(normed), attn.heads)
     key = torch.cat([prefix_keys.to(query.dtype), _heads(attn.to_k(normed), attn.heads)], dim=2)
     value = torch.cat([prefix_values.to(query.dtype), _heads(attn.to_v(normed), attn.heads)], dim=2)
-    attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None].to(query.dtype),
+    attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask.to(query.dtype),
                                               scale=attn.scale)
     attended = attended.transpose(1, 2).reshape(states.shape[0], states.shape[1], -1)
     states = states + attn.to_out[1](attn.to_out[0](attended)) / attn.rescale_output_factor

@@ -640,12 +640,12 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
 
     def _decoder_guidance(self, scale: float | None) -> float:
         """A call's decoder guidance scale, or the pipeline's saved one (8.0 in folders saved before it) for `None`."""
-        return float(self.config.get("decoder_guidance_scale", 8.0)) if scale is None else scale
+        return self.config.decoder_guidance_scale if scale is None else scale
 
     def _guidance_interval(self, interval: Sequence[float] | None, stage: str) -> tuple[float, float] | None:
         """A call's checked guidance interval of `stage`, or the pipeline's saved one when the call passes none."""
         if interval is None:
-            interval = self.config.get(f"{stage}_guidance_interval")
+            interval = self.config[f"{stage}_guidance_interval"]
         check_guidance_interval(interval)
         return as_interval(interval)
 

@@ -166,16 +166,14 @@ def _interval(text: str) -> tuple[float, float] | None:
     """`LOW:HIGH` -> a guidance interval; `all` -> `None` (every step)."""
     if text.strip().lower() == "all":
         return None
-    low, sep, high = text.partition(":")
+    from unclip_diffusers.pipelines.sampling import check_guidance_interval
+
+    interval = text.split(":")
     try:
-        if not sep:
-            raise ValueError
-        interval = (float(low), float(high))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH noise levels or 'all', got {text!r}") from None
-    if not 0 <= interval[0] <= interval[1]:
-        raise argparse.ArgumentTypeError(f"a guidance interval needs 0 <= LOW <= HIGH, got {text!r}")
-    return interval
+        check_guidance_interval(interval)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH noise levels or 'all', got {text!r}: {error}") from None
+    return float(interval[0]), float(interval[1])
 
 
 def main(argv: list[str] | None = None) -> None:

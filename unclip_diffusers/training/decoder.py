@@ -139,7 +139,6 @@ class DecoderStage(Stage):
                 f"Model preset {self.config.model_preset!r} expects {text_proj.config.clip_embeddings_dim}-wide CLIP "
                 f"embeddings but the CLIP in {str(self.clip_dir)!r} embeds to {self.cache.image_embeds.shape[1]}."
             )
-        self.teacher = None
         if self.config.distill_from:
             self.teacher = DecoderWithProjection(build_decoder(self.model_config), build_text_proj(self.model_config))
             self.load_weights(self.teacher, Path(self.config.distill_from))
@@ -183,15 +182,20 @@ class DecoderStage(Stage):
     def num_train_examples(self) -> int:
         return len(self.cache)
 
+    def _noised(self, images: torch.Tensor, indices: torch.Tensor,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(x_t, noise, timesteps)`: the images at `indices` in [-1, 1], noised at random training timesteps."""
+        x_start = to_unit_range(images[indices])  # (B, 3, H, W)
+        noise = torch.randn(x_start.shape, generator=generator)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
+        return self.noise_scheduler.add_noise(x_start, noise, timesteps), noise, timesteps
+
     def diffusion_loss(
         self, model: nn.Module, cache: EmbeddingCache, images: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor,
         drop_image: torch.Tensor, drop_text: torch.Tensor | None, generator: torch.Generator,
     ) -> torch.Tensor:
         """(Min-SNR-weighted) MSE between the true and the predicted noise at random timesteps."""
-        x_start = to_unit_range(images[indices])  # (B, 3, H, W)
-        noise = torch.randn(x_start.shape, generator=generator)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
-        x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
+        x_t, noise, timesteps = self._noised(images, indices, generator)
         inputs = (x_t, timesteps, cache.image_embeds[indices], drop_image, *cache.conditioning(rows, drop_text))
         device = model_device(model)  # drawn on the CPU (the same draws on any device), then moved
         pred = model(*(x.to(device) for x in inputs))
@@ -202,10 +206,7 @@ class DecoderStage(Stage):
     ) -> torch.Tensor:
         """(Min-SNR-weighted) MSE between the model's conditional prediction and the teacher's guided one,
         `uncond + w * (cond - uncond)` (the unconditional branch: null image embedding and empty caption, as sampling)."""
-        x_start = to_unit_range(self.images[indices])
-        noise = torch.randn(x_start.shape, generator=generator)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
-        x_t = self.noise_scheduler.add_noise(x_start, noise, timesteps)
+        x_t, _, timesteps = self._noised(self.images, indices, generator)
         batch = len(indices)
         keep, drop = torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)
         image_embeds = self.cache.image_embeds[indices]
