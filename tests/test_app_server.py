@@ -191,11 +191,11 @@ def test_browser_renders_offline_generates_and_sends_to_variations(server, tmp_p
         page.fill("#t2i-prompt textarea", "grinning face, Noto style")
         page.click("#t2i-generate")
         notes_final = """() => {
-            const img = document.querySelector('#t2i-gallery img');
+            const imgs = Array.from(document.querySelectorAll('#t2i-gallery img'));
             const notes = document.querySelector('#t2i-notes').innerText;
-            return img && img.complete && img.naturalWidth > 0
+            return imgs.length > 0 && imgs.every(img => img.complete && img.naturalWidth > 0)
                 && notes.includes('randomly initialised') && !notes.includes('upsampling');
-        }"""  # the final (upsampled) image, loaded: notes no longer say "upsampling"
+        }"""  # every final (upsampled) image loaded, not only the first: notes no longer say "upsampling"
         page.wait_for_function(notes_final, timeout=90_000)
         widths = page.eval_on_selector_all("#t2i-gallery img", "imgs => imgs.map(img => img.naturalWidth)")
         screenshot = tmp_path / "app.png"
