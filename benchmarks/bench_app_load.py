@@ -1,7 +1,8 @@
 """Load test of the app: start `python app.py` on 127.0.0.1, send N concurrent text-to-image requests, report latency.
 
 Every visitor must get images or a clear busy message; the script prints how many got each, p50/p95/max latency over
-the answered ones, and the server process's peak RSS (VmHWM), and writes them as JSON:
+the answered ones (from the click: each visitor's client connects first, as a browser has the page open), the
+slowest connection, and the server process's peak RSS (VmHWM), and writes them as JSON:
 
     python benchmarks/bench_app_load.py --visitors 20 --output benchmarks/results/app_load.json
 """
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.visitors} visitors: {summary['ok']} got images, {summary['busy']} a busy message, "
           f"{summary['failed']} failed; answered p50 {summary.get('p50_s', float('nan')):.2f} s, "
           f"p95 {summary.get('p95_s', float('nan')):.2f} s, max {summary.get('max_s', float('nan')):.2f} s; "
-          f"alone {warm.seconds:.2f} s; server peak RSS {summary['peak_rss_gib']:.2f} GiB")
+          f"alone {warm.seconds:.2f} s; slowest connection (before the click) {summary['connect_max_s']:.2f} s; "
+          f"server peak RSS {summary['peak_rss_gib']:.2f} GiB")
     server_env = {key: env.get(key) for key in sorted({*MALLOC_ENV, *(i.partition("=")[0] for i in args.server_env)})}
     write_json({"machine": machine_info(0), "visitors": args.visitors, "request": request[:4],
                 "server_env": server_env, "app_args": args.app_args, **summary},

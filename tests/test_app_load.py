@@ -25,6 +25,14 @@ def test_more_visitors_than_the_queue_holds_get_images_or_a_busy_message(small_q
     assert summary["ok"] >= 1 and summary["busy"] >= 1  # a queue of 2 cannot hold 8 at once
     assert summary["ok"] + summary["busy"] == 8
     assert all("queue" in o.message.lower() for o in outcomes if o.status == "busy")
+    assert all(o.connect_seconds > 0 for o in outcomes)  # connected before the click, timed apart from the request
+    assert summary["connect_max_s"] == max(o.connect_seconds for o in outcomes)
+
+
+def test_visitors_that_cannot_connect_fail_without_holding_back_the_others():
+    outcomes = fire_requests("http://127.0.0.1:1", 3, ARGS, timeout=30)  # nothing listens on port 1
+    assert [o.status for o in outcomes] == ["failed"] * 3
+    assert all(o.seconds == o.connect_seconds and "Error" in o.message for o in outcomes)
 
 
 def test_outcome_sorting_and_percentiles():
