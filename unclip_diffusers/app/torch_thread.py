@@ -3,7 +3,8 @@
 Gradio runs each step of a request's generator in whichever of its worker threads is free. On a 2-core CPU, in a
 process in which several OS threads had run torch, one request took 1.65-1.9 s; with one worker thread doing all of
 it, 1.45-1.5 s (1.3 s when that thread was the main one; `benchmarks/RESULTS.md`, "Guidance interval and the
-prior's caption cache").
+prior's caption cache"). Serving on the main thread of the app itself was tried and was slower (1.74-2.07 vs
+1.49-1.86 s a request; RESULTS, "The first upsampler finished ...").
 `TorchThread` is that single thread: the app loads the pipeline on it and runs every step of every request on it,
 one step at a time, so concurrent requests interleave stage by stage (each still sees its base image early) instead
 of competing for the cores. Each call runs in the caller's `contextvars` context, which is how Gradio's

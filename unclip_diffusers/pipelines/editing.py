@@ -271,7 +271,7 @@ class UnCLIPEditingMixin:
         """
         images = validate_pil_images(image)
         check_positive_int(num_inference_steps, "num_inference_steps")
-        guidance_scale = self._decoder_guidance(guidance_scale)
+        guidance_scale = self._guidance_scale(guidance_scale, "decoder")
         check_guidance(guidance_scale, "guidance_scale")
         device = self._execution_device
         if image_embeds is None:

@@ -416,7 +416,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         check_positive_int(num_images_per_prompt, "num_images_per_prompt")
         check_positive_int(num_inference_steps, "num_inference_steps")
         check_positive_int(sample_count, "sample_count")
-        guidance_scale = self.config.prior_guidance_scale if guidance_scale is None else guidance_scale
+        guidance_scale = self._guidance_scale(guidance_scale, "prior")
         check_guidance(guidance_scale, "guidance_scale")
         guidance_interval = self._guidance_interval(guidance_interval, "prior")
         callback_on_step_end_tensor_inputs = self._check_callback(
@@ -574,7 +574,7 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         image_embeds = self._check_image_embeds(image_embeds).to(device)
         num_images = image_embeds.shape[0]
         check_positive_int(num_inference_steps, "decoder_num_inference_steps")
-        guidance_scale = self._decoder_guidance(guidance_scale)
+        guidance_scale = self._guidance_scale(guidance_scale, "decoder")
         check_guidance(guidance_scale, "decoder_guidance_scale")
         guidance_interval = self._guidance_interval(guidance_interval, "decoder")
         check_generator(generator, num_images)
@@ -638,9 +638,10 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         return self.decoder(model_input, t, encoder_hidden_states=context, class_labels=time_embeddings,
                             attention_mask=mask).sample
 
-    def _decoder_guidance(self, scale: float | None) -> float:
-        """A call's decoder guidance scale, or the pipeline's saved one (8.0 in folders saved before it) for `None`."""
-        return self.config.decoder_guidance_scale if scale is None else scale
+    def _guidance_scale(self, scale: float | None, stage: str) -> float:
+        """A call's guidance scale of `stage`, or the pipeline's saved one when the call passes none (the decoder's is
+        8.0 in folders saved before it was saved)."""
+        return self.config[f"{stage}_guidance_scale"] if scale is None else scale
 
     def _guidance_interval(self, interval: Sequence[float] | None, stage: str) -> tuple[float, float] | None:
         """A call's checked guidance interval of `stage`, or the pipeline's saved one when the call passes none."""
@@ -775,9 +776,8 @@ class UnCLIPPipeline(UnCLIPEditingMixin, UnCLIPInpaintingMixin, UnCLIPUpsampling
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        if prior_guidance_scale is None:
-            prior_guidance_scale = self.config.prior_guidance_scale
-        decoder_guidance_scale = self._decoder_guidance(decoder_guidance_scale)
+        prior_guidance_scale = self._guidance_scale(prior_guidance_scale, "prior")
+        decoder_guidance_scale = self._guidance_scale(decoder_guidance_scale, "decoder")
         check_guidance_interval(prior_guidance_interval)  # before any stage runs
         check_guidance_interval(decoder_guidance_interval)
         self.check_inputs(
